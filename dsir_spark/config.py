@@ -1,0 +1,285 @@
+"""Run configuration: frozen dataclasses that mirror conf/*.yaml field for field.
+
+Every dataclass validates itself in ``__post_init__`` and says what to change when a value is wrong.
+``load_config`` reads YAML, rejects unknown keys and wrong types by their dotted name, and applies
+command-line overrides such as ``resample.seed=7``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import yaml
+
+HASH_MODES = ("sha256", "xxhash64")
+INPUT_FORMATS = ("auto", "parquet", "json", "table")
+OUTPUT_FORMATS = ("parquet", "json")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where a dataset lives and which columns hold its text and ids.
+
+    ``paths``: files, folders or globs (Parquet, JSON Lines, .gz), or ``table:<name>`` for a catalog table.
+    ``text_col`` may be a nested field (``metadata.text``). Without ``id_col`` an id is derived from the
+    row's content (see ``dsir_spark.io``).
+    """
+
+    paths: tuple[str, ...]
+    text_col: str = "text"
+    id_col: Optional[str] = None
+    format: str = "auto"
+    name: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.paths, str):
+            object.__setattr__(self, "paths", (self.paths,))
+        object.__setattr__(self, "paths", tuple(self.paths))
+        if not self.paths:
+            raise ConfigError(f"dataset {self.name or ''!s}: 'paths' is empty; give at least one path or table")
+        if self.format not in INPUT_FORMATS:
+            raise ConfigError(f"dataset {self.name}: format={self.format!r}; use one of {INPUT_FORMATS}")
+        if not self.text_col:
+            raise ConfigError(f"dataset {self.name}: text_col is empty; name the column holding the text")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Hashed n-gram features, with the reference's defaults."""
+
+    ngrams: int = 2
+    num_buckets: int = 10000
+    hash: str = "sha256"
+
+    def __post_init__(self) -> None:
+        if self.ngrams < 1:
+            raise ConfigError(f"features.ngrams={self.ngrams}; it must be >= 1 (1 = unigrams only)")
+        if self.num_buckets < 1:
+            raise ConfigError(f"features.num_buckets={self.num_buckets}; it must be >= 1 (default 10000)")
+        if self.num_buckets > 2**31 - 1:
+            raise ConfigError(f"features.num_buckets={self.num_buckets}; it must fit a 32-bit int (< 2**31)")
+        if self.hash not in HASH_MODES:
+            raise ConfigError(f"features.hash={self.hash!r}; use one of {HASH_MODES}")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How the raw and target distributions are estimated."""
+
+    num_tokens_to_fit: Union[str, int] = "auto"
+    target_laplace_smoothing: float = 0.0
+    separate_targets: bool = False
+    target_proportions: Optional[tuple[float, ...]] = None
+    sample_seed: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.num_tokens_to_fit
+        if isinstance(n, bool) or not (n in ("auto", "all") or (isinstance(n, int) and n > 0)):
+            raise ConfigError(f"fit.num_tokens_to_fit={n!r}; use 'auto', 'all' or a positive integer")
+        if self.target_laplace_smoothing < 0:
+            raise ConfigError(f"fit.target_laplace_smoothing={self.target_laplace_smoothing}; it must be >= 0")
+        if self.target_proportions is not None:
+            props = tuple(float(p) for p in self.target_proportions)
+            if any(p < 0 for p in props) or sum(props) <= 0:
+                raise ConfigError(f"fit.target_proportions={props}; use non-negative numbers with a positive sum")
+            object.__setattr__(self, "target_proportions", props)
+
+
+@dataclass(frozen=True)
+class ResampleConfig:
+    """How many documents to select, and how."""
+
+    num_to_sample: int = 0
+    top_k: bool = False
+    seed: int = 0
+    min_example_length: int = 100
+    output_format: str = "parquet"
+    out_dir: Optional[str] = None
+    add_dsir_columns: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_to_sample < 0:
+            raise ConfigError(f"resample.num_to_sample={self.num_to_sample}; it must be >= 0")
+        if self.min_example_length < 0:
+            raise ConfigError(f"resample.min_example_length={self.min_example_length}; it must be >= 0")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"resample.output_format={self.output_format!r}; use one of {OUTPUT_FORMATS}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One DSIR run: inputs, settings, and the run directory that holds every stage's output."""
+
+    run_dir: str
+    raw: DatasetConfig
+    targets: tuple[DatasetConfig, ...]
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    resample: ResampleConfig = field(default_factory=ResampleConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
+        if not self.targets:
+            raise ConfigError("targets is empty; give at least one target dataset")
+        if not self.run_dir:
+            raise ConfigError("run_dir is empty; give a folder (local, HDFS, s3://, dbfs:/ ...) for the outputs")
+        props = self.fit.target_proportions
+        if props is not None and len(props) != len(self.targets):
+            raise ConfigError(
+                f"fit.target_proportions has {len(props)} values for {len(self.targets)} targets; give one per target"
+            )
+        # Name datasets so that errors and the report can say which one is meant.
+        if self.raw.name is None:
+            object.__setattr__(self, "raw", dataclasses.replace(self.raw, name="raw"))
+        named = tuple(
+            t if t.name is not None else dataclasses.replace(t, name=f"target_{i}") for i, t in enumerate(self.targets)
+        )
+        object.__setattr__(self, "targets", named)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Return ``value`` converted to ``hint`` where that is lossless, else raise a ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} is not a valid value ({'; '.join(errors)})")
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            if hint == tuple[str, ...] and isinstance(value, str):
+                return (value,)
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_hint, _ellipsis) = typing.get_args(hint)
+        return tuple(_check_type(v, item_hint, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {hint}")  # pragma: no cover
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of settings, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"unknown setting {prefix}{unknown[0]}; known settings here: {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{where}.{name}" if where else name
+        hint = hints[name]
+        if name == "targets":
+            if not isinstance(value, list):
+                raise ConfigError(f"{path}: expected a list of datasets")
+            kwargs[name] = tuple(_build(DatasetConfig, v, f"{path}[{i}]") for i, v in enumerate(value))
+        else:
+            kwargs[name] = _check_type(value, hint, path)
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"missing setting {prefix}{missing[0]}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the checks above
+        raise ConfigError(f"{where or 'config'}: {exc}") from exc
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build and validate a RunConfig from plain data (as read from YAML)."""
+    return _build(RunConfig, data, "")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides; values are parsed as YAML (``7``, ``true``, ``[a, b]``)."""
+    data = _to_plain(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: write it as section.key=value, e.g. resample.seed=7")
+        key, raw_value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            if part.isdigit() and isinstance(node, list):
+                node = node[int(part)]
+                continue
+            node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw_value)
+    return data
+
+
+def load_config_data(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+    return data
+
+
+def load_config(path: str, overrides: Optional[list[str]] = None) -> RunConfig:
+    """Read a YAML config file (a local path) and apply overrides."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    data = apply_overrides(load_config_data(text, path), overrides or [])
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

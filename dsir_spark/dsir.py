@@ -1,0 +1,126 @@
+"""``HashedNgramDSIR``: the reference package's class, names and shape, running on Spark.
+
+    dsir = HashedNgramDSIR(raw_datasets, target_datasets, cache_dir, text_col="contents")
+    dsir.fit_importance_estimator(num_tokens_to_fit="auto")
+    dsir.compute_importance_weights()           # writes <cache_dir>/scores/
+    dsir.resample(out_dir, num_to_sample=10_000)
+
+``text_col`` / ``id_col`` replace the reference's parse functions; there is no ``num_proc``: Spark
+decides the parallelism. ``cache_dir`` is the run directory (any path Spark can write).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from pyspark.sql import SparkSession
+
+from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ResampleConfig, RunConfig
+from dsir_spark.model import DSIRModel
+from dsir_spark.pipeline import count_stage, fit_from_counts, fit_stage, score_stage, stage_dir
+from dsir_spark.session import active_session
+
+
+def _paths(value: Union[str, Sequence[str]]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+class HashedNgramDSIR:
+    """DSIR with hashed n-gram features (the reference's ``data_selection.HashedNgramDSIR``)."""
+
+    def __init__(
+        self,
+        raw_datasets: Union[str, Sequence[str]],
+        target_datasets: Union[str, Sequence[str]],
+        cache_dir: str,
+        *,
+        text_col: str = "text",
+        id_col: Optional[str] = None,
+        ngrams: int = 2,
+        num_buckets: int = 10000,
+        hash: str = "sha256",
+        min_example_length: int = 100,
+        target_laplace_smoothing: float = 0.0,
+        separate_targets: bool = False,
+        target_proportions: Optional[Sequence[float]] = None,
+        spark: Optional[SparkSession] = None,
+    ) -> None:
+        self.spark = spark or active_session()
+        targets = _paths(target_datasets)
+        # Separate targets: one dataset per path, as the reference treats each path as a target.
+        target_configs = (
+            tuple(DatasetConfig(paths=(p,), text_col=text_col, id_col=id_col) for p in targets)
+            if separate_targets
+            else (DatasetConfig(paths=targets, text_col=text_col, id_col=id_col),)
+        )
+        self.config = RunConfig(
+            run_dir=str(cache_dir),
+            raw=DatasetConfig(paths=_paths(raw_datasets), text_col=text_col, id_col=id_col),
+            targets=target_configs,
+            features=FeatureConfig(ngrams=ngrams, num_buckets=num_buckets, hash=hash),
+            fit=FitConfig(
+                target_laplace_smoothing=target_laplace_smoothing,
+                separate_targets=separate_targets,
+                target_proportions=tuple(target_proportions) if target_proportions is not None else None,
+            ),
+            resample=ResampleConfig(min_example_length=min_example_length),
+        )
+        self.model: Optional[DSIRModel] = None
+
+    # The reference's attribute names, read from the fitted model.
+    @property
+    def raw_probs(self) -> np.ndarray:
+        return self._fitted().raw_probs
+
+    @property
+    def target_probs(self) -> np.ndarray:
+        probs = self._fitted().target_probs
+        return probs if self.config.fit.separate_targets else probs[0]
+
+    @property
+    def log_diff(self) -> np.ndarray:
+        diff = self._fitted().log_diff
+        return diff if self.config.fit.separate_targets else diff[0]
+
+    @property
+    def target_proportions(self) -> Optional[np.ndarray]:
+        props = self._fitted().target_proportions
+        return None if props is None else np.asarray(props)
+
+    def _fitted(self) -> DSIRModel:
+        if self.model is None:
+            raise RuntimeError("call fit_importance_estimator() (or load()) first")
+        return self.model
+
+    def fit_importance_estimator(self, num_tokens_to_fit: Union[str, int] = "auto") -> None:
+        """Counts n-grams of raw (about num_tokens_to_fit tokens) and targets, and fits log_diff."""
+        self.config = replace(self.config, fit=replace(self.config.fit, num_tokens_to_fit=num_tokens_to_fit))
+        count_stage(self.spark, self.config)
+        fit_stage(self.spark, self.config)
+        self.model = fit_from_counts(self.spark, self.config)
+
+    def compute_importance_weights(self) -> None:
+        """Scores every raw document into ``<cache_dir>/scores/`` (id, num_tokens, log_weight[_t])."""
+        self._fitted()
+        score_stage(self.spark, self.config)
+
+    def resample(self, out_dir: str, num_to_sample: int, top_k: bool = False, seed: int = 0,
+                 output_format: str = "parquet") -> None:
+        """Selects exactly num_to_sample documents into out_dir (see dsir_spark.resampling)."""
+        from dsir_spark.resampling import resample_stage
+
+        resample = replace(self.config.resample, num_to_sample=num_to_sample, top_k=top_k, seed=seed,
+                           out_dir=str(out_dir), output_format=output_format)
+        self.config = replace(self.config, resample=resample)
+        resample_stage(self.spark, self.config)
+
+    def save(self, path: Optional[str] = None) -> None:
+        """Saves the fitted model (Parquet + JSON) to path, by default ``<cache_dir>/model``."""
+        target = path or stage_dir(self.config, "fit")
+        self._fitted().save(self.spark, target)
+
+    def load(self, path: Optional[str] = None) -> None:
+        """Loads a model saved by ``save`` (or by the fit stage)."""
+        self.model = DSIRModel.load(self.spark, path or stage_dir(self.config, "fit"))

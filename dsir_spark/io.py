@@ -1,0 +1,155 @@
+"""Reading datasets and small JSON records, only through Spark's readers and writers.
+
+Every path goes through the DataFrame API, so local paths, HDFS, s3://, abfss:// and dbfs:/ work alike,
+from a Spark Connect client too.
+
+Document ids: with ``id_col`` the dataset's own column is used. Without it, each row gets
+``dsir_id`` = the first 32 hex digits (128 bits) of sha256 over (the position of its path in
+``paths``, its file's path, the row serialized as JSON). That id does not depend on partitioning,
+executors or reruns; it changes if the file moves or the row changes. Two identical rows in one file
+get the same id; the resample stage rejects duplicate ids, so give an ``id_col`` (or deduplicate) for
+such data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructType
+
+from dsir_spark.config import DatasetConfig
+
+GENERATED_ID = "dsir_id"
+ID = "id"
+TEXT = "text"
+
+
+class InputError(ValueError):
+    """A dataset cannot be read as configured: the message names the dataset and the path or column."""
+
+
+def _format_of(path: str, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    if path.startswith("table:"):
+        return "table"
+    lowered = path.lower()
+    for suffix in (".gz", ".bz2", ".zst"):
+        if lowered.endswith(suffix):
+            lowered = lowered[: -len(suffix)]
+    if lowered.endswith((".jsonl", ".json", ".ndjson")):
+        return "json"
+    return "parquet"
+
+
+def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str) -> DataFrame:
+    try:
+        if fmt == "table":
+            return spark.read.table(path.removeprefix("table:"))
+        if fmt == "json":
+            return spark.read.json(path)
+        return spark.read.parquet(path)
+    except AnalysisException as exc:
+        message = str(exc).split("\n")[0]
+        if "PATH_NOT_FOUND" in message or "does not exist" in message.lower():
+            raise InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob") from exc
+        if "TABLE_OR_VIEW_NOT_FOUND" in message:
+            raise InputError(f"dataset {dataset}: table {path} not found in the catalog") from exc
+        raise InputError(
+            f"dataset {dataset}: cannot read {path} as {fmt} ({message}); set format: parquet|json|table"
+        ) from exc
+
+
+def _with_source(df: DataFrame, index: int, fmt: str) -> DataFrame:
+    """Adds a hidden source column (path index + file path) used to derive ids."""
+    if fmt == "table":
+        location = F.lit("")
+    else:
+        location = F.col("_metadata.file_path")
+    return df.withColumn("__dsir_source", F.concat_ws("\u0000", F.lit(str(index)), location))
+
+
+def _resolve_text(df: DataFrame, config: DatasetConfig) -> Column:
+    try:
+        field_type = df.select(F.col(config.text_col)).schema.fields[0].dataType
+    except AnalysisException as exc:
+        raise InputError(
+            f"dataset {config.name}: text column {config.text_col!r} not found; columns are {df.columns}; "
+            "set text_col (nested fields as parent.child)"
+        ) from exc
+    if not isinstance(field_type, StringType):
+        raise InputError(
+            f"dataset {config.name}: text column {config.text_col!r} has type {field_type.simpleString()}, "
+            "not string; point text_col at a string field"
+        )
+    return F.col(config.text_col)
+
+
+def read_dataset(spark: SparkSession, config: DatasetConfig) -> DataFrame:
+    """All rows of a dataset with their original columns, plus ``id`` and ``text`` prefixed ``__dsir_``.
+
+    Use ``documents`` to get the (id, text) pairs that the stages work on.
+    """
+    frames = []
+    for index, path in enumerate(config.paths):
+        fmt = _format_of(path, config.format)
+        frames.append(_with_source(_read_one(spark, path, fmt, config.name), index, fmt))
+    df = frames[0]
+    for other in frames[1:]:
+        df = df.unionByName(other, allowMissingColumns=True)
+    text = _resolve_text(df, config)
+    if config.id_col:
+        try:
+            df.select(F.col(config.id_col)).schema
+        except AnalysisException as exc:
+            raise InputError(
+                f"dataset {config.name}: id column {config.id_col!r} not found; columns are {df.columns}"
+            ) from exc
+        ident = F.col(config.id_col)
+    else:
+        row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns if c != "__dsir_source"]))
+        ident = F.substring(F.sha2(F.concat_ws("\u0000", F.col("__dsir_source"), row), 256), 1, 32)
+    return df.withColumn("__dsir_id", ident).withColumn("__dsir_text", text).drop("__dsir_source")
+
+
+def documents(df: DataFrame) -> DataFrame:
+    """(id, text) of a frame from ``read_dataset``."""
+    return df.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT))
+
+
+def original_columns(df: DataFrame) -> list[str]:
+    return [c for c in df.columns if not c.startswith("__dsir_")]
+
+
+def require_rows(df: DataFrame, what: str) -> None:
+    """Fails if a dataset has no rows (a cheap check: it reads at most one row)."""
+    if not df.limit(1).collect():
+        raise InputError(f"{what} has no documents; check its paths and filters")
+
+
+# ---------------------------------------------------------------------------------------------- JSON records
+
+
+def write_json(spark: SparkSession, path: str, record: dict[str, Any]) -> None:
+    """Writes one JSON document as a one-line text dataset (a folder with one part file)."""
+    line = json.dumps(record, sort_keys=True, default=str)
+    frame = spark.createDataFrame([(line,)], StructType().add("value", StringType()))
+    frame.coalesce(1).write.mode("overwrite").text(path)
+
+
+def read_json(spark: SparkSession, path: str) -> dict[str, Any] | None:
+    """The JSON document at ``path``, or None when there is none (never written, or half written)."""
+    try:
+        rows = spark.read.text(path).collect()
+    except AnalysisException:
+        return None
+    if len(rows) != 1:
+        return None
+    try:
+        return json.loads(rows[0].value)
+    except json.JSONDecodeError:
+        return None

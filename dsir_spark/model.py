@@ -1,0 +1,185 @@
+"""The fitted importance estimator: ``log_diff`` per bucket, with fit from counts and save/load.
+
+Like pyspark.ml's Estimator -> Model: ``fit_model`` turns bucket counts into a ``DSIRModel``;
+``DSIRModel.transform(documents)`` scores documents; ``save``/``load`` use Parquet + JSON, not pickle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
+
+from dsir_spark import __version__
+from dsir_spark.config import FeatureConfig, FitConfig
+from dsir_spark.counts import BucketCounts
+from dsir_spark.features import Featurizer
+from dsir_spark.io import ID, TEXT, read_json, write_json
+
+EPS = 1e-8
+NUM_TOKENS = "num_tokens"
+LOG_WEIGHT = "log_weight"
+
+
+class FitError(ValueError):
+    """The counts cannot give a model (an empty target, an empty raw dataset)."""
+
+
+def normalize(counts: np.ndarray, smoothing: float = 0.0) -> np.ndarray:
+    """Counts to probabilities, with an optional pseudo-count added to every bucket."""
+    if smoothing == 0:
+        return counts / counts.sum()
+    return (counts + smoothing) / (counts.sum() + smoothing * len(counts))
+
+
+@dataclass
+class DSIRModel:
+    """log_diff[t, b] = log(p_target_t[b] + 1e-8) - log(p_raw[b] + 1e-8), one row per target distribution."""
+
+    features: FeatureConfig
+    log_diff: np.ndarray
+    raw_probs: np.ndarray
+    target_probs: np.ndarray
+    target_names: list[str]
+    separate_targets: bool = False
+    target_proportions: Optional[list[float]] = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------------------ scoring
+
+    def weight_columns(self) -> list[str]:
+        """``log_weight`` for one target distribution; ``log_weight_<t>`` per target when separate."""
+        if not self.separate_targets:
+            return [LOG_WEIGHT]
+        return [f"{LOG_WEIGHT}_{t}" for t in range(len(self.log_diff))]
+
+    def transform(self, documents: DataFrame) -> DataFrame:
+        """Scores documents (``id``, ``text``): id, num_tokens and one log weight per target distribution.
+
+        The log-ratio table travels inside the scoring function, so every Python worker gets it once
+        per task (Spark Connect has no broadcast variables; this is the portable broadcast).
+        """
+        id_field = documents.schema[ID]
+        schema = StructType(
+            [StructField(ID, id_field.dataType, id_field.nullable), StructField(NUM_TOKENS, IntegerType(), False)]
+            + [StructField(name, DoubleType(), False) for name in self.weight_columns()]
+        )
+        return documents.select(ID, TEXT).mapInArrow(
+            _scorer(self.features, self.log_diff, self.weight_columns()), schema
+        )
+
+    # ------------------------------------------------------------------------------------------ persistence
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "library": "dsir-spark",
+            "version": __version__,
+            "features": {
+                "ngrams": self.features.ngrams,
+                "num_buckets": self.features.num_buckets,
+                "hash": self.features.hash,
+            },
+            "target_names": self.target_names,
+            "separate_targets": self.separate_targets,
+            "target_proportions": self.target_proportions,
+            "weight_columns": self.weight_columns(),
+            **self.metadata,
+        }
+
+    def to_pandas(self) -> pd.DataFrame:
+        table = {"bucket": np.arange(self.features.num_buckets, dtype=np.int32), "raw_prob": self.raw_probs}
+        for t in range(len(self.log_diff)):
+            suffix = "" if not self.separate_targets else f"_{t}"
+            table[f"log_diff{suffix}"] = self.log_diff[t]
+            table[f"target_prob{suffix}"] = self.target_probs[t]
+        return pd.DataFrame(table)
+
+    def save(self, spark: SparkSession, path: str) -> None:
+        """Writes ``<path>/log_diff/`` (Parquet) and then ``<path>/model.json``."""
+        frame = spark.createDataFrame(self.to_pandas())
+        frame.coalesce(1).write.mode("overwrite").parquet(f"{path}/log_diff")
+        write_json(spark, f"{path}/model.json", self.to_json())
+
+    @classmethod
+    def load(cls, spark: SparkSession, path: str) -> "DSIRModel":
+        meta = read_json(spark, f"{path}/model.json")
+        if meta is None:
+            raise FileNotFoundError(f"no complete model at {path} (model.json missing); run the fit stage")
+        table = spark.read.parquet(f"{path}/log_diff").toPandas().sort_values("bucket")
+        separate = bool(meta["separate_targets"])
+        columns = range(len(meta["target_names"])) if separate else [None]
+        suffix = (lambda t: "" if t is None else f"_{t}")
+        known = {"library", "version", "features", "target_names", "separate_targets", "target_proportions",
+                 "weight_columns"}
+        return cls(
+            features=FeatureConfig(**meta["features"]),
+            log_diff=np.stack([table[f"log_diff{suffix(t)}"].to_numpy() for t in columns]),
+            raw_probs=table["raw_prob"].to_numpy(),
+            target_probs=np.stack([table[f"target_prob{suffix(t)}"].to_numpy() for t in columns]),
+            target_names=list(meta["target_names"]),
+            separate_targets=separate,
+            target_proportions=meta["target_proportions"],
+            metadata={k: v for k, v in meta.items() if k not in known},
+        )
+
+
+def _scorer(config: FeatureConfig, log_diff: np.ndarray, names: Sequence[str]):
+    def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        featurizer = Featurizer(config)
+        for batch in batches:
+            features = featurizer.featurize(batch.column(TEXT).to_pylist())
+            columns = [batch.column(ID), pa.array(features.num_tokens.astype(np.int32))]
+            columns += [pa.array(features.document_sums(row)) for row in log_diff]
+            yield pa.RecordBatch.from_arrays(columns, names=[ID, NUM_TOKENS, *names])
+
+    return score_partition
+
+
+def fit_model(
+    raw: BucketCounts,
+    targets: Sequence[BucketCounts],
+    target_names: Sequence[str],
+    features: FeatureConfig,
+    fit: FitConfig,
+) -> DSIRModel:
+    """The reference's fit_importance_estimator, from bucket counts."""
+    if raw.counts.sum() == 0:
+        raise FitError("raw dataset has no tokens; check raw.paths and raw.text_col")
+    for name, target in zip(target_names, targets):
+        if target.counts.sum() == 0:
+            raise FitError(
+                f"target dataset {name} has no tokens ({target.documents} documents, "
+                f"{target.null_texts} null texts); check its paths and text_col"
+            )
+    raw_probs = normalize(raw.counts)
+    smoothing = fit.target_laplace_smoothing
+    if fit.separate_targets:
+        target_probs = np.stack([normalize(t.counts, smoothing) for t in targets])
+        tokens = np.array([t.tokens for t in targets], dtype=float)
+        given = fit.target_proportions
+        proportions = np.asarray(given, dtype=float) if given is not None else tokens
+        proportions = (proportions / proportions.sum()).tolist()
+    else:
+        total = np.sum([t.counts for t in targets], axis=0)
+        target_probs = normalize(total, smoothing)[np.newaxis, :]
+        proportions = None
+    log_diff = np.log(target_probs + EPS) - np.log(raw_probs + EPS)
+    return DSIRModel(
+        features=features,
+        log_diff=log_diff,
+        raw_probs=raw_probs,
+        target_probs=target_probs,
+        target_names=list(target_names),
+        separate_targets=fit.separate_targets,
+        target_proportions=proportions,
+        metadata={
+            "target_laplace_smoothing": smoothing,
+            "raw": raw.stats(),
+            "targets": {name: t.stats() for name, t in zip(target_names, targets)},
+        },
+    )
