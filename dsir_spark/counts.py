@@ -42,7 +42,7 @@ class BucketCounts:
             "documents": self.documents,
             "tokens": self.tokens,
             "null_texts": self.null_texts,
-            "features": int(self.counts.sum()),
+            "num_features": int(self.counts.sum()),
         }
 
 

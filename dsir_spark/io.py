@@ -73,14 +73,29 @@ def _with_source(df: DataFrame, index: int, fmt: str) -> DataFrame:
     return df.withColumn("__dsir_source", F.concat_ws("\u0000", F.lit(str(index)), location))
 
 
-def _resolve_text(df: DataFrame, config: DatasetConfig) -> Column:
-    try:
-        field_type = df.select(F.col(config.text_col)).schema.fields[0].dataType
-    except AnalysisException as exc:
+def _field_type(schema: StructType, dotted: str):
+    """The type of a (possibly nested, dotted) field, or None; no query is analyzed, so nothing is logged."""
+    node = schema
+    for part in dotted.replace("`", "").split("."):
+        if not isinstance(node, StructType) or part not in node.fieldNames():
+            return None
+        node = node[part].dataType
+    return node
+
+
+def _require_column(df: DataFrame, config: DatasetConfig, column: str, role: str, setting: str):
+    field_type = _field_type(df.schema, column)
+    if field_type is None:
+        shown = [c for c in df.columns if c != "__dsir_source"]
         raise InputError(
-            f"dataset {config.name}: text column {config.text_col!r} not found; columns are {df.columns}; "
-            "set text_col (nested fields as parent.child)"
-        ) from exc
+            f"dataset {config.name}: {role} column {column!r} not found; columns are {shown}; "
+            f"set {setting} (nested fields as parent.child)"
+        )
+    return field_type
+
+
+def _resolve_text(df: DataFrame, config: DatasetConfig) -> Column:
+    field_type = _require_column(df, config, config.text_col, "text", "text_col")
     if not isinstance(field_type, StringType):
         raise InputError(
             f"dataset {config.name}: text column {config.text_col!r} has type {field_type.simpleString()}, "
@@ -101,14 +116,11 @@ def read_dataset(spark: SparkSession, config: DatasetConfig) -> DataFrame:
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other, allowMissingColumns=True)
+    if df.columns == ["__dsir_source"]:  # what Spark infers from empty JSON files
+        raise InputError(f"dataset {config.name}: {', '.join(config.paths)} has no documents; check the paths")
     text = _resolve_text(df, config)
     if config.id_col:
-        try:
-            df.select(F.col(config.id_col)).schema
-        except AnalysisException as exc:
-            raise InputError(
-                f"dataset {config.name}: id column {config.id_col!r} not found; columns are {df.columns}"
-            ) from exc
+        _require_column(df, config, config.id_col, "id", "id_col")
         ident = F.col(config.id_col)
     else:
         row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns if c != "__dsir_source"]))

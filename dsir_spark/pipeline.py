@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from dsir_spark.config import DatasetConfig, RunConfig
 from dsir_spark.counts import BucketCounts, bucket_counts, sample_for_fit
 from dsir_spark.io import documents, read_dataset, read_json, require_rows, write_json
-from dsir_spark.model import DSIRModel, fit_model
+from dsir_spark.model import DSIRModel, FitError, fit_model
 from dsir_spark.stages import read_record, run_stage
 
 log = logging.getLogger("dsir_spark")
@@ -89,6 +89,19 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
     features = asdict(config.features)
 
     def work() -> dict[str, Any]:
+        # Targets first: they are small, and an empty one should fail before the raw pass.
+        summary: dict[str, Any] = {"targets": {}}
+        for target_config, target in zip(config.targets, targets):
+            target_counts = bucket_counts(documents(target), config.features)
+            if target_counts.tokens == 0:
+                raise FitError(
+                    f"target dataset {target_config.name} ({', '.join(target_config.paths)}) has no tokens in "
+                    f"column {target_config.text_col!r} ({target_counts.documents} documents, "
+                    f"{target_counts.null_texts} null texts); check its paths and text_col"
+                )
+            _write_counts(spark, _counts_path(config, target_config), target_counts,
+                          {"features": features, "dataset": asdict(target_config)})
+            summary["targets"][target_config.name] = target_counts.stats()
         raw_docs = documents(raw)
         sample_info: dict[str, Any] = {"fraction": 1.0}
         budget = config.fit.num_tokens_to_fit
@@ -99,12 +112,7 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         _write_counts(spark, _counts_path(config, config.raw), raw_counts,
                       {"features": features, "dataset": asdict(config.raw), "fit_sample": sample_info,
                        "num_tokens_to_fit": config.fit.num_tokens_to_fit})
-        summary = {"raw": raw_counts.stats(), "targets": {}}
-        for target_config, target in zip(config.targets, targets):
-            target_counts = bucket_counts(documents(target), config.features)
-            _write_counts(spark, _counts_path(config, target_config), target_counts,
-                          {"features": features, "dataset": asdict(target_config)})
-            summary["targets"][target_config.name] = target_counts.stats()
+        summary["raw"] = raw_counts.stats()
         rows_in = raw_counts.documents + sum(t["documents"] for t in summary["targets"].values())
         return {**summary, "rows_in": rows_in, "rows_out": config.features.num_buckets * (1 + len(targets))}
 
