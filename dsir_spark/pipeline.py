@@ -11,6 +11,7 @@ checked (paths, columns, types, empty targets) before any heavy work.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict
 from typing import Any, Optional
@@ -37,20 +38,22 @@ def stage_dir(config: RunConfig, stage: str) -> str:
 
 
 def stage_settings(config: RunConfig, stage: str) -> dict[str, Any]:
-    """What a stage's output depends on; chained so that a change reruns everything after it."""
-    datasets = {"raw": asdict(config.raw), "targets": [asdict(t) for t in config.targets]}
-    features = asdict(config.features)
-    if stage == "count":
-        fit = asdict(config.fit)
-        return {"datasets": datasets, "features": features,
-                "num_tokens_to_fit": fit["num_tokens_to_fit"], "sample_seed": fit["sample_seed"]}
-    if stage == "fit":
-        return {"count": stage_settings(config, "count"), "fit": asdict(config.fit)}
-    if stage == "score":
-        return {"fit": stage_settings(config, "fit"), "raw": datasets["raw"]}
+    """The settings a stage's output depends on: each stage's include the earlier stages', so a
+    change reruns everything after it. Plain JSON types, so a stored record compares equal."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+    fit = asdict(config.fit)
+    settings: dict[str, Any] = {
+        "datasets": {"raw": asdict(config.raw), "targets": [asdict(t) for t in config.targets]},
+        "features": asdict(config.features),
+        "num_tokens_to_fit": fit["num_tokens_to_fit"],
+        "sample_seed": fit["sample_seed"],
+    }
+    if stage in ("fit", "score", "resample"):
+        settings["fit"] = fit
     if stage == "resample":
-        return {"score": stage_settings(config, "score"), "resample": asdict(config.resample)}
-    raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+        settings["resample"] = asdict(config.resample)
+    return json.loads(json.dumps(settings))
 
 
 def read_inputs(spark: SparkSession, config: RunConfig) -> tuple[DataFrame, list[DataFrame]]:

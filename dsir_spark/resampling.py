@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -47,7 +47,7 @@ class Boundary:
         return (key > F.lit(self.key)) | ((key == F.lit(self.key)) & (ident <= F.lit(self.ident)))
 
 
-def gumbel_keys(scores: DataFrame, weight_col: str, seed: int, target: int, top_k: bool) -> DataFrame:
+def gumbel_keys(scores: DataFrame, weight_col: str, seed: Union[int, Column], target: int, top_k: bool) -> DataFrame:
     """Adds ``key`` = log weight (+ Gumbel noise of (seed, target, id) unless top_k)."""
     weight = F.col(weight_col)
     if top_k:
