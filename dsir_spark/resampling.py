@@ -174,9 +174,31 @@ def select(
     return selection, summary
 
 
+def write_selection(
+    selection: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, output_format: str = "parquet",
+    add_dsir_columns: bool = True, generated_ids: bool = False,
+) -> int:
+    """Writes the selected (id, key, ...) to ``<selection_dir>/ids`` and the selected raw rows, with all
+    their columns, to ``out_dir``; returns the number of documents written."""
+    from dsir_spark.io import original_columns
+
+    spark = selection.sparkSession
+    selection.write.mode("overwrite").parquet(f"{selection_dir}/ids")
+    chosen = spark.read.parquet(f"{selection_dir}/ids")
+    joined = raw.join(chosen.withColumnRenamed(ID, "__dsir_id"), on="__dsir_id", how="inner")
+    columns = [F.col(f"`{c}`") for c in original_columns(raw)]
+    if generated_ids:
+        columns.append(F.col("__dsir_id").alias("dsir_id"))
+    if add_dsir_columns:
+        columns += [F.col("log_weight").alias("dsir_log_weight"), F.col("target").alias("dsir_target")]
+    writer = joined.select(*columns).write.mode("overwrite")
+    (writer.json if output_format == "json" else writer.parquet)(out_dir)
+    return spark.read.format(output_format).load(out_dir).count()
+
+
 def resample_stage(spark: SparkSession, config, force: bool = True) -> dict[str, Any]:
     """Reads ``<run_dir>/scores``, writes ``<run_dir>/selection`` (ids, keys) and the selected documents."""
-    from dsir_spark.io import original_columns, read_dataset
+    from dsir_spark.io import read_dataset
     from dsir_spark.model import DSIRModel
     from dsir_spark.pipeline import _require_stage, stage_dir, stage_settings
     from dsir_spark.stages import run_stage
@@ -199,19 +221,11 @@ def resample_stage(spark: SparkSession, config, force: bool = True) -> dict[str,
             seed=settings.seed,
             top_k=settings.top_k,
         )
-        selection.write.mode("overwrite").parquet(f"{selection_dir}/ids")
-        chosen = spark.read.parquet(f"{selection_dir}/ids")
-        raw = read_dataset(spark, config.raw)
-        joined = raw.join(chosen.withColumnRenamed(ID, "__dsir_id"), on="__dsir_id", how="inner")
-        columns = [F.col(f"`{c}`") for c in original_columns(raw)]
-        if config.raw.id_col is None:
-            columns.append(F.col("__dsir_id").alias("dsir_id"))
-        if settings.add_dsir_columns:
-            columns += [F.col("log_weight").alias("dsir_log_weight"), F.col("target").alias("dsir_target")]
-        output = joined.select(*columns)
-        writer = output.write.mode("overwrite")
-        (writer.json if settings.output_format == "json" else writer.parquet)(out_dir)
-        written = spark.read.format(settings.output_format).load(out_dir).count()
+        written = write_selection(
+            selection, read_dataset(spark, config.raw), selection_dir, out_dir,
+            output_format=settings.output_format, add_dsir_columns=settings.add_dsir_columns,
+            generated_ids=config.raw.id_col is None,
+        )
         if written != settings.num_to_sample:
             raise ResampleError(
                 f"wrote {written} documents to {out_dir} but selected {settings.num_to_sample}; "
