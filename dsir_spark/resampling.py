@@ -47,12 +47,14 @@ class Boundary:
         return (key > F.lit(self.key)) | ((key == F.lit(self.key)) & (ident <= F.lit(self.ident)))
 
 
-def gumbel_keys(scores: DataFrame, weight_col: str, seed: Union[int, Column], target: int, top_k: bool) -> DataFrame:
-    """Adds ``key`` = log weight (+ Gumbel noise of (seed, target, id) unless top_k)."""
+def gumbel_keys(
+    scores: DataFrame, weight_col: str, seed: Union[int, Column], target: int, top_k: bool, noise_salt: str = "gumbel"
+) -> DataFrame:
+    """Adds ``key`` = log weight (+ Gumbel noise of (salt, seed, target, id) unless top_k)."""
     weight = F.col(weight_col)
     if top_k:
         return scores.withColumn(KEY, weight)
-    u = uniform(seed, F.col(ID), f"gumbel-{target}")
+    u = uniform(seed, F.col(ID), f"{noise_salt}-{target}")
     return scores.withColumn(KEY, weight - F.log(-F.log(u)))
 
 
@@ -118,12 +120,13 @@ def select(
     min_example_length: int = 100,
     seed: int = 0,
     top_k: bool = False,
+    noise_salt: str = "gumbel",
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Selects exactly ``num_to_sample`` ids from scores (id, num_tokens, weight columns).
 
     Returns (id, key, log_weight, target) of the selection and a summary. With several weight columns
     (separate targets) k is split by ``proportions`` and each target picks from what earlier targets
-    left, so no id is chosen twice.
+    left, so no id is chosen twice. ``noise_salt`` gives a baseline noise independent of the selection's.
     """
     started = time.time()
     eligible = scores.where(F.col(NUM_TOKENS) >= F.lit(min_example_length))
@@ -143,7 +146,7 @@ def select(
         if k == 0:
             thresholds.append(None)
             continue
-        keys = gumbel_keys(remaining, weight_col, seed, target, top_k)
+        keys = gumbel_keys(remaining, weight_col, seed, target, top_k, noise_salt)
         boundary = top_k_boundary(keys, k, remaining_count)
         chosen = keys.where(boundary.selects()).select(
             ID, KEY, F.col(weight_col).alias("log_weight"), F.lit(target).alias("target")

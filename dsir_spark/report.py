@@ -1,0 +1,260 @@
+"""How good is the selection: KL reduction against baselines, log-weight and label distributions.
+
+KL reduction (DSIR paper, section 4): (1/|T|) * sum over targets t of
+    KL(p_t || q_raw) - KL(p_t || p_selected),
+with p_t, q_raw, p_selected the normalized hashed n-gram bucket distributions of the target, the raw
+dataset and the selection, and KL(p || q) = sum p * (log(p + 1e-8) - log(q + 1e-8)), the same
+smoothing as the log-ratio. q_raw comes from the count stage, so with a num_tokens_to_fit sample it
+is that sample's distribution. Baselines, without scoring anything again: a uniform random selection
+of the same size (seeded; Gumbel top-k with all weights equal and its own noise) and top-k.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dsir_spark.counts import BucketCounts, grouped_bucket_counts
+from dsir_spark.io import ID, TEXT
+from dsir_spark.model import EPS, NUM_TOKENS
+from dsir_spark.resampling import select
+
+log = logging.getLogger("dsir_spark")
+SELECTIONS = ("selected", "random", "top_k")
+HISTOGRAM_BINS = 40
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """KL(p || q) with the log-ratio's smoothing: sum p * (log(p + 1e-8) - log(q + 1e-8))."""
+    return float(np.sum(p * (np.log(p + EPS) - np.log(q + EPS))))
+
+
+def kl_reduction(targets: Sequence[np.ndarray], raw: np.ndarray, selected: Sequence[np.ndarray]) -> float:
+    """Mean over targets of KL(p_t || raw) - KL(p_t || selected_t); pass one selection per target
+    (the same one repeated when the selection is shared)."""
+    gains = [kl_divergence(p, raw) - kl_divergence(p, s) for p, s in zip(targets, selected)]
+    return float(np.mean(gains))
+
+
+def _histogram(scores: DataFrame, column: str, chosen: DataFrame) -> dict[str, Any]:
+    """Log-weight histogram of all documents and of the selection, on shared bin edges."""
+    bounds = scores.agg(F.min(column).alias("lo"), F.max(column).alias("hi")).first()
+    lo, hi = float(bounds["lo"]), float(bounds["hi"])
+    width = (hi - lo) / HISTOGRAM_BINS or 1.0
+    index = F.least(F.floor((F.col(column) - F.lit(lo)) / F.lit(width)).cast("int"), F.lit(HISTOGRAM_BINS - 1))
+
+    def counts(frame: DataFrame) -> list[int]:
+        rows = frame.select(index.alias("bin")).groupBy("bin").count().collect()
+        out = [0] * HISTOGRAM_BINS
+        for row in rows:
+            out[row["bin"]] = int(row["count"])
+        return out
+
+    return {"column": column, "edges": [lo + i * width for i in range(HISTOGRAM_BINS + 1)],
+            "raw": counts(scores), "selected": counts(scores.join(chosen.select(ID), on=ID, how="left_semi"))}
+
+
+def _label_shares(labelled: DataFrame, label_col: str) -> dict[str, dict[str, float]]:
+    """Share of each label in raw and in each selection (``__sel`` = index into SELECTIONS, or -1)."""
+    rows = labelled.groupBy("__sel", "__label").count().collect()
+    totals: dict[str, dict[str, int]] = {name: {} for name in ("raw", *SELECTIONS)}
+    for row in rows:
+        label = "null" if row["__label"] is None else str(row["__label"])
+        name = "raw" if row["__sel"] < 0 else SELECTIONS[row["__sel"]]
+        totals[name][label] = totals[name].get(label, 0) + int(row["count"])
+    return {name: {k: v / max(1, sum(c.values())) for k, v in sorted(c.items())} for name, c in totals.items()}
+
+
+def build_report(
+    spark: SparkSession,
+    *,
+    scores: DataFrame,
+    raw: DataFrame,
+    selection: DataFrame,
+    raw_counts: BucketCounts,
+    target_counts: Sequence[BucketCounts],
+    target_names: Sequence[str],
+    weight_cols: Sequence[str],
+    proportions: Optional[Sequence[float]],
+    features,
+    min_example_length: int,
+    seed: int,
+    label_col: Optional[str] = None,
+) -> dict[str, Any]:
+    """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target."""
+    k = selection.count()
+    common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed)
+    top_k, _ = select(scores, list(weight_cols), k, top_k=True, **common)
+    flat = scores.select(ID, NUM_TOKENS, *[F.lit(0.0).alias(c) for c in weight_cols])
+    random, _ = select(flat, list(weight_cols), k, noise_salt="random-baseline", **common)
+
+    # One featurizing pass over the union of the three selections (at most 3k documents).
+    tagged = None
+    for index, frame in enumerate((selection, random, top_k)):
+        part = frame.select(ID, F.col("target").cast("int").alias("target"), F.lit(index).alias("__sel"))
+        tagged = part if tagged is None else tagged.unionByName(part)
+    documents = raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT)).join(tagged, on=ID)
+    separate = len(weight_cols) > 1
+    group = F.col("__sel") * F.lit(1000) + (F.col("target") if separate else F.lit(0))
+    counts = grouped_bucket_counts(documents, features, group)
+
+    targets = [t.probabilities() for t in target_counts]
+    if not separate:  # one target distribution: all target datasets together
+        total = np.sum([t.counts for t in target_counts], axis=0)
+        targets = [total / total.sum()]
+    raw_probs = raw_counts.probabilities()
+    empty = np.zeros(features.num_buckets)
+
+    def probs(index: int, target: Optional[int] = None) -> np.ndarray:
+        if target is None:  # the whole selection, all targets' parts together
+            parts = [c.counts for g, c in counts.items() if g // 1000 == index]
+            total = np.sum(parts, axis=0) if parts else empty
+        else:
+            part = counts.get(index * 1000 + target)
+            total = part.counts if part is not None else empty
+        return total / total.sum() if total.sum() else total
+
+    report: dict[str, Any] = {"kl_reduction": {}, "documents": {}, "tokens": {}}
+    for index, name in enumerate(SELECTIONS):
+        report["kl_reduction"][name] = kl_reduction(targets, raw_probs, [probs(index)] * len(targets))
+    if separate:
+        per_target = {}
+        for t, target_name in enumerate(target_names):
+            per_target[target_name] = {
+                name: kl_reduction([targets[t]], raw_probs, [probs(index, t)]) for index, name in enumerate(SELECTIONS)
+            }
+        report["kl_reduction"]["per_target"] = per_target
+    totals = scores.agg(
+        F.count("*").alias("n"), F.sum(NUM_TOKENS).alias("tokens"),
+        F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1)).alias("short"),
+    ).first()
+    selected_docs = [c for g, c in counts.items() if g // 1000 == 0]
+    report["documents"] = {"raw": int(totals["n"]), "too_short": int(totals["short"]),
+                           "eligible": int(totals["n"]) - int(totals["short"]), "selected": k}
+    report["tokens"] = {"raw": int(totals["tokens"] or 0), "selected": int(sum(c.tokens for c in selected_docs))}
+    report["log_weights"] = [_histogram(scores, column, selection.where(F.col("target") == t) if separate else selection)
+                             for t, column in enumerate(weight_cols)]
+    report["min_example_length"] = min_example_length
+    report["seed"] = seed
+    report["targets"] = list(target_names)
+    if label_col:
+        marks = tagged.groupBy(ID).agg(F.collect_set("__sel").alias("sels"))
+        base = raw.select(F.col("__dsir_id").alias(ID), F.col(label_col).alias("__label"))
+        labelled = base.withColumn("__sel", F.lit(-1)).unionByName(
+            base.join(marks, on=ID).select(ID, "__label", F.explode("sels").alias("__sel"))
+        )
+        report["labels"] = {"column": label_col, "shares": _label_shares(labelled, label_col)}
+    return report
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def to_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
+    kl = report["kl_reduction"]
+    docs = report["documents"]
+    lines = [
+        "# DSIR selection report",
+        "",
+        f"Selected {docs['selected']:,} of {docs['raw']:,} documents ({docs['too_short']:,} too short, "
+        f"under {report['min_example_length']} tokens); {report['tokens']['selected']:,} of "
+        f"{report['tokens']['raw']:,} tokens. Seed {report['seed']}.",
+        "",
+        "## KL reduction (higher is closer to the target)",
+        "",
+        "| selection | KL reduction |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {kl[name]:.4f} |" for name in SELECTIONS]
+    for target, values in kl.get("per_target", {}).items():
+        lines += ["", f"Target {target}: " + ", ".join(f"{n} {values[n]:.4f}" for n in SELECTIONS)]
+    if "labels" in report:
+        shares = report["labels"]["shares"]
+        lines += ["", f"## Share of each `{report['labels']['column']}`", "",
+                  "| label | raw | selected | random |", "|---|---|---|---|"]
+        for label in shares["raw"]:
+            lines.append(f"| {label} | {shares['raw'][label]:.3f} | {shares['selected'].get(label, 0):.3f} | "
+                         f"{shares['random'].get(label, 0):.3f} |")
+    lines += [""] + [f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def draw_figures(report: dict[str, Any], folder: str) -> list[str]:
+    """PNG figures, when matplotlib (the ``report`` extra) is installed; else none."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib not installed (pip install 'dsir-spark[report]'): report without figures")
+        return []
+    paths = []
+    for hist in report["log_weights"]:
+        edges = np.array(hist["edges"])
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name, color in (("raw", "tab:gray"), ("selected", "tab:blue")):
+            counts = np.array(hist[name], dtype=float)
+            ax.stairs(counts / max(1.0, counts.sum()), edges, label=name, color=color, fill=name == "raw", alpha=0.6)
+        ax.set_xlabel(hist["column"])
+        ax.set_ylabel("share of documents")
+        ax.set_title(f"Log importance weights: raw vs selected ({hist['column']})")
+        ax.legend()
+        path = os.path.join(folder, f"{hist['column']}_histogram.png")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    if "labels" in report:
+        shares = report["labels"]["shares"]
+        labels = list(shares["raw"])
+        y = np.arange(len(labels))
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(labels) + 1.5))
+        for offset, name in zip((-0.27, 0, 0.27), ("raw", "selected", "random")):
+            ax.barh(y + offset, [shares[name].get(label, 0) for label in labels], height=0.27, label=name)
+        ax.set_yticks(y, labels)
+        ax.set_xlabel("share of documents")
+        ax.set_title(f"Share of each {report['labels']['column']}")
+        ax.legend()
+        path = os.path.join(folder, "label_shares.png")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def local_folder(path: str) -> Optional[str]:
+    """The local file-system path of ``path``, or None for remote storage (s3://, hdfs://, ...)."""
+    if path.startswith("file:"):
+        return path[len("file:"):] or "/"
+    if "://" in path or path.startswith("dbfs:"):
+        return None
+    return path
+
+
+def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> dict[str, Any]:
+    """Writes report.json, report.md and PNG figures. On remote storage the JSON and Markdown go through
+    Spark (as one-part text datasets of those names) and figures are skipped."""
+    local = local_folder(folder)
+    if local is None:
+        from dsir_spark.io import write_json
+
+        write_json(spark, f"{folder}/report.json", report)
+        markdown = spark.createDataFrame([(to_markdown(report, []),)], "value string")
+        markdown.coalesce(1).write.mode("overwrite").text(f"{folder}/report.md")
+        return {**report, "figures": []}
+    os.makedirs(local, exist_ok=True)
+    figures = draw_figures(report, local)
+    report = {**report, "figures": [os.path.basename(f) for f in figures]}
+    with open(os.path.join(local, "report.md"), "w", encoding="utf-8") as handle:
+        handle.write(to_markdown(report, figures))
+    with open(os.path.join(local, "report.json"), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2, sort_keys=True)
+    return report

@@ -1,0 +1,126 @@
+"""Real clusters: spark-submit on a standalone cluster (with a lost worker), and a Spark Connect client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster import REPO, ConnectServer, StandaloneCluster, package_library, spark_env, spark_submit, wait_for
+from conftest import PILE, TARGET_C, read_jsonl
+
+from dsir_spark.config import config_from_dict
+from dsir_spark.pipeline import run_pipeline
+
+COPIES = 8  # 8,000 documents, 6 MB: long enough to lose a worker in the middle of scoring
+
+
+@pytest.fixture(scope="module")
+def cluster_inputs(spark, tmp_path_factory):
+    """Raw data as several Parquet files, a config for it, and the local-mode selection to compare with."""
+    root = tmp_path_factory.mktemp("cluster")
+    rows = read_jsonl(PILE)
+    frame = spark.createDataFrame(
+        [(copy * 10_000 + r["id"], r["contents"], r["metadata"]["pile_set_name"])
+         for copy in range(COPIES) for r in rows],
+        "id long, contents string, source string",
+    )
+    frame.repartition(6).write.parquet(str(root / "raw"))
+
+    def config_for(run_dir: Path) -> dict:
+        return {
+            "run_dir": str(run_dir),
+            "raw": {"paths": [str(root / "raw")], "text_col": "contents", "id_col": "id"},
+            "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+            "fit": {"num_tokens_to_fit": "all"},
+            "resample": {"num_to_sample": 300, "seed": 11},
+        }
+
+    local = config_for(root / "local_run")
+    run_pipeline(spark, config_from_dict(local))
+    expected = selected_ids(spark, root / "local_run")
+    assert len(expected) == 300
+    return root, config_for, expected
+
+
+def selected_ids(spark, run_dir: Path) -> list:
+    return sorted(r.id for r in spark.read.parquet(str(run_dir / "selection" / "ids")).select("id").collect())
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_spark_submit_on_a_standalone_cluster_and_losing_a_worker(spark, cluster_inputs, tmp_path):
+    root, config_for, expected = cluster_inputs
+    cluster = StandaloneCluster(tmp_path / "cluster").start()
+    try:
+        library = package_library(tmp_path)
+        # 1. An undisturbed run: both workers take tasks, the selection equals local mode's.
+        config = write_config(tmp_path / "run1.yaml", config_for(tmp_path / "run1"))
+        job = spark_submit(cluster.url, library, ["run", "--config", str(config)], tmp_path / "submit1.log",
+                           **{"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4"})
+        assert job.wait(timeout=600) == 0, (tmp_path / "submit1.log").read_text()[-3000:]
+        assert all(count > 0 for count in cluster.tasks_run_by_worker()), cluster.tasks_run_by_worker()
+        assert selected_ids(spark, tmp_path / "run1") == expected
+
+        # 2. Lose a worker (and its executor) while the score stage runs: Spark reruns the lost tasks.
+        config = write_config(tmp_path / "run2.yaml", config_for(tmp_path / "run2"))
+        job = spark_submit(cluster.url, library, ["run", "--config", str(config)], tmp_path / "submit2.log",
+                           **{"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4",
+                              "spark.sql.files.maxPartitionBytes": "400000"})
+        scoring = tmp_path / "run2" / "scores" / "_temporary"
+        wait_for(lambda: scoring.exists() or job.poll() is not None, 300, "the score stage to start", 0.05)
+        assert job.poll() is None, "the job ended before the score stage could be interrupted"
+        cluster.kill_worker(1)
+        assert job.wait(timeout=600) == 0, (tmp_path / "submit2.log").read_text()[-3000:]
+        log = (tmp_path / "submit2.log").read_text()
+        assert "Lost executor" in log or "lost executor" in log.lower() or "ExecutorLost" in log, log[-3000:]
+        assert selected_ids(spark, tmp_path / "run2") == expected
+    finally:
+        cluster.stop()
+
+
+CONNECT_CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    from pyspark.sql import SparkSession
+    from dsir_spark.config import config_from_dict
+    from dsir_spark.pipeline import run_pipeline
+    spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()
+    assert type(spark).__module__.startswith("pyspark.sql.connect"), type(spark)
+    config = config_from_dict(json.loads(sys.argv[2]))
+    records = run_pipeline(spark, config)
+    ids = sorted(r.id for r in spark.read.parquet(config.run_dir + "/selection/ids").select("id").collect())
+    print(json.dumps({"ids": ids, "stages": sorted(records)}))
+    """
+)
+
+
+def test_the_whole_pipeline_from_a_spark_connect_client(cluster_inputs, tmp_path):
+    _, config_for, expected = cluster_inputs
+    server = ConnectServer(tmp_path / "connect").start()
+    try:
+        config = config_for(tmp_path / "run")
+        result = subprocess.run([sys.executable, "-c", CONNECT_CLIENT, server.url, json.dumps(config)],
+                                capture_output=True, text=True, timeout=900, env=spark_env(), cwd=REPO)
+        assert result.returncode == 0, result.stderr[-4000:]
+        output = json.loads(result.stdout.strip().splitlines()[-1])
+        assert output["stages"] == sorted(["count", "fit", "score", "resample"])
+        assert output["ids"] == expected
+    finally:
+        server.stop()
+
+
+def test_the_stage_records_say_what_ran(cluster_inputs):
+    root, _, _ = cluster_inputs
+    record = json.loads(next((root / "local_run" / "scores" / "_dsir" / "stage.json").glob("part-*")).read_text())
+    assert record["status"] == "done" and record["rows_out"] == COPIES * 1000
+    assert record["versions"]["spark"] and record["seconds"] > 0 and time.time() > 0

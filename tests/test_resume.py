@@ -1,0 +1,119 @@
+"""Runs that resume: a killed run restarts cleanly, a changed setting reruns only what depends on it,
+and bad setups fail with a clear message and nothing marked complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster import REPO, spark_env, wait_for
+from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
+
+from dsir_spark.cli import main
+from dsir_spark.config import config_from_dict
+from dsir_spark.pipeline import run_pipeline
+from dsir_spark.stages import read_record
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    rows = [{"id": copy * 10_000 + r["id"], "contents": r["contents"]} for copy in range(4) for r in read_jsonl(PILE)]
+    raw = write_jsonl(root / "raw.jsonl", rows)
+
+    def config_for(run_dir: Path, **resample) -> dict:
+        return {
+            "run_dir": str(run_dir),
+            "raw": {"paths": [raw], "text_col": "contents", "id_col": "id"},
+            "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+            "fit": {"num_tokens_to_fit": "all"},
+            "resample": {"num_to_sample": 150, "seed": 4, **resample},
+        }
+
+    return root, config_for
+
+
+def ids(spark, run_dir: Path) -> list:
+    return sorted(r.id for r in spark.read.parquet(str(run_dir / "selection" / "ids")).collect())
+
+
+def finished_at(spark, run_dir: Path) -> dict:
+    folders = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection"}
+    return {stage: read_record(spark, str(run_dir / folder))["finished_at"] for stage, folder in folders.items()}
+
+
+def test_a_run_killed_while_scoring_completes_with_the_same_result(spark, inputs, tmp_path):
+    root, config_for = inputs
+    run_pipeline(spark, config_from_dict(config_for(tmp_path / "clean")))
+    expected = ids(spark, tmp_path / "clean")
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(config_for(tmp_path / "run")))
+    command = [sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(config)]
+    env = spark_env(PYSPARK_SUBMIT_ARGS="--master local[2] --conf spark.sql.files.maxPartitionBytes=300000 "
+                                        "pyspark-shell")
+    job = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scoring = tmp_path / "run" / "scores" / "_temporary"
+    wait_for(lambda: scoring.exists() or job.poll() is not None, 300, "the score stage to start", 0.05)
+    assert job.poll() is None, "the run ended before it could be killed"
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert read_record(spark, str(tmp_path / "run" / "scores")) is None  # not taken for finished output
+
+    rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert '"skipped": true' in rerun.stdout.splitlines()[0]  # count had completed before the kill
+    assert ids(spark, tmp_path / "run") == expected
+
+
+def test_changing_num_to_sample_reruns_only_resample(spark, inputs, tmp_path, capsys):
+    root, config_for = inputs
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(config_for(tmp_path / "run")))
+    assert main(["run", "--config", str(config)]) == 0
+    before = finished_at(spark, tmp_path / "run")
+    capsys.readouterr()
+    assert main(["run", "--config", str(config), "--set", "resample.num_to_sample=40"]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert [json.loads(lines[s])["skipped"] for s in ("count", "fit", "score", "resample")] == [True] * 3 + [False]
+    after = finished_at(spark, tmp_path / "run")
+    assert {s: after[s] == before[s] for s in before} == {"count": True, "fit": True, "score": True,
+                                                         "resample": False}
+    assert len(ids(spark, tmp_path / "run")) == 40
+    # --force recomputes everything.
+    assert main(["run", "--config", str(config), "--set", "resample.num_to_sample=40", "--force"]) == 0
+    assert all('"skipped": false' in line for line in capsys.readouterr().out.strip().splitlines())
+
+
+def test_config_with_an_unknown_key_or_a_wrong_type(inputs, tmp_path, capsys):
+    _, config_for = inputs
+    data = config_for(tmp_path / "run")
+    data["resample"]["sede"] = 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "unknown setting resample.sede" in capsys.readouterr().err
+    data["resample"] = {"num_to_sample": "ten"}
+    bad.write_text(yaml.safe_dump(data))
+    assert main(["run", "--config", str(bad)]) == 2
+    assert "resample.num_to_sample: expected an integer, got 'ten'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_directory_that_is_not_writable(inputs, tmp_path, capsys):
+    _, config_for = inputs
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(config_for(blocker / "run")))
+    assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"run_dir {blocker / 'run'} is not writable" in err, err
