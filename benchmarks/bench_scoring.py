@@ -116,7 +116,11 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("MASTER", "HASH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     corpus = build_corpus(args.mb)
-    target = Path(__file__).parent.parent / "tests" / "data" / "toy_target_data.jsonl"
+    # The target: the reference's toy target (a C source file), with its text under "text".
+    toy = Path(__file__).parent.parent / "tests" / "data" / "toy_target_data.jsonl"
+    target = OUT / "target.jsonl"
+    target.write_text("".join(json.dumps({"text": json.loads(line)["contents"]}) + "\n"
+                              for line in toy.read_text().splitlines() if line.strip()))
     if args.child:
         print(json.dumps(run_spark(corpus, target, *args.child)))
         return

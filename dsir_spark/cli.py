@@ -1,4 +1,4 @@
-"""``dsir-spark count|fit|score|resample|run --config FILE [--set section.key=value ...]``.
+"""``dsir-spark count|fit|score|resample|report|run --config FILE [--set section.key=value ...]``.
 
 The same ``main`` serves the console script, ``jobs/dsir_job.py`` under spark-submit and a Databricks
 wheel task. It returns a process exit code; errors in the input or the config print one clear line.
@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from dsir_spark.config import ConfigError, load_config
 
-COMMANDS = ("count", "fit", "score", "resample", "run")
+COMMANDS = ("count", "fit", "score", "resample", "report", "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +40,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from dsir_spark.io import InputError
     from dsir_spark.model import FitError
-    from dsir_spark.pipeline import StageOrderError, run_pipeline
+    from dsir_spark.pipeline import RunDirError, StageOrderError, run_pipeline
     from dsir_spark.resampling import ResampleError
     from dsir_spark.session import session_for_job
 
@@ -49,7 +49,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         stages = None if args.command == "run" else (args.command,)
         force = args.force or args.command != "run"
         records = run_pipeline(spark, config, force=force, stages=stages)
-    except (InputError, FitError, ResampleError, StageOrderError, ConfigError) as exc:
+    except (InputError, FitError, ResampleError, StageOrderError, RunDirError, ConfigError) as exc:
         print(f"dsir-spark: {exc}", file=sys.stderr)
         return 1
     for name, record in records.items():

@@ -115,6 +115,13 @@ class ResampleConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """The selection report: KL reduction, baselines, log weights, label shares."""
+
+    label_col: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """One DSIR run: inputs, settings, and the run directory that holds every stage's output."""
 
@@ -124,6 +131,7 @@ class RunConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     resample: ResampleConfig = field(default_factory=ResampleConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))

@@ -1,7 +1,7 @@
 """Bucket counts of a dataset: one pass over the documents, a num_buckets-sized result.
 
-Each Python worker featurizes its Arrow batches and emits, once per partition, the nonzero bucket
-counts of everything it saw plus document, token and null-text totals. Spark sums those partial
+Each Python worker featurizes its Arrow batches and emits, once per partition and group, the nonzero
+bucket counts of everything it saw plus document, token and null-text totals. Spark sums those partial
 counts by bucket; the driver receives at most num_buckets + 3 rows, never per-document data.
 """
 
@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from dsir_spark.config import FeatureConfig
@@ -22,7 +22,8 @@ from dsir_spark.io import TEXT
 
 # Totals ride along with the bucket counts under negative "buckets".
 _DOCS, _TOKENS, _NULL_TEXTS = -1, -2, -3
-_PARTIAL_SCHEMA = "bucket int, count long"
+_PARTIAL_SCHEMA = "grp int, bucket int, count long"
+GROUP = "__dsir_group"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class BucketCounts:
     def to_pandas(self) -> pd.DataFrame:
         return pd.DataFrame({"bucket": np.arange(len(self.counts), dtype=np.int32), "count": self.counts})
 
+    def probabilities(self) -> np.ndarray:
+        return self.counts / self.counts.sum()
+
     def stats(self) -> dict[str, int]:
         return {
             "documents": self.documents,
@@ -49,37 +53,59 @@ class BucketCounts:
 def _partial_counts(config: FeatureConfig):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = Featurizer(config)
-        totals = np.zeros(config.num_buckets, dtype=np.int64)
-        docs = tokens = nulls = 0
+        totals: dict[int, np.ndarray] = {}
         for batch in batches:
             texts = batch.column(TEXT)
+            groups = batch.column(GROUP).to_numpy(zero_copy_only=False)
             features = featurizer.featurize(texts.to_pylist())
-            totals += features.bucket_counts(config.num_buckets)
-            docs += len(texts)
-            nulls += texts.null_count
-            tokens += int(features.num_tokens.sum())
-        nonzero = np.flatnonzero(totals)
-        buckets = np.concatenate([nonzero, [_DOCS, _TOKENS, _NULL_TEXTS]]).astype(np.int32)
-        values = np.concatenate([totals[nonzero], [docs, tokens, nulls]]).astype(np.int64)
-        yield pa.RecordBatch.from_arrays([pa.array(buckets), pa.array(values)], names=["bucket", "count"])
+            nulls = texts.is_null().to_numpy(zero_copy_only=False)
+            feature_groups = groups[features.doc_index]
+            for group in np.unique(groups):
+                row = totals.setdefault(int(group), np.zeros(config.num_buckets + 3, dtype=np.int64))
+                in_group = groups == group
+                row[3:] += np.bincount(features.buckets[feature_groups == group], minlength=config.num_buckets)
+                row[0] += int(in_group.sum())
+                row[1] += int(features.num_tokens[in_group].sum())
+                row[2] += int(nulls[in_group].sum())
+        for group, row in totals.items():
+            nonzero = np.flatnonzero(row[3:])
+            buckets = np.concatenate([nonzero, [_DOCS, _TOKENS, _NULL_TEXTS]]).astype(np.int32)
+            values = np.concatenate([row[3:][nonzero], row[:3]]).astype(np.int64)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(np.full(len(buckets), group, dtype=np.int32)), pa.array(buckets), pa.array(values)],
+                names=["grp", "bucket", "count"],
+            )
 
     return count_partition
 
 
+def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Column) -> dict[int, BucketCounts]:
+    """Counts per value of an integer ``group`` expression, in one pass over ``documents`` (``text``)."""
+    partials = documents.select(TEXT, group.cast("int").alias(GROUP)).mapInArrow(
+        _partial_counts(config), _PARTIAL_SCHEMA
+    )
+    rows = partials.groupBy("grp", "bucket").agg(F.sum("count").alias("count")).toPandas()
+    result = {}
+    for grp, part in rows.groupby("grp"):
+        totals = dict(zip(part["bucket"].astype(int), part["count"].astype(np.int64)))
+        counts = np.zeros(config.num_buckets, dtype=np.int64)
+        real = part[part["bucket"] >= 0]
+        counts[real["bucket"].to_numpy()] = real["count"].to_numpy()
+        result[int(grp)] = BucketCounts(
+            counts=counts,
+            documents=int(totals.get(_DOCS, 0)),
+            tokens=int(totals.get(_TOKENS, 0)),
+            null_texts=int(totals.get(_NULL_TEXTS, 0)),
+        )
+    return result
+
+
 def bucket_counts(documents: DataFrame, config: FeatureConfig) -> BucketCounts:
     """Counts of every hashed n-gram of ``documents`` (a frame with a ``text`` column)."""
-    partials = documents.select(TEXT).mapInArrow(_partial_counts(config), _PARTIAL_SCHEMA)
-    rows = partials.groupBy("bucket").agg(F.sum("count").alias("count")).toPandas()
-    totals = dict(zip(rows["bucket"].astype(int), rows["count"].astype(np.int64)))
-    counts = np.zeros(config.num_buckets, dtype=np.int64)
-    real = rows[rows["bucket"] >= 0]
-    counts[real["bucket"].to_numpy()] = real["count"].to_numpy()
-    return BucketCounts(
-        counts=counts,
-        documents=int(totals.get(_DOCS, 0)),
-        tokens=int(totals.get(_TOKENS, 0)),
-        null_texts=int(totals.get(_NULL_TEXTS, 0)),
-    )
+    counts = grouped_bucket_counts(documents, config, F.lit(0)).get(0)
+    if counts is None:  # no documents at all
+        return BucketCounts(np.zeros(config.num_buckets, dtype=np.int64), 0, 0, 0)
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------- fit sample

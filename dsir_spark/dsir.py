@@ -116,6 +116,15 @@ class HashedNgramDSIR:
         self.config = replace(self.config, resample=resample)
         resample_stage(self.spark, self.config)
 
+    def report(self, label_col: Optional[str] = None) -> dict:
+        """After ``resample``: KL reduction (selected, random, top_k), log weights, label shares.
+        Also written to ``<cache_dir>/report/`` (report.json, report.md, figures)."""
+        from dsir_spark.config import ReportConfig
+        from dsir_spark.report import report_stage
+
+        self.config = replace(self.config, report=ReportConfig(label_col=label_col))
+        return report_stage(self.spark, self.config)["report"]
+
     def save(self, path: Optional[str] = None) -> None:
         """Saves the fitted model (Parquet + JSON) to path, by default ``<cache_dir>/model``."""
         target = path or stage_dir(self.config, "fit")

@@ -83,7 +83,7 @@ def _field_type(schema: StructType, dotted: str):
     return node
 
 
-def _require_column(df: DataFrame, config: DatasetConfig, column: str, role: str, setting: str):
+def require_column(df: DataFrame, config: DatasetConfig, column: str, role: str, setting: str):
     field_type = _field_type(df.schema, column)
     if field_type is None:
         shown = [c for c in df.columns if c != "__dsir_source"]
@@ -95,7 +95,7 @@ def _require_column(df: DataFrame, config: DatasetConfig, column: str, role: str
 
 
 def _resolve_text(df: DataFrame, config: DatasetConfig) -> Column:
-    field_type = _require_column(df, config, config.text_col, "text", "text_col")
+    field_type = require_column(df, config, config.text_col, "text", "text_col")
     if not isinstance(field_type, StringType):
         raise InputError(
             f"dataset {config.name}: text column {config.text_col!r} has type {field_type.simpleString()}, "
@@ -120,7 +120,7 @@ def read_dataset(spark: SparkSession, config: DatasetConfig) -> DataFrame:
         raise InputError(f"dataset {config.name}: {', '.join(config.paths)} has no documents; check the paths")
     text = _resolve_text(df, config)
     if config.id_col:
-        _require_column(df, config, config.id_col, "id", "id_col")
+        require_column(df, config, config.id_col, "id", "id_col")
         ident = F.col(config.id_col)
     else:
         row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns if c != "__dsir_source"]))

@@ -4,6 +4,7 @@
     <run_dir>/model/              log_diff/ (Parquet) + model.json
     <run_dir>/scores/             Parquet (id, num_tokens, log_weight[_t])
     <run_dir>/selection/, output/ written by the resample stage
+    <run_dir>/report/             report.json, report.md, figures
 
 Every stage folder gets a ``_dsir/stage.json`` record last (see ``dsir_spark.stages``). Inputs are
 checked (paths, columns, types, empty targets) before any heavy work.
@@ -25,12 +26,29 @@ from dsir_spark.model import DSIRModel, FitError, fit_model
 from dsir_spark.stages import read_record, run_stage
 
 log = logging.getLogger("dsir_spark")
-STAGES = ("count", "fit", "score", "resample")
-STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection"}
+STAGES = ("count", "fit", "score", "resample", "report")
+STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
 
 
 class StageOrderError(RuntimeError):
     """A stage's input (the previous stage's output) is missing or came from other settings."""
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be written."""
+
+
+def check_writable(spark: SparkSession, config: RunConfig) -> None:
+    """Writes a tiny probe under the run directory, so that a bad run_dir fails before any work."""
+    from pyspark.errors import PySparkException
+    from py4j.protocol import Py4JError
+
+    try:
+        write_json(spark, f"{config.run_dir.rstrip('/')}/_dsir/probe", {"probe": True})
+    except (PySparkException, Py4JError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300]
+        raise RunDirError(f"run_dir {config.run_dir} is not writable ({reason}); point run_dir at a folder "
+                          "every executor can write (HDFS, s3://, dbfs:/ or a shared mount)") from exc
 
 
 def stage_dir(config: RunConfig, stage: str) -> str:
@@ -51,8 +69,10 @@ def stage_settings(config: RunConfig, stage: str) -> dict[str, Any]:
     }
     if stage in ("fit", "score", "resample"):
         settings["fit"] = fit
-    if stage == "resample":
+    if stage in ("resample", "report"):
         settings["resample"] = asdict(config.resample)
+    if stage == "report":
+        settings["report"] = asdict(config.report)
     return json.loads(json.dumps(settings))
 
 
@@ -187,9 +207,12 @@ def run_pipeline(
     spark: SparkSession, config: RunConfig, force: bool = False, stages: Optional[tuple[str, ...]] = None
 ) -> dict[str, dict[str, Any]]:
     """Runs the stages in order, skipping those already complete with the same settings."""
+    from dsir_spark.report import report_stage
     from dsir_spark.resampling import resample_stage
 
-    runners = {"count": count_stage, "fit": fit_stage, "score": score_stage, "resample": resample_stage}
+    runners = {"count": count_stage, "fit": fit_stage, "score": score_stage, "resample": resample_stage,
+               "report": report_stage}
+    check_writable(spark, config)
     records: dict[str, dict[str, Any]] = {}
     rerun = force
     for stage in stages or STAGES:

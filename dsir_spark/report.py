@@ -89,6 +89,8 @@ def build_report(
 ) -> dict[str, Any]:
     """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target."""
     k = selection.count()
+    if k == 0:
+        raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
     common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed)
     top_k, _ = select(scores, list(weight_cols), k, top_k=True, **common)
     flat = scores.select(ID, NUM_TOKENS, *[F.lit(0.0).alias(c) for c in weight_cols])
@@ -258,3 +260,44 @@ def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> di
     with open(os.path.join(local, "report.json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2, sort_keys=True)
     return report
+
+
+def report_stage(spark: SparkSession, config, force: bool = True) -> dict[str, Any]:
+    """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
+    from dsir_spark.io import read_dataset, require_column
+    from dsir_spark.model import DSIRModel
+    from dsir_spark.pipeline import _counts_path, _require_stage, load_counts, stage_dir, stage_settings
+    from dsir_spark.stages import run_stage
+
+    _require_stage(spark, config, "resample")
+    if config.resample.num_to_sample == 0:
+        log.info("stage report: the selection is empty (num_to_sample: 0), nothing to report")
+        return {"stage": "report", "skipped": True, "reason": "empty selection"}
+    raw = read_dataset(spark, config.raw)
+    label_col = config.report.label_col
+    if label_col:
+        require_column(raw, config.raw, label_col, "label", "report.label_col")
+    folder = stage_dir(config, "report")
+
+    def work() -> dict[str, Any]:
+        model = DSIRModel.load(spark, stage_dir(config, "fit"))
+        buckets = config.features.num_buckets
+        report = build_report(
+            spark,
+            scores=spark.read.parquet(stage_dir(config, "score")),
+            raw=raw,
+            selection=spark.read.parquet(f"{stage_dir(config, 'resample')}/ids"),
+            raw_counts=load_counts(spark, _counts_path(config, config.raw), buckets),
+            target_counts=[load_counts(spark, _counts_path(config, t), buckets) for t in config.targets],
+            target_names=[t.name for t in config.targets],
+            weight_cols=model.weight_columns(),
+            proportions=model.target_proportions,
+            features=config.features,
+            min_example_length=config.resample.min_example_length,
+            seed=config.resample.seed,
+            label_col=label_col,
+        )
+        report = write_report(spark, report, folder)
+        return {"rows_in": report["documents"]["raw"], "rows_out": 1, "report": report}
+
+    return run_stage(spark, "report", folder, stage_settings(config, "report"), work, force)

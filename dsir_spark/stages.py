@@ -54,6 +54,8 @@ def run_stage(
             log.info("stage %s: complete with the same settings, skipped (%s)", name, stage_dir)
             return {**record, "skipped": True}
     log.info("stage %s: started -> %s", name, stage_dir)
+    # Invalidate any earlier record first: a run killed from here on leaves no "done" behind.
+    write_json(spark, f"{stage_dir}/{RECORD}", {"stage": name, "status": "running", "fingerprint": print_})
     started = time.time()
     summary = work()
     seconds = round(time.time() - started, 3)
