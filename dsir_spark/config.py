@@ -118,6 +118,7 @@ class ResampleConfig:
 class ReportConfig:
     """The selection report: KL reduction, baselines, log weights, label shares."""
 
+    enabled: bool = True
     label_col: Optional[str] = None
 
 

@@ -122,7 +122,7 @@ class HashedNgramDSIR:
         from dsir_spark.config import ReportConfig
         from dsir_spark.report import report_stage
 
-        self.config = replace(self.config, report=ReportConfig(label_col=label_col))
+        self.config = replace(self.config, report=ReportConfig(enabled=True, label_col=label_col))
         return report_stage(self.spark, self.config)["report"]
 
     def save(self, path: Optional[str] = None) -> None:

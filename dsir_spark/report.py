@@ -270,9 +270,10 @@ def report_stage(spark: SparkSession, config, force: bool = True) -> dict[str, A
     from dsir_spark.stages import run_stage
 
     _require_stage(spark, config, "resample")
-    if config.resample.num_to_sample == 0:
-        log.info("stage report: the selection is empty (num_to_sample: 0), nothing to report")
-        return {"stage": "report", "skipped": True, "reason": "empty selection"}
+    if not config.report.enabled or config.resample.num_to_sample == 0:
+        reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
+        log.info("stage report: not run (%s)", reason)
+        return {"stage": "report", "skipped": True, "reason": reason}
     raw = read_dataset(spark, config.raw)
     label_col = config.report.label_col
     if label_col:

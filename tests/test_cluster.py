@@ -18,7 +18,7 @@ from conftest import PILE, TARGET_C, read_jsonl
 from dsir_spark.config import config_from_dict
 from dsir_spark.pipeline import run_pipeline
 
-COPIES = 8  # 8,000 documents, 6 MB: long enough to lose a worker in the middle of scoring
+COPIES = 5  # 5,000 documents, 4 MB: long enough to lose a worker in the middle of scoring
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,7 @@ def cluster_inputs(spark, tmp_path_factory):
             "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
             "fit": {"num_tokens_to_fit": "all"},
             "resample": {"num_to_sample": 300, "seed": 11},
+            "report": {"enabled": False},
         }
 
     local = config_for(root / "local_run")
@@ -113,7 +114,7 @@ def test_the_whole_pipeline_from_a_spark_connect_client(cluster_inputs, tmp_path
                                 capture_output=True, text=True, timeout=900, env=spark_env(), cwd=REPO)
         assert result.returncode == 0, result.stderr[-4000:]
         output = json.loads(result.stdout.strip().splitlines()[-1])
-        assert output["stages"] == sorted(["count", "fit", "score", "resample"])
+        assert output["stages"] == sorted(["count", "fit", "score", "resample", "report"])
         assert output["ids"] == expected
     finally:
         server.stop()

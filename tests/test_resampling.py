@@ -11,7 +11,9 @@ from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl
 from reference import run_reference
 
 import dsir_spark.resampling as resampling
-from dsir_spark.config import DatasetConfig, FitConfig, ResampleConfig, RunConfig
+from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
+
+NO_REPORT = ReportConfig(enabled=False)
 from dsir_spark.pipeline import StageOrderError, run_pipeline
 from dsir_spark.resampling import ResampleError, gumbel_keys, select, split_across_targets
 
@@ -141,6 +143,7 @@ def pile_config(run_dir, **resample):
         targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
         fit=FitConfig(num_tokens_to_fit="all"),
         resample=ResampleConfig(**resample),
+        report=NO_REPORT,
     )
 
 
@@ -163,6 +166,7 @@ def test_separate_targets_split_k_and_never_pick_twice(spark, tmp_path):
                  DatasetConfig(paths=(str(TARGET_WIKI),), text_col="contents")),
         fit=FitConfig(num_tokens_to_fit="all", separate_targets=True),
         resample=ResampleConfig(num_to_sample=101, seed=3),
+        report=NO_REPORT,
     )
     records = run_pipeline(spark, config)
     proportions = records["fit"]["target_proportions"]
@@ -190,6 +194,7 @@ def test_duplicate_ids_are_named(spark, tmp_path):
         targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
         fit=FitConfig(num_tokens_to_fit="all"),
         resample=ResampleConfig(num_to_sample=5),
+        report=NO_REPORT,
     )
     with pytest.raises(ResampleError, match=r"duplicate document ids, e.g. \d+ \(2x\)"):
         run_pipeline(spark, config)

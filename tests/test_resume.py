@@ -25,7 +25,7 @@ from dsir_spark.stages import read_record
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    rows = [{"id": copy * 10_000 + r["id"], "contents": r["contents"]} for copy in range(4) for r in read_jsonl(PILE)]
+    rows = [{"id": copy * 10_000 + r["id"], "contents": r["contents"]} for copy in range(2) for r in read_jsonl(PILE)]
     raw = write_jsonl(root / "raw.jsonl", rows)
 
     def config_for(run_dir: Path, **resample) -> dict:
@@ -35,6 +35,7 @@ def inputs(tmp_path_factory):
             "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
             "fit": {"num_tokens_to_fit": "all"},
             "resample": {"num_to_sample": 150, "seed": 4, **resample},
+            "report": {"enabled": False},
         }
 
     return root, config_for
