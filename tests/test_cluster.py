@@ -18,6 +18,8 @@ from conftest import PILE, TARGET_C, read_jsonl
 from dsir_spark.config import config_from_dict
 from dsir_spark.pipeline import run_pipeline
 
+pytestmark = pytest.mark.slow  # real clusters: run by `pytest -m slow` (and by CI)
+
 COPIES = 5  # 5,000 documents, 4 MB: long enough to lose a worker in the middle of scoring
 
 

@@ -50,6 +50,7 @@ def finished_at(spark, run_dir: Path) -> dict:
     return {stage: read_record(spark, str(run_dir / folder))["finished_at"] for stage, folder in folders.items()}
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_scoring_completes_with_the_same_result(spark, inputs, tmp_path):
     root, config_for = inputs
     run_pipeline(spark, config_from_dict(config_for(tmp_path / "clean")))
@@ -91,7 +92,8 @@ def test_changing_num_to_sample_reruns_only_resample(spark, inputs, tmp_path, ca
     assert len(ids(spark, tmp_path / "run")) == 40
     # --force recomputes everything.
     assert main(["run", "--config", str(config), "--set", "resample.num_to_sample=40", "--force"]) == 0
-    assert all('"skipped": false' in line for line in capsys.readouterr().out.strip().splitlines())
+    forced = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert [json.loads(forced[s])["skipped"] for s in ("count", "fit", "score", "resample")] == [False] * 4
 
 
 def test_config_with_an_unknown_key_or_a_wrong_type(inputs, tmp_path, capsys):
