@@ -57,7 +57,13 @@ def run_stage(
     # Invalidate any earlier record first: a run killed from here on leaves no "done" behind.
     write_json(spark, f"{stage_dir}/{RECORD}", {"stage": name, "status": "running", "fingerprint": print_})
     started = time.time()
-    summary = work()
+    # A job tag names the stage on every Spark job it runs (Spark UI, and Spark Connect too).
+    tag = f"dsir-spark-{name}"
+    spark.addTag(tag)
+    try:
+        summary = work()
+    finally:
+        spark.removeTag(tag)
     seconds = round(time.time() - started, 3)
     record = {
         "stage": name,
