@@ -199,3 +199,27 @@ def test_nested_text_column_and_generated_ids(spark, tmp_path):
     again = spark.read.parquet(str(tmp_path / "run" / "scores")).repartition(3)
     assert sorted(r.id for r in again.collect()) == sorted(ids)
     assert json.dumps(sorted(ids))
+
+
+def test_target_laplace_smoothing_and_token_shares():
+    from dsir_spark.config import FeatureConfig
+    from dsir_spark.counts import BucketCounts
+    from dsir_spark.model import fit_model
+
+    raw = BucketCounts(np.array([5, 3, 2, 0]), documents=2, tokens=6, null_texts=0)
+    t0 = BucketCounts(np.array([1, 0, 0, 1]), documents=1, tokens=2, null_texts=0)
+    t1 = BucketCounts(np.array([0, 4, 2, 0]), documents=1, tokens=6, null_texts=0)
+    features = FeatureConfig(num_buckets=4)
+    model = fit_model(raw, [t0, t1], ["a", "b"], features, FitConfig(target_laplace_smoothing=0.5,
+                                                                       separate_targets=True))
+    smoothed = (np.array([1, 0, 0, 1]) + 0.5) / (2 + 0.5 * 4)
+    np.testing.assert_allclose(model.target_probs[0], smoothed, rtol=1e-15)
+    np.testing.assert_allclose(model.log_diff[0], np.log(smoothed + 1e-8) - np.log(np.array([.5, .3, .2, 0]) + 1e-8),
+                               rtol=1e-12)
+    assert model.target_proportions == [0.25, 0.75]  # each target's share of target tokens
+    assert model.weight_columns() == ["log_weight_0", "log_weight_1"]
+    given = fit_model(raw, [t0, t1], ["a", "b"], features,
+                      FitConfig(separate_targets=True, target_proportions=(1.0, 3.0)))
+    assert given.target_proportions == [0.25, 0.75]
+    together = fit_model(raw, [t0, t1], ["a", "b"], features, FitConfig())
+    np.testing.assert_array_equal(together.target_probs[0], np.array([1, 4, 2, 1]) / 8)
