@@ -42,9 +42,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from dsir_spark.model import FitError
     from dsir_spark.pipeline import RunDirError, StageOrderError, run_pipeline
     from dsir_spark.resampling import ResampleError
-    from dsir_spark.session import session_for_job
+    from dsir_spark.session import SessionError, session_for_job
 
-    spark = session_for_job(f"dsir-spark {args.command}")
+    try:
+        spark = session_for_job(f"dsir-spark {args.command}")
+    except SessionError as exc:
+        print(f"dsir-spark: {exc}", file=sys.stderr)
+        return 1
     try:
         stages = None if args.command == "run" else (args.command,)
         force = args.force or args.command != "run"

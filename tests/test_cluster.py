@@ -127,3 +127,19 @@ def test_the_stage_records_say_what_ran(cluster_inputs):
     record = json.loads(next((root / "local_run" / "scores" / "_dsir" / "stage.json").glob("part-*")).read_text())
     assert record["status"] == "done" and record["rows_out"] == COPIES * 1000
     assert record["versions"]["spark"] and record["seconds"] > 0 and time.time() > 0
+
+
+def test_an_unreachable_master_fails_at_once_with_a_clear_error(tmp_path):
+    from cluster import free_port
+
+    config = write_config(tmp_path / "run.yaml", {
+        "run_dir": str(tmp_path / "run"),
+        "raw": {"paths": [str(PILE)], "text_col": "contents", "id_col": "id"},
+        "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+    })
+    master = f"spark://127.0.0.1:{free_port()}"
+    job = spark_submit(master, package_library(tmp_path), ["run", "--config", str(config)], tmp_path / "submit.log")
+    assert job.wait(timeout=300) == 1
+    log = (tmp_path / "submit.log").read_text()
+    assert f"dsir-spark: cannot reach the Spark master {master}" in log, log[-3000:]
+    assert not (tmp_path / "run").exists()
