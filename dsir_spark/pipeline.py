@@ -23,7 +23,7 @@ from dsir_spark.config import DatasetConfig, RunConfig
 from dsir_spark.counts import BucketCounts, bucket_counts, sample_for_fit
 from dsir_spark.io import documents, read_dataset, read_json, require_rows, write_json
 from dsir_spark.model import DSIRModel, FitError, fit_model
-from dsir_spark.stages import read_record, run_stage
+from dsir_spark.stages import fingerprint, read_record, run_stage
 
 log = logging.getLogger("dsir_spark")
 STAGES = ("count", "fit", "score", "resample", "report")
@@ -86,7 +86,7 @@ def read_inputs(spark: SparkSession, config: RunConfig) -> tuple[DataFrame, list
     return raw, targets
 
 
-def _counts_path(config: RunConfig, dataset: DatasetConfig) -> str:
+def counts_path(config: RunConfig, dataset: DatasetConfig) -> str:
     return f"{stage_dir(config, 'count')}/{dataset.name}"
 
 
@@ -122,7 +122,7 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
                     f"column {target_config.text_col!r} ({target_counts.documents} documents, "
                     f"{target_counts.null_texts} null texts); check its paths and text_col"
                 )
-            _write_counts(spark, _counts_path(config, target_config), target_counts,
+            _write_counts(spark, counts_path(config, target_config), target_counts,
                           {"features": features, "dataset": asdict(target_config)})
             summary["targets"][target_config.name] = target_counts.stats()
         raw_docs = documents(raw)
@@ -132,7 +132,7 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
             budget = 100000 * config.features.num_buckets if budget == "auto" else budget
             raw_docs, sample_info = sample_for_fit(raw_docs, budget, config.fit.sample_seed)
         raw_counts = bucket_counts(raw_docs, config.features)
-        _write_counts(spark, _counts_path(config, config.raw), raw_counts,
+        _write_counts(spark, counts_path(config, config.raw), raw_counts,
                       {"features": features, "dataset": asdict(config.raw), "fit_sample": sample_info,
                        "num_tokens_to_fit": config.fit.num_tokens_to_fit})
         summary["raw"] = raw_counts.stats()
@@ -142,15 +142,17 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
     return run_stage(spark, "count", stage_dir(config, "count"), stage_settings(config, "count"), work, force)
 
 
-def _require_stage(spark: SparkSession, config: RunConfig, stage: str) -> None:
-    record = read_record(spark, stage_dir(config, stage))
+def require_stage(spark: SparkSession, config: RunConfig, stage: str) -> None:
+    """Fails unless ``stage`` completed with the settings of ``config`` (its output is our input)."""
+    folder = stage_dir(config, stage)
+    record = read_record(spark, folder)
     if record is None:
-        raise StageOrderError(f"the {stage} stage has no complete output in {stage_dir(config, stage)}; run it first")
-    from dsir_spark.stages import fingerprint
-
-    if record["fingerprint"] != fingerprint(stage_settings(config, stage)):
+        raise StageOrderError(f"the {stage} stage has no complete output in {folder}; run it first")
+    expected = stage_settings(config, stage)
+    if record["fingerprint"] != fingerprint(expected):
+        difference = describe_difference(record["settings"], expected)
         raise StageOrderError(
-            f"{stage_dir(config, stage)} was made with other settings ({describe_difference(record['settings'], stage_settings(config, stage))}); "
+            f"{folder} was made with other settings ({difference}); "
             f"rerun the {stage} stage or use the run directory that matches"
         )
 
@@ -169,7 +171,7 @@ def describe_difference(old: Any, new: Any, path: str = "") -> str:
 
 
 def fit_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
-    _require_stage(spark, config, "count")
+    require_stage(spark, config, "count")
 
     def work() -> dict[str, Any]:
         model = fit_from_counts(spark, config)
@@ -182,15 +184,15 @@ def fit_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dic
 
 def fit_from_counts(spark: SparkSession, config: RunConfig) -> DSIRModel:
     num_buckets = config.features.num_buckets
-    raw = load_counts(spark, _counts_path(config, config.raw), num_buckets)
-    targets = [load_counts(spark, _counts_path(config, t), num_buckets) for t in config.targets]
+    raw = load_counts(spark, counts_path(config, config.raw), num_buckets)
+    targets = [load_counts(spark, counts_path(config, t), num_buckets) for t in config.targets]
     model = fit_model(raw, targets, [t.name for t in config.targets], config.features, config.fit)
     model.metadata["num_tokens_to_fit"] = config.fit.num_tokens_to_fit
     return model
 
 
 def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
-    _require_stage(spark, config, "fit")
+    require_stage(spark, config, "fit")
     raw = read_dataset(spark, config.raw)
     out = stage_dir(config, "score")
 

@@ -266,10 +266,10 @@ def report_stage(spark: SparkSession, config, force: bool = True) -> dict[str, A
     """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
     from dsir_spark.io import read_dataset, require_column
     from dsir_spark.model import DSIRModel
-    from dsir_spark.pipeline import _counts_path, _require_stage, load_counts, stage_dir, stage_settings
+    from dsir_spark.pipeline import counts_path, load_counts, require_stage, stage_dir, stage_settings
     from dsir_spark.stages import run_stage
 
-    _require_stage(spark, config, "resample")
+    require_stage(spark, config, "resample")
     if not config.report.enabled or config.resample.num_to_sample == 0:
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
@@ -288,8 +288,8 @@ def report_stage(spark: SparkSession, config, force: bool = True) -> dict[str, A
             scores=spark.read.parquet(stage_dir(config, "score")),
             raw=raw,
             selection=spark.read.parquet(f"{stage_dir(config, 'resample')}/ids"),
-            raw_counts=load_counts(spark, _counts_path(config, config.raw), buckets),
-            target_counts=[load_counts(spark, _counts_path(config, t), buckets) for t in config.targets],
+            raw_counts=load_counts(spark, counts_path(config, config.raw), buckets),
+            target_counts=[load_counts(spark, counts_path(config, t), buckets) for t in config.targets],
             target_names=[t.name for t in config.targets],
             weight_cols=model.weight_columns(),
             proportions=model.target_proportions,

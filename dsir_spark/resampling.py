@@ -203,10 +203,10 @@ def resample_stage(spark: SparkSession, config, force: bool = True) -> dict[str,
     """Reads ``<run_dir>/scores``, writes ``<run_dir>/selection`` (ids, keys) and the selected documents."""
     from dsir_spark.io import read_dataset
     from dsir_spark.model import DSIRModel
-    from dsir_spark.pipeline import _require_stage, stage_dir, stage_settings
+    from dsir_spark.pipeline import require_stage, stage_dir, stage_settings
     from dsir_spark.stages import run_stage
 
-    _require_stage(spark, config, "score")
+    require_stage(spark, config, "score")
     settings = config.resample
     selection_dir = stage_dir(config, "resample")
     out_dir = settings.out_dir or f"{config.run_dir.rstrip('/')}/output"
