@@ -137,7 +137,7 @@ def main() -> None:
             results[(f"dsir-spark {hash_mode}", cores)] = json.loads(out.stdout.strip().splitlines()[-1])
 
     reference = results[("reference", args.cores)]
-    print(f"\n| stage | implementation | cores | seconds | docs/s | MB/s per core | x reference (per core) |")
+    print("\n| stage | implementation | cores | seconds | docs/s | MB/s per core | x reference (per core) |")
     print("|---|---|---|---|---|---|---|")
     for stage in ("count", "score"):
         ref_rate = size_mb / reference[stage] / args.cores
