@@ -25,24 +25,32 @@ def session_for_job(app_name: str) -> SparkSession:
     if "PYSPARK_GATEWAY_PORT" not in os.environ and "SPARK_REMOTE" not in os.environ:
         # Launched by plain python: executors in local mode must run this same interpreter.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name)
-    spark = builder.getOrCreate()
-    check_master_reachable(spark)
-    return spark
+    try:
+        return SparkSession.builder.appName(app_name).getOrCreate()
+    except Exception as exc:  # an unreachable master shows up as a context stopped during start-up
+        master = _submitted_master()
+        check_master_reachable(master)
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SessionError(f"cannot start a Spark session (master {master or 'default'}): {first_line}") from exc
 
 
 class SessionError(RuntimeError):
     """The Spark session cannot do any work (e.g. its master cannot be reached)."""
 
 
-def check_master_reachable(spark: SparkSession, timeout: float = 5.0) -> None:
-    """A standalone master that cannot be reached fails here, at once, instead of after Spark's
-    own minute of registration retries and a stopped context."""
+def _submitted_master() -> str:
+    """The master the JVM was started with (spark-submit's --master), read from its configuration."""
+    from pyspark import SparkConf
+
     try:
-        master = spark.conf.get("spark.master")
-    except Exception:  # Spark Connect sessions may not expose it; nothing to check then
-        return
-    if not master or not master.startswith("spark://"):
+        return SparkConf().get("spark.master", "") or ""
+    except Exception:  # pragma: no cover - no JVM to ask
+        return ""
+
+
+def check_master_reachable(master: str, timeout: float = 5.0) -> None:
+    """Names an unreachable standalone master in the error, instead of Spark's stopped-context trace."""
+    if not master.startswith("spark://"):
         return
     errors = []
     for address in master[len("spark://"):].split(","):
@@ -52,7 +60,6 @@ def check_master_reachable(spark: SparkSession, timeout: float = 5.0) -> None:
                 return
         except (OSError, ValueError) as exc:
             errors.append(f"{address}: {exc}")
-    spark.stop()
     raise SessionError(
         f"cannot reach the Spark master {master} ({'; '.join(errors)}); check --master and that the master is running"
     )
