@@ -137,9 +137,11 @@ def select(
             f"resample.num_to_sample={num_to_sample} but only {eligible_count} of {total} documents are eligible "
             f"(at least min_example_length={min_example_length} tokens); lower num_to_sample or min_example_length"
         )
-    per_target = split_across_targets(num_to_sample, proportions or [1.0] * len(weight_cols)) if len(
-        weight_cols
-    ) > 1 else [num_to_sample]
+    if len(weight_cols) > 1:
+        even = [1.0 / len(weight_cols)] * len(weight_cols)
+        per_target = split_across_targets(num_to_sample, list(proportions or even))
+    else:
+        per_target = [num_to_sample]
     remaining, remaining_count = eligible, eligible_count
     parts, thresholds = [], []
     for target, (weight_col, k) in enumerate(zip(weight_cols, per_target)):
