@@ -129,9 +129,10 @@ def select(
     left, so no id is chosen twice. ``noise_salt`` gives a baseline noise independent of the selection's.
     """
     started = time.time()
-    eligible = scores.where(F.col(NUM_TOKENS) >= F.lit(min_example_length))
-    total = scores.count()
-    eligible_count = eligible.count()
+    long_enough = F.col(NUM_TOKENS) >= F.lit(min_example_length)
+    eligible = scores.where(long_enough)
+    sizes = scores.agg(F.count("*").alias("total"), F.count(F.when(long_enough, 1)).alias("eligible")).first()
+    total, eligible_count = int(sizes["total"]), int(sizes["eligible"])
     if num_to_sample > eligible_count:
         raise ResampleError(
             f"resample.num_to_sample={num_to_sample} but only {eligible_count} of {total} documents are eligible "
