@@ -50,6 +50,13 @@ class BucketCounts:
         }
 
 
+def dense_counts(buckets: np.ndarray, values: np.ndarray, num_buckets: int) -> np.ndarray:
+    """A num_buckets-long count vector from sparse (bucket, count) pairs."""
+    counts = np.zeros(num_buckets, dtype=np.int64)
+    counts[buckets] = values
+    return counts
+
+
 def _partial_counts(config: FeatureConfig):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = Featurizer(config)
@@ -88,11 +95,9 @@ def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Co
     result = {}
     for grp, part in rows.groupby("grp"):
         totals = dict(zip(part["bucket"].astype(int), part["count"].astype(np.int64)))
-        counts = np.zeros(config.num_buckets, dtype=np.int64)
         real = part[part["bucket"] >= 0]
-        counts[real["bucket"].to_numpy()] = real["count"].to_numpy()
         result[int(grp)] = BucketCounts(
-            counts=counts,
+            counts=dense_counts(real["bucket"].to_numpy(), real["count"].to_numpy(), config.num_buckets),
             documents=int(totals.get(_DOCS, 0)),
             tokens=int(totals.get(_TOKENS, 0)),
             null_texts=int(totals.get(_NULL_TEXTS, 0)),

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from pyspark.sql import DataFrame, SparkSession
 
 from dsir_spark.config import DatasetConfig, RunConfig
-from dsir_spark.counts import BucketCounts, bucket_counts, sample_for_fit
+from dsir_spark.counts import BucketCounts, bucket_counts, dense_counts, sample_for_fit
 from dsir_spark.io import documents, read_dataset, read_json, require_rows, write_json
 from dsir_spark.model import DSIRModel, FitError, fit_model
 from dsir_spark.stages import fingerprint, read_record, run_stage
@@ -96,14 +96,11 @@ def _write_counts(spark: SparkSession, path: str, counts: BucketCounts, extra: d
 
 
 def load_counts(spark: SparkSession, path: str, num_buckets: int) -> BucketCounts:
-    import numpy as np
-
     stats = read_json(spark, f"{path}.json")
     if stats is None:
         raise StageOrderError(f"no bucket counts at {path}; run the count stage first")
     table = spark.read.parquet(path).toPandas()
-    counts = np.zeros(num_buckets, dtype=np.int64)
-    counts[table["bucket"].to_numpy()] = table["count"].to_numpy()
+    counts = dense_counts(table["bucket"].to_numpy(), table["count"].to_numpy(), num_buckets)
     return BucketCounts(counts, stats["documents"], stats["tokens"], stats["null_texts"])
 
 
