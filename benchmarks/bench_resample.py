@@ -82,7 +82,8 @@ def run_spark(root: Path, k: int, cores: int) -> dict:
 
     from dsir_spark.config import DatasetConfig
     from dsir_spark.io import read_dataset
-    from dsir_spark.resampling import check_unique_ids, select, write_selection
+    from dsir_spark.resampling import check_unique_ids, select
+    from dsir_spark.stages.resample import write_selection
 
     spark = SparkSession.builder.master(f"local[{cores}]").config("spark.ui.enabled", "false").getOrCreate()
     jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())  # benchmark only, not the library

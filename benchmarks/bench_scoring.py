@@ -90,7 +90,9 @@ def run_spark(corpus: Path, target: Path, master: str, hash_mode: str) -> dict:
     from pyspark.sql import SparkSession
 
     from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, RunConfig
-    from dsir_spark.pipeline import count_stage, fit_stage, score_stage
+    from dsir_spark.stages.count import count_stage
+    from dsir_spark.stages.fit import fit_stage
+    from dsir_spark.stages.score import score_stage
 
     spark = (SparkSession.builder.master(master).config("spark.ui.enabled", "false")
              .config("spark.driver.memory", "4g").getOrCreate())
@@ -146,7 +148,7 @@ def main() -> None:
             rate = size_mb / seconds / cores
             print(f"| {stage} | {name} | {cores} | {seconds:.1f} | {docs / seconds:,.0f} | {rate:.2f} | "
                   f"{rate / ref_rate:.2f} |")
-    print("\nscaling local[1] -> local[%d] (speed-up):" % args.cores)
+    print(f"\nscaling local[1] -> local[{args.cores}] (speed-up):")
     for hash_mode in ("sha256", "xxhash64"):
         one, many = results[(f"dsir-spark {hash_mode}", 1)], results[(f"dsir-spark {hash_mode}", args.cores)]
         print(f"  {hash_mode}: count {one['count'] / many['count']:.2f}x, score {one['score'] / many['score']:.2f}x")

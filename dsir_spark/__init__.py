@@ -1,10 +1,11 @@
-"""dsir-spark: DSIR (Xie et al., NeurIPS 2023) data selection as a distributed Spark pipeline."""
+"""dsir-spark: DSIR (Xie et al., NeurIPS 2023) data selection as a distributed Spark pipeline.
+
+This module only hands on the public names; nothing inside the package imports it.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from dsir_spark.config import (  # noqa: E402
+from dsir_spark.config import (
     ConfigError,
     DatasetConfig,
     FeatureConfig,
@@ -13,8 +14,9 @@ from dsir_spark.config import (  # noqa: E402
     RunConfig,
     load_config,
 )
-from dsir_spark.model import DSIRModel  # noqa: E402
-from dsir_spark.dsir import HashedNgramDSIR  # noqa: E402
+from dsir_spark.dsir import HashedNgramDSIR
+from dsir_spark.model import DSIRModel
+from dsir_spark.version import __version__
 
 __all__ = [
     "__version__",

@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from dsir_spark.config import ConfigError, load_config
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
@@ -40,8 +40,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from dsir_spark.io import InputError
     from dsir_spark.model import FitError
-    from dsir_spark.pipeline import RunDirError, StageOrderError, run_pipeline
+    from dsir_spark.pipeline import run_pipeline
     from dsir_spark.resampling import ResampleError
+    from dsir_spark.rundir import RunDirError, StageOrderError
     from dsir_spark.session import SessionError, session_for_job
 
     try:

@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import yaml
 
@@ -35,9 +35,9 @@ class DatasetConfig:
 
     paths: tuple[str, ...]
     text_col: str = "text"
-    id_col: Optional[str] = None
+    id_col: str | None = None
     format: str = "auto"
-    name: Optional[str] = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.paths, str):
@@ -74,10 +74,10 @@ class FeatureConfig:
 class FitConfig:
     """How the raw and target distributions are estimated."""
 
-    num_tokens_to_fit: Union[str, int] = "auto"
+    num_tokens_to_fit: str | int = "auto"
     target_laplace_smoothing: float = 0.0
     separate_targets: bool = False
-    target_proportions: Optional[tuple[float, ...]] = None
+    target_proportions: tuple[float, ...] | None = None
     sample_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -102,7 +102,7 @@ class ResampleConfig:
     seed: int = 0
     min_example_length: int = 100
     output_format: str = "parquet"
-    out_dir: Optional[str] = None
+    out_dir: str | None = None
     add_dsir_columns: bool = True
 
     def __post_init__(self) -> None:
@@ -119,7 +119,7 @@ class ReportConfig:
     """The selection report: KL reduction, baselines, log weights, label shares."""
 
     enabled: bool = True
-    label_col: Optional[str] = None
+    label_col: str | None = None
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ def load_config_data(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str, overrides: Optional[list[str]] = None) -> RunConfig:
+def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config file (a local path) and apply overrides."""
     try:
         with open(path, encoding="utf-8") as handle:

@@ -7,8 +7,8 @@ counts by bucket; the driver receives at most num_buckets + 3 rows, never per-do
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import pandas as pd

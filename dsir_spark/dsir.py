@@ -11,19 +11,24 @@ decides the parallelism. ``cache_dir`` is the run directory (any path Spark can 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Optional, Sequence, Union
 
 import numpy as np
 from pyspark.sql import SparkSession
 
-from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ResampleConfig, RunConfig
+from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
 from dsir_spark.model import DSIRModel
-from dsir_spark.pipeline import count_stage, fit_from_counts, fit_stage, score_stage, stage_dir
+from dsir_spark.rundir import stage_dir
 from dsir_spark.session import active_session
+from dsir_spark.stages.count import count_stage
+from dsir_spark.stages.fit import fit_from_counts, fit_stage
+from dsir_spark.stages.report import report_stage
+from dsir_spark.stages.resample import resample_stage
+from dsir_spark.stages.score import score_stage
 
 
-def _paths(value: Union[str, Sequence[str]]) -> tuple[str, ...]:
+def _paths(value: str | Sequence[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
@@ -32,20 +37,20 @@ class HashedNgramDSIR:
 
     def __init__(
         self,
-        raw_datasets: Union[str, Sequence[str]],
-        target_datasets: Union[str, Sequence[str]],
+        raw_datasets: str | Sequence[str],
+        target_datasets: str | Sequence[str],
         cache_dir: str,
         *,
         text_col: str = "text",
-        id_col: Optional[str] = None,
+        id_col: str | None = None,
         ngrams: int = 2,
         num_buckets: int = 10000,
         hash: str = "sha256",
         min_example_length: int = 100,
         target_laplace_smoothing: float = 0.0,
         separate_targets: bool = False,
-        target_proportions: Optional[Sequence[float]] = None,
-        spark: Optional[SparkSession] = None,
+        target_proportions: Sequence[float] | None = None,
+        spark: SparkSession | None = None,
     ) -> None:
         self.spark = spark or active_session()
         targets = _paths(target_datasets)
@@ -67,7 +72,7 @@ class HashedNgramDSIR:
             ),
             resample=ResampleConfig(min_example_length=min_example_length),
         )
-        self.model: Optional[DSIRModel] = None
+        self.model: DSIRModel | None = None
 
     # The reference's attribute names, read from the fitted model.
     @property
@@ -85,7 +90,7 @@ class HashedNgramDSIR:
         return diff if self.config.fit.separate_targets else diff[0]
 
     @property
-    def target_proportions(self) -> Optional[np.ndarray]:
+    def target_proportions(self) -> np.ndarray | None:
         props = self._fitted().target_proportions
         return None if props is None else np.asarray(props)
 
@@ -94,7 +99,7 @@ class HashedNgramDSIR:
             raise RuntimeError("call fit_importance_estimator() (or load()) first")
         return self.model
 
-    def fit_importance_estimator(self, num_tokens_to_fit: Union[str, int] = "auto") -> None:
+    def fit_importance_estimator(self, num_tokens_to_fit: str | int = "auto") -> None:
         """Counts n-grams of raw (about num_tokens_to_fit tokens) and targets, and fits log_diff."""
         self.config = replace(self.config, fit=replace(self.config.fit, num_tokens_to_fit=num_tokens_to_fit))
         count_stage(self.spark, self.config)
@@ -109,27 +114,22 @@ class HashedNgramDSIR:
     def resample(self, out_dir: str, num_to_sample: int, top_k: bool = False, seed: int = 0,
                  output_format: str = "parquet") -> None:
         """Selects exactly num_to_sample documents into out_dir (see dsir_spark.resampling)."""
-        from dsir_spark.resampling import resample_stage
-
         resample = replace(self.config.resample, num_to_sample=num_to_sample, top_k=top_k, seed=seed,
                            out_dir=str(out_dir), output_format=output_format)
         self.config = replace(self.config, resample=resample)
         resample_stage(self.spark, self.config)
 
-    def report(self, label_col: Optional[str] = None) -> dict:
+    def report(self, label_col: str | None = None) -> dict:
         """After ``resample``: KL reduction (selected, random, top_k), log weights, label shares.
         Also written to ``<cache_dir>/report/`` (report.json, report.md, figures)."""
-        from dsir_spark.config import ReportConfig
-        from dsir_spark.report import report_stage
-
         self.config = replace(self.config, report=ReportConfig(enabled=True, label_col=label_col))
         return report_stage(self.spark, self.config)["report"]
 
-    def save(self, path: Optional[str] = None) -> None:
+    def save(self, path: str | None = None) -> None:
         """Saves the fitted model (Parquet + JSON) to path, by default ``<cache_dir>/model``."""
         target = path or stage_dir(self.config, "fit")
         self._fitted().save(self.spark, target)
 
-    def load(self, path: Optional[str] = None) -> None:
+    def load(self, path: str | None = None) -> None:
         """Loads a model saved by ``save`` (or by the fit stage)."""
         self.model = DSIRModel.load(self.spark, path or stage_dir(self.config, "fit"))

@@ -6,8 +6,9 @@ Like pyspark.ml's Estimator -> Model: ``fit_model`` turns bucket counts into a `
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,11 +16,11 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 
-from dsir_spark import __version__
 from dsir_spark.config import FeatureConfig, FitConfig
 from dsir_spark.counts import BucketCounts
 from dsir_spark.features import Featurizer
 from dsir_spark.io import ID, TEXT, read_json, write_json
+from dsir_spark.version import __version__
 
 EPS = 1e-8
 NUM_TOKENS = "num_tokens"
@@ -47,7 +48,7 @@ class DSIRModel:
     target_probs: np.ndarray
     target_names: list[str]
     separate_targets: bool = False
-    target_proportions: Optional[list[float]] = None
+    target_proportions: list[float] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------------------------ scoring
@@ -106,14 +107,17 @@ class DSIRModel:
         write_json(spark, f"{path}/model.json", self.to_json())
 
     @classmethod
-    def load(cls, spark: SparkSession, path: str) -> "DSIRModel":
+    def load(cls, spark: SparkSession, path: str) -> DSIRModel:
         meta = read_json(spark, f"{path}/model.json")
         if meta is None:
             raise FileNotFoundError(f"no complete model at {path} (model.json missing); run the fit stage")
         table = spark.read.parquet(f"{path}/log_diff").toPandas().sort_values("bucket")
         separate = bool(meta["separate_targets"])
         columns = range(len(meta["target_names"])) if separate else [None]
-        suffix = (lambda t: "" if t is None else f"_{t}")
+
+        def suffix(t: int | None) -> str:
+            return "" if t is None else f"_{t}"
+
         known = {"library", "version", "features", "target_names", "separate_targets", "target_proportions",
                  "weight_columns"}
         return cls(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 _TWO_53 = float(2**53)
 
 
-def uniform(seed: Union[int, Column], ident: Column, salt: str) -> Column:
+def uniform(seed: int | Column, ident: Column, salt: str) -> Column:
     """A uniform number in the open interval (0, 1) from a 64-bit hash of (salt, seed, id).
 
     The top 53 bits of xxhash64 become a double's mantissa; +0.5 keeps both ends out, so

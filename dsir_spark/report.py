@@ -11,10 +11,10 @@ of the same size (seeded; Gumbel top-k with all weights equal and its own noise)
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
@@ -81,11 +81,11 @@ def build_report(
     target_counts: Sequence[BucketCounts],
     target_names: Sequence[str],
     weight_cols: Sequence[str],
-    proportions: Optional[Sequence[float]],
+    proportions: Sequence[float] | None,
     features,
     min_example_length: int,
     seed: int,
-    label_col: Optional[str] = None,
+    label_col: str | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target."""
     k = selection.count()
@@ -113,7 +113,7 @@ def build_report(
     raw_probs = raw_counts.probabilities()
     empty = np.zeros(features.num_buckets)
 
-    def probs(index: int, target: Optional[int] = None) -> np.ndarray:
+    def probs(index: int, target: int | None = None) -> np.ndarray:
         if target is None:  # the whole selection, all targets' parts together
             parts = [c.counts for g, c in counts.items() if g // 1000 == index]
             total = np.sum(parts, axis=0) if parts else empty
@@ -140,8 +140,10 @@ def build_report(
     report["documents"] = {"raw": int(totals["n"]), "too_short": int(totals["short"]),
                            "eligible": int(totals["n"]) - int(totals["short"]), "selected": k}
     report["tokens"] = {"raw": int(totals["tokens"] or 0), "selected": int(sum(c.tokens for c in selected_docs))}
-    report["log_weights"] = [_histogram(scores, column, selection.where(F.col("target") == t) if separate else selection)
-                             for t, column in enumerate(weight_cols)]
+    report["log_weights"] = [
+        _histogram(scores, column, selection.where(F.col("target") == t) if separate else selection)
+        for t, column in enumerate(weight_cols)
+    ]
     report["min_example_length"] = min_example_length
     report["seed"] = seed
     report["targets"] = list(target_names)
@@ -230,75 +232,3 @@ def draw_figures(report: dict[str, Any], folder: str) -> list[str]:
         plt.close(fig)
         paths.append(path)
     return paths
-
-
-def local_folder(path: str) -> Optional[str]:
-    """The local file-system path of ``path``, or None for remote storage (s3://, hdfs://, ...)."""
-    if path.startswith("file:"):
-        return path[len("file:"):] or "/"
-    if "://" in path or path.startswith("dbfs:"):
-        return None
-    return path
-
-
-def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> dict[str, Any]:
-    """Writes report.json, report.md and PNG figures. On remote storage the JSON and Markdown go through
-    Spark (as one-part text datasets of those names) and figures are skipped."""
-    local = local_folder(folder)
-    if local is None:
-        from dsir_spark.io import write_json
-
-        write_json(spark, f"{folder}/report.json", report)
-        markdown = spark.createDataFrame([(to_markdown(report, []),)], "value string")
-        markdown.coalesce(1).write.mode("overwrite").text(f"{folder}/report.md")
-        return {**report, "figures": []}
-    os.makedirs(local, exist_ok=True)
-    figures = draw_figures(report, local)
-    report = {**report, "figures": [os.path.basename(f) for f in figures]}
-    with open(os.path.join(local, "report.md"), "w", encoding="utf-8") as handle:
-        handle.write(to_markdown(report, figures))
-    with open(os.path.join(local, "report.json"), "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2, sort_keys=True)
-    return report
-
-
-def report_stage(spark: SparkSession, config, force: bool = True) -> dict[str, Any]:
-    """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
-    from dsir_spark.io import read_dataset, require_column
-    from dsir_spark.model import DSIRModel
-    from dsir_spark.pipeline import counts_path, load_counts, require_stage, stage_dir, stage_settings
-    from dsir_spark.stages import run_stage
-
-    require_stage(spark, config, "resample")
-    if not config.report.enabled or config.resample.num_to_sample == 0:
-        reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
-        log.info("stage report: not run (%s)", reason)
-        return {"stage": "report", "skipped": True, "reason": reason}
-    raw = read_dataset(spark, config.raw)
-    label_col = config.report.label_col
-    if label_col:
-        require_column(raw, config.raw, label_col, "label", "report.label_col")
-    folder = stage_dir(config, "report")
-
-    def work() -> dict[str, Any]:
-        model = DSIRModel.load(spark, stage_dir(config, "fit"))
-        buckets = config.features.num_buckets
-        report = build_report(
-            spark,
-            scores=spark.read.parquet(stage_dir(config, "score")),
-            raw=raw,
-            selection=spark.read.parquet(f"{stage_dir(config, 'resample')}/ids"),
-            raw_counts=load_counts(spark, counts_path(config, config.raw), buckets),
-            target_counts=[load_counts(spark, counts_path(config, t), buckets) for t in config.targets],
-            target_names=[t.name for t in config.targets],
-            weight_cols=model.weight_columns(),
-            proportions=model.target_proportions,
-            features=config.features,
-            min_example_length=config.resample.min_example_length,
-            seed=config.resample.seed,
-            label_col=label_col,
-        )
-        report = write_report(spark, report, folder)
-        return {"rows_in": report["documents"]["raw"], "rows_out": 1, "report": report}
-
-    return run_stage(spark, "report", folder, stage_settings(config, "report"), work, force)

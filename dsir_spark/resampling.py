@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from dsir_spark.io import ID
@@ -48,7 +48,7 @@ class Boundary:
 
 
 def gumbel_keys(
-    scores: DataFrame, weight_col: str, seed: Union[int, Column], target: int, top_k: bool, noise_salt: str = "gumbel"
+    scores: DataFrame, weight_col: str, seed: int | Column, target: int, top_k: bool, noise_salt: str = "gumbel"
 ) -> DataFrame:
     """Adds ``key`` = log weight (+ Gumbel noise of (salt, seed, target, id) unless top_k)."""
     weight = F.col(weight_col)
@@ -116,7 +116,7 @@ def select(
     weight_cols: list[str],
     num_to_sample: int,
     *,
-    proportions: Optional[list[float]] = None,
+    proportions: list[float] | None = None,
     min_example_length: int = 100,
     seed: int = 0,
     top_k: bool = False,
@@ -178,66 +178,3 @@ def select(
         "selection_seconds": round(time.time() - started, 3),
     }
     return selection, summary
-
-
-def write_selection(
-    selection: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, output_format: str = "parquet",
-    add_dsir_columns: bool = True, generated_ids: bool = False,
-) -> int:
-    """Writes the selected (id, key, ...) to ``<selection_dir>/ids`` and the selected raw rows, with all
-    their columns, to ``out_dir``; returns the number of documents written."""
-    from dsir_spark.io import original_columns
-
-    spark = selection.sparkSession
-    selection.write.mode("overwrite").parquet(f"{selection_dir}/ids")
-    chosen = spark.read.parquet(f"{selection_dir}/ids")
-    joined = raw.join(chosen.withColumnRenamed(ID, "__dsir_id"), on="__dsir_id", how="inner")
-    columns = [F.col(f"`{c}`") for c in original_columns(raw)]
-    if generated_ids:
-        columns.append(F.col("__dsir_id").alias("dsir_id"))
-    if add_dsir_columns:
-        columns += [F.col("log_weight").alias("dsir_log_weight"), F.col("target").alias("dsir_target")]
-    writer = joined.select(*columns).write.mode("overwrite")
-    (writer.json if output_format == "json" else writer.parquet)(out_dir)
-    return spark.read.format(output_format).load(out_dir).count()
-
-
-def resample_stage(spark: SparkSession, config, force: bool = True) -> dict[str, Any]:
-    """Reads ``<run_dir>/scores``, writes ``<run_dir>/selection`` (ids, keys) and the selected documents."""
-    from dsir_spark.io import read_dataset
-    from dsir_spark.model import DSIRModel
-    from dsir_spark.pipeline import require_stage, stage_dir, stage_settings
-    from dsir_spark.stages import run_stage
-
-    require_stage(spark, config, "score")
-    settings = config.resample
-    selection_dir = stage_dir(config, "resample")
-    out_dir = settings.out_dir or f"{config.run_dir.rstrip('/')}/output"
-
-    def work() -> dict[str, Any]:
-        model = DSIRModel.load(spark, stage_dir(config, "fit"))
-        scores = spark.read.parquet(stage_dir(config, "score"))
-        check_unique_ids(scores, f"scores in {stage_dir(config, 'score')}")
-        selection, summary = select(
-            scores,
-            model.weight_columns(),
-            settings.num_to_sample,
-            proportions=model.target_proportions,
-            min_example_length=settings.min_example_length,
-            seed=settings.seed,
-            top_k=settings.top_k,
-        )
-        written = write_selection(
-            selection, read_dataset(spark, config.raw), selection_dir, out_dir,
-            output_format=settings.output_format, add_dsir_columns=settings.add_dsir_columns,
-            generated_ids=config.raw.id_col is None,
-        )
-        if written != settings.num_to_sample:
-            raise ResampleError(
-                f"wrote {written} documents to {out_dir} but selected {settings.num_to_sample}; "
-                "the raw data changed since scoring (ids missing or duplicated); rerun the score stage"
-            )
-        return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
-                "rows_in": summary["documents"], "rows_out": written}
-
-    return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample"), work, force)

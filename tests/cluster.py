@@ -80,7 +80,7 @@ class StandaloneCluster:
         except OSError:
             return 0
 
-    def start(self) -> "StandaloneCluster":
+    def start(self) -> StandaloneCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.master = self._spawn(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                    "--port", str(self.port), "--webui-port", str(self.ui_port)],
@@ -139,7 +139,7 @@ class ConnectServer:
         self.url = f"sc://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "ConnectServer":
+    def start(self) -> ConnectServer:
         self.root.mkdir(parents=True, exist_ok=True)
         env = spark_env(SPARK_NO_DAEMONIZE="1", SPARK_LOG_DIR=str(self.root), SPARK_PID_DIR=str(self.root))
         self.proc = subprocess.Popen(

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cluster import REPO, ConnectServer, StandaloneCluster, package_library, spark_env, spark_submit, wait_for
 from conftest import PILE, TARGET_C, read_jsonl
 

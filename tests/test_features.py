@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from data_selection.hashed_ngram_dsir import get_ngram_counts
-
 from conftest import EDGE_TEXTS, PILE, read_jsonl
+from data_selection.hashed_ngram_dsir import get_ngram_counts
 
 from dsir_spark.config import FeatureConfig
 from dsir_spark.features import Featurizer, tokenize

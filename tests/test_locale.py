@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import numpy as np
-
 from conftest import EDGE_TEXTS
 
 from dsir_spark.config import FeatureConfig

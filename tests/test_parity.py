@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import EDGE_TEXTS, PILE, TARGET_C, TARGET_WIKI, read_jsonl, write_jsonl
 from reference import run_reference
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
-
-from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl
 from reference import run_reference
 
 import dsir_spark.resampling as resampling
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
+from dsir_spark.pipeline import run_pipeline
+from dsir_spark.resampling import ResampleError, gumbel_keys, select, split_across_targets
+from dsir_spark.rundir import StageOrderError
 
 NO_REPORT = ReportConfig(enabled=False)
-from dsir_spark.pipeline import StageOrderError, run_pipeline
-from dsir_spark.resampling import ResampleError, gumbel_keys, select, split_across_targets
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cluster import REPO, spark_env, wait_for
 from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
 
 from dsir_spark.cli import main
 from dsir_spark.config import config_from_dict
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.stages import read_record
+from dsir_spark.rundir import read_record
 
 
 @pytest.fixture(scope="module")

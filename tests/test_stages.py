@@ -8,17 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
+from conftest import PILE, read_jsonl, write_jsonl
 from data_selection.hashed_ngram_dsir import get_ngram_counts
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StructField, StructType
-
-from conftest import PILE, read_jsonl, write_jsonl
 
 from dsir_spark import ConfigError, HashedNgramDSIR
 from dsir_spark.config import DatasetConfig, FitConfig, RunConfig
 from dsir_spark.features import tokenize
 from dsir_spark.io import InputError, read_json
 from dsir_spark.model import FitError
-from dsir_spark.pipeline import count_stage
+from dsir_spark.stages.count import count_stage
 
 NUM_BUCKETS = 64
 RAW = [

@@ -1,38 +1,19 @@
-"""Stage bookkeeping: a JSON record per stage, written last, that marks the stage complete.
-
-``<stage_dir>/_dsir/stage.json`` holds the stage's fingerprint (a hash of the settings and inputs it
-depends on, chained through earlier stages), versions, rows in and out and seconds. A stage folder
-without a record whose status is "done" is never taken for finished output: Spark's overwrite of the
-stage's data removes an old record before anything new is written.
-"""
+"""Runs one stage's work between its records: "running" first, "done" (with counts and seconds) last."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import pyspark
 from pyspark.sql import SparkSession
 
-from dsir_spark import __version__
-from dsir_spark.io import read_json, write_json
+from dsir_spark.rundir import fingerprint, read_record, write_record
+from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
-RECORD = "_dsir/stage.json"  # under "_": Parquet readers of the stage folder skip it
-
-
-def fingerprint(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def read_record(spark: SparkSession, stage_dir: str) -> Optional[dict[str, Any]]:
-    record = read_json(spark, f"{stage_dir}/{RECORD}")
-    if record is None or record.get("status") != "done":
-        return None
-    return record
 
 
 def run_stage(
@@ -55,7 +36,7 @@ def run_stage(
             return {**record, "skipped": True}
     log.info("stage %s: started -> %s", name, stage_dir)
     # Invalidate any earlier record first: a run killed from here on leaves no "done" behind.
-    write_json(spark, f"{stage_dir}/{RECORD}", {"stage": name, "status": "running", "fingerprint": print_})
+    write_record(spark, stage_dir, {"stage": name, "status": "running", "fingerprint": print_})
     started = time.time()
     # A job tag names the stage on every Spark job it runs (Spark UI, and Spark Connect too).
     tag = f"dsir-spark-{name}"
@@ -75,7 +56,7 @@ def run_stage(
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **summary,
     }
-    write_json(spark, f"{stage_dir}/{RECORD}", record)
+    write_record(spark, stage_dir, record)
     rows = summary.get("rows_out")
     rate = f", {rows / seconds:,.0f} rows/s" if rows and seconds else ""
     log.info("stage %s: done in %.1f s (rows out: %s%s)", name, seconds, rows, rate)

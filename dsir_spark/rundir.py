@@ -1,0 +1,154 @@
+"""The run directory: where each stage's output lives, what settings it depends on, and its record.
+
+    <run_dir>/counts/<dataset>/   Parquet (bucket, count), one table per dataset, + <dataset>.json
+    <run_dir>/model/              log_diff/ (Parquet) + model.json
+    <run_dir>/scores/             Parquet (id, num_tokens, log_weight[_t])
+    <run_dir>/selection/, output/ written by the resample stage
+    <run_dir>/report/             report.json, report.md, figures
+
+``<stage_dir>/_dsir/stage.json`` holds the stage's fingerprint (a hash of the settings and inputs it
+depends on, chained through earlier stages), versions, rows in and out and seconds. A stage folder
+without a record whose status is "done" is never taken for finished output: Spark's overwrite of the
+stage's data removes an old record before anything new is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from dsir_spark.config import DatasetConfig, RunConfig
+from dsir_spark.counts import BucketCounts, dense_counts
+from dsir_spark.io import read_json, write_json
+
+STAGES = ("count", "fit", "score", "resample", "report")
+STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
+RECORD = "_dsir/stage.json"  # under "_": Parquet readers of the stage folder skip it
+
+
+class StageOrderError(RuntimeError):
+    """A stage's input (the previous stage's output) is missing or came from other settings."""
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be written."""
+
+
+# ---------------------------------------------------------------------------------------------- layout
+
+
+def stage_dir(config: RunConfig, stage: str) -> str:
+    return f"{config.run_dir.rstrip('/')}/{STAGE_FOLDERS[stage]}"
+
+
+def counts_path(config: RunConfig, dataset: DatasetConfig) -> str:
+    return f"{stage_dir(config, 'count')}/{dataset.name}"
+
+
+def default_out_dir(config: RunConfig) -> str:
+    return config.resample.out_dir or f"{config.run_dir.rstrip('/')}/output"
+
+
+def check_writable(spark: SparkSession, config: RunConfig) -> None:
+    """Writes a tiny probe under the run directory, so that a bad run_dir fails before any work."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    try:
+        write_json(spark, f"{config.run_dir.rstrip('/')}/_dsir/probe", {"probe": True})
+    except (PySparkException, Py4JError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300]
+        raise RunDirError(f"run_dir {config.run_dir} is not writable ({reason}); point run_dir at a folder "
+                          "every executor can write (HDFS, s3://, dbfs:/ or a shared mount)") from exc
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+def stage_settings(config: RunConfig, stage: str) -> dict[str, Any]:
+    """The settings a stage's output depends on: each stage's include the earlier stages', so a
+    change reruns everything after it. Plain JSON types, so a stored record compares equal."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+    fit = asdict(config.fit)
+    settings: dict[str, Any] = {
+        "datasets": {"raw": asdict(config.raw), "targets": [asdict(t) for t in config.targets]},
+        "features": asdict(config.features),
+        "num_tokens_to_fit": fit["num_tokens_to_fit"],
+        "sample_seed": fit["sample_seed"],
+    }
+    if stage in ("fit", "score", "resample"):
+        settings["fit"] = fit
+    if stage in ("resample", "report"):
+        settings["resample"] = asdict(config.resample)
+    if stage == "report":
+        settings["report"] = asdict(config.report)
+    return json.loads(json.dumps(settings))
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def describe_difference(old: Any, new: Any, path: str = "") -> str:
+    """The first setting that differs between two nested settings dicts, as 'a.b: old -> new'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                return describe_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            if a != b:
+                return describe_difference(a, b, f"{path}[{i}]")
+    return f"{path}: {old!r} -> {new!r}"
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+
+def read_record(spark: SparkSession, folder: str) -> dict[str, Any] | None:
+    """The stage record in ``folder`` if the stage finished ("done"), else None."""
+    record = read_json(spark, f"{folder}/{RECORD}")
+    if record is None or record.get("status") != "done":
+        return None
+    return record
+
+
+def write_record(spark: SparkSession, folder: str, record: dict[str, Any]) -> None:
+    write_json(spark, f"{folder}/{RECORD}", record)
+
+
+def require_stage(spark: SparkSession, config: RunConfig, stage: str) -> None:
+    """Fails unless ``stage`` completed with the settings of ``config`` (its output is our input)."""
+    folder = stage_dir(config, stage)
+    record = read_record(spark, folder)
+    if record is None:
+        raise StageOrderError(f"the {stage} stage has no complete output in {folder}; run it first")
+    expected = stage_settings(config, stage)
+    if record["fingerprint"] != fingerprint(expected):
+        difference = describe_difference(record["settings"], expected)
+        raise StageOrderError(
+            f"{folder} was made with other settings ({difference}); "
+            f"rerun the {stage} stage or use the run directory that matches"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- counts
+
+
+def write_counts(spark: SparkSession, path: str, counts: BucketCounts, extra: dict[str, Any]) -> None:
+    spark.createDataFrame(counts.to_pandas()).coalesce(1).write.mode("overwrite").parquet(path)
+    write_json(spark, f"{path}.json", {**counts.stats(), **extra})
+
+
+def load_counts(spark: SparkSession, path: str, num_buckets: int) -> BucketCounts:
+    stats = read_json(spark, f"{path}.json")
+    if stats is None:
+        raise StageOrderError(f"no bucket counts at {path}; run the count stage first")
+    table = spark.read.parquet(path).toPandas()
+    counts = dense_counts(table["bucket"].to_numpy(), table["count"].to_numpy(), num_buckets)
+    return BucketCounts(counts, stats["documents"], stats["tokens"], stats["null_texts"])

@@ -1,0 +1,85 @@
+"""Report stage: KL reduction against baselines, log-weight and label distributions, written as
+report.json, report.md and figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from dsir_spark.config import RunConfig
+from dsir_spark.io import read_dataset, require_column, write_json
+from dsir_spark.model import DSIRModel
+from dsir_spark.report import build_report, draw_figures, to_markdown
+from dsir_spark.rundir import counts_path, load_counts, require_stage, stage_dir, stage_settings
+from dsir_spark.stages.runner import run_stage
+
+log = logging.getLogger("dsir_spark")
+
+
+def local_folder(path: str) -> str | None:
+    """The local file-system path of ``path``, or None for remote storage (s3://, hdfs://, ...)."""
+    if path.startswith("file:"):
+        return path[len("file:"):] or "/"
+    if "://" in path or path.startswith("dbfs:"):
+        return None
+    return path
+
+
+def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> dict[str, Any]:
+    """Writes report.json, report.md and PNG figures. On remote storage the JSON and Markdown go through
+    Spark (as one-part text datasets of those names) and figures are skipped."""
+    local = local_folder(folder)
+    if local is None:
+        write_json(spark, f"{folder}/report.json", report)
+        markdown = spark.createDataFrame([(to_markdown(report, []),)], "value string")
+        markdown.coalesce(1).write.mode("overwrite").text(f"{folder}/report.md")
+        return {**report, "figures": []}
+    os.makedirs(local, exist_ok=True)
+    figures = draw_figures(report, local)
+    report = {**report, "figures": [os.path.basename(f) for f in figures]}
+    with open(os.path.join(local, "report.md"), "w", encoding="utf-8") as handle:
+        handle.write(to_markdown(report, figures))
+    with open(os.path.join(local, "report.json"), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2, sort_keys=True)
+    return report
+
+
+def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
+    """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
+    require_stage(spark, config, "resample")
+    if not config.report.enabled or config.resample.num_to_sample == 0:
+        reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
+        log.info("stage report: not run (%s)", reason)
+        return {"stage": "report", "skipped": True, "reason": reason}
+    raw = read_dataset(spark, config.raw)
+    label_col = config.report.label_col
+    if label_col:
+        require_column(raw, config.raw, label_col, "label", "report.label_col")
+    folder = stage_dir(config, "report")
+
+    def work() -> dict[str, Any]:
+        model = DSIRModel.load(spark, stage_dir(config, "fit"))
+        buckets = config.features.num_buckets
+        report = build_report(
+            spark,
+            scores=spark.read.parquet(stage_dir(config, "score")),
+            raw=raw,
+            selection=spark.read.parquet(f"{stage_dir(config, 'resample')}/ids"),
+            raw_counts=load_counts(spark, counts_path(config, config.raw), buckets),
+            target_counts=[load_counts(spark, counts_path(config, t), buckets) for t in config.targets],
+            target_names=[t.name for t in config.targets],
+            weight_cols=model.weight_columns(),
+            proportions=model.target_proportions,
+            features=config.features,
+            min_example_length=config.resample.min_example_length,
+            seed=config.resample.seed,
+            label_col=label_col,
+        )
+        report = write_report(spark, report, folder)
+        return {"rows_in": report["documents"]["raw"], "rows_out": 1, "report": report}
+
+    return run_stage(spark, "report", folder, stage_settings(config, "report"), work, force)

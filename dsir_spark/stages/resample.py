@@ -1,0 +1,72 @@
+"""Resample stage: exactly ``num_to_sample`` scored documents by seeded Gumbel top-k, written with all
+their original columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dsir_spark.config import RunConfig
+from dsir_spark.io import ID, original_columns, read_dataset
+from dsir_spark.model import DSIRModel
+from dsir_spark.resampling import ResampleError, check_unique_ids, select
+from dsir_spark.rundir import default_out_dir, require_stage, stage_dir, stage_settings
+from dsir_spark.stages.runner import run_stage
+
+
+def write_selection(
+    selection: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, output_format: str = "parquet",
+    add_dsir_columns: bool = True, generated_ids: bool = False,
+) -> int:
+    """Writes the selected (id, key, ...) to ``<selection_dir>/ids`` and the selected raw rows, with all
+    their columns, to ``out_dir``; returns the number of documents written."""
+    spark = selection.sparkSession
+    selection.write.mode("overwrite").parquet(f"{selection_dir}/ids")
+    chosen = spark.read.parquet(f"{selection_dir}/ids")
+    joined = raw.join(chosen.withColumnRenamed(ID, "__dsir_id"), on="__dsir_id", how="inner")
+    columns = [F.col(f"`{c}`") for c in original_columns(raw)]
+    if generated_ids:
+        columns.append(F.col("__dsir_id").alias("dsir_id"))
+    if add_dsir_columns:
+        columns += [F.col("log_weight").alias("dsir_log_weight"), F.col("target").alias("dsir_target")]
+    writer = joined.select(*columns).write.mode("overwrite")
+    (writer.json if output_format == "json" else writer.parquet)(out_dir)
+    return spark.read.format(output_format).load(out_dir).count()
+
+
+def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
+    """Reads ``<run_dir>/scores``, writes ``<run_dir>/selection`` (ids, keys) and the selected documents."""
+    require_stage(spark, config, "score")
+    settings = config.resample
+    selection_dir = stage_dir(config, "resample")
+    out_dir = default_out_dir(config)
+
+    def work() -> dict[str, Any]:
+        model = DSIRModel.load(spark, stage_dir(config, "fit"))
+        scores = spark.read.parquet(stage_dir(config, "score"))
+        check_unique_ids(scores, f"scores in {stage_dir(config, 'score')}")
+        selection, summary = select(
+            scores,
+            model.weight_columns(),
+            settings.num_to_sample,
+            proportions=model.target_proportions,
+            min_example_length=settings.min_example_length,
+            seed=settings.seed,
+            top_k=settings.top_k,
+        )
+        written = write_selection(
+            selection, read_dataset(spark, config.raw), selection_dir, out_dir,
+            output_format=settings.output_format, add_dsir_columns=settings.add_dsir_columns,
+            generated_ids=config.raw.id_col is None,
+        )
+        if written != settings.num_to_sample:
+            raise ResampleError(
+                f"wrote {written} documents to {out_dir} but selected {settings.num_to_sample}; "
+                "the raw data changed since scoring (ids missing or duplicated); rerun the score stage"
+            )
+        return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
+                "rows_in": summary["documents"], "rows_out": written}
+
+    return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample"), work, force)
