@@ -81,8 +81,8 @@ def run_spark(root: Path, k: int, cores: int) -> dict:
     from pyspark.sql import SparkSession
 
     from dsir_spark.config import DatasetConfig
-    from dsir_spark.io import read_dataset
-    from dsir_spark.resampling import check_unique_ids, select
+    from dsir_spark.io import check_ids, read_dataset
+    from dsir_spark.resampling import select
     from dsir_spark.stages.resample import write_selection
 
     spark = SparkSession.builder.master(f"local[{cores}]").config("spark.ui.enabled", "false").getOrCreate()
@@ -93,7 +93,7 @@ def run_spark(root: Path, k: int, cores: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.time()
         scores = spark.read.parquet(str(root / "scores.parquet"))
-        check_unique_ids(scores, "scores")
+        check_ids(scores.select("id"), "scores")
         selection, _ = select(scores, ["log_weight"], k, seed=0)
         raw = read_dataset(spark, DatasetConfig(paths=(str(root / "raw.jsonl"),), id_col="id", name="raw"))
         written = write_selection(selection, raw, f"{tmp}/selection", f"{tmp}/out")

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from dsir_spark.config import ConfigError, load_config
+from dsir_spark.features import requested_implementation
 
 COMMANDS = ("count", "fit", "score", "resample", "report", "run")
 
@@ -34,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         config = load_config(args.config, args.overrides)
-    except ConfigError as exc:
+        requested_implementation()  # a wrong DSIR_SPARK_FEATURIZER fails here, not in a Spark task
+    except (ConfigError, ValueError) as exc:
         print(f"dsir-spark: config error: {exc}", file=sys.stderr)
         return 2
 

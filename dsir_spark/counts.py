@@ -13,15 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from dsir_spark.config import FeatureConfig
-from dsir_spark.features import Featurizer
+from dsir_spark.features import make_featurizer, requested_implementation
 from dsir_spark.io import TEXT
 
 # Totals ride along with the bucket counts under negative "buckets".
-_DOCS, _TOKENS, _NULL_TEXTS = -1, -2, -3
+_DOCS, _TOKENS, _NULL_TEXTS, _COMPILED_DOCS = -1, -2, -3, -4
+_TOTALS = 4
 _PARTIAL_SCHEMA = "grp int, bucket int, count long"
 GROUP = "__dsir_group"
 
@@ -34,6 +36,8 @@ class BucketCounts:
     documents: int
     tokens: int
     null_texts: int
+    # documents featurized by the compiled featurizer (the rest by the pure-Python one); not persisted
+    compiled_documents: int = 0
 
     def to_pandas(self) -> pd.DataFrame:
         return pd.DataFrame({"bucket": np.arange(len(self.counts), dtype=np.int32), "count": self.counts})
@@ -57,27 +61,30 @@ def dense_counts(buckets: np.ndarray, values: np.ndarray, num_buckets: int) -> n
     return counts
 
 
-def _partial_counts(config: FeatureConfig):
+def _partial_counts(config: FeatureConfig, implementation: str):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        featurizer = Featurizer(config)
-        totals: dict[int, np.ndarray] = {}
+        featurizer = make_featurizer(config, implementation)
+        compiled = int(featurizer.name == "compiled")
+        totals: dict[int, np.ndarray] = {}  # group -> [totals..., bucket counts...]
         for batch in batches:
             texts = batch.column(TEXT)
             groups = batch.column(GROUP).to_numpy(zero_copy_only=False)
-            features = featurizer.featurize(texts.to_pylist())
+            present, rows = np.unique(groups, return_inverse=True)
+            counts = np.zeros((len(present), config.num_buckets), dtype=np.int64)
+            num_tokens = featurizer.count(texts.to_pylist(), rows.astype(np.int64), counts)
             nulls = texts.is_null().to_numpy(zero_copy_only=False)
-            feature_groups = groups[features.doc_index]
-            for group in np.unique(groups):
-                row = totals.setdefault(int(group), np.zeros(config.num_buckets + 3, dtype=np.int64))
-                in_group = groups == group
-                row[3:] += np.bincount(features.buckets[feature_groups == group], minlength=config.num_buckets)
-                row[0] += int(in_group.sum())
-                row[1] += int(features.num_tokens[in_group].sum())
-                row[2] += int(nulls[in_group].sum())
-        for group, row in totals.items():
-            nonzero = np.flatnonzero(row[3:])
-            buckets = np.concatenate([nonzero, [_DOCS, _TOKENS, _NULL_TEXTS]]).astype(np.int32)
-            values = np.concatenate([row[3:][nonzero], row[:3]]).astype(np.int64)
+            for row, group in enumerate(present):
+                total = totals.setdefault(int(group), np.zeros(config.num_buckets + _TOTALS, dtype=np.int64))
+                in_group = rows == row
+                total[_TOTALS:] += counts[row]
+                total[0] += int(in_group.sum())
+                total[1] += int(num_tokens[in_group].sum())
+                total[2] += int(nulls[in_group].sum())
+                total[3] += int(in_group.sum()) * compiled
+        for group, total in totals.items():
+            nonzero = np.flatnonzero(total[_TOTALS:])
+            buckets = np.concatenate([nonzero, [_DOCS, _TOKENS, _NULL_TEXTS, _COMPILED_DOCS]]).astype(np.int32)
+            values = np.concatenate([total[_TOTALS:][nonzero], total[:_TOTALS]]).astype(np.int64)
             yield pa.RecordBatch.from_arrays(
                 [pa.array(np.full(len(buckets), group, dtype=np.int32)), pa.array(buckets), pa.array(values)],
                 names=["grp", "bucket", "count"],
@@ -89,7 +96,7 @@ def _partial_counts(config: FeatureConfig):
 def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Column) -> dict[int, BucketCounts]:
     """Counts per value of an integer ``group`` expression, in one pass over ``documents`` (``text``)."""
     partials = documents.select(TEXT, group.cast("int").alias(GROUP)).mapInArrow(
-        _partial_counts(config), _PARTIAL_SCHEMA
+        _partial_counts(config, requested_implementation()), _PARTIAL_SCHEMA
     )
     rows = partials.groupBy("grp", "bucket").agg(F.sum("count").alias("count")).toPandas()
     result = {}
@@ -101,6 +108,7 @@ def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Co
             documents=int(totals.get(_DOCS, 0)),
             tokens=int(totals.get(_TOKENS, 0)),
             null_texts=int(totals.get(_NULL_TEXTS, 0)),
+            compiled_documents=int(totals.get(_COMPILED_DOCS, 0)),
         )
     return result
 
@@ -122,14 +130,15 @@ _ESTIMATE_CHARS = 2_000_000
 def _token_totals(documents: DataFrame) -> tuple[int, int]:
     """(tokens, characters) of a frame of documents, counted by the same tokenizer."""
 
-    def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from dsir_spark.features import tokenize
+    implementation = requested_implementation()
 
+    def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        featurizer = make_featurizer(FeatureConfig(), implementation)  # tokens only: any config will do
         tokens = chars = 0
         for batch in batches:
-            for text in batch.column(TEXT).to_pylist():
-                tokens += len(tokenize(text))
-                chars += len(text) if text else 0
+            texts = batch.column(TEXT)
+            tokens += int(featurizer.token_counts(texts.to_pylist()).sum())
+            chars += int(pc.sum(pc.utf8_length(texts)).as_py() or 0)
         yield pa.RecordBatch.from_arrays([pa.array([tokens]), pa.array([chars])], names=["tokens", "chars"])
 
     row = documents.select(TEXT).mapInArrow(count, "tokens long, chars long").agg(

@@ -12,11 +12,17 @@ Hash modes:
   from its tokens' hashes, h(t1..tk) = mix(h(t1..tk-1) * 0x9E3779B97F4A7C15 + h(tk)) in uint64
   arithmetic (mix = splitmix64's finalizer), so no n-gram string is ever built.
   bucket = hash % num_buckets. Different buckets from the reference, same tokens.
+
+Two implementations give the same features: the pure-Python ``Featurizer`` below, and the compiled
+``dsir_spark._featurize`` (C, built by ``pip install``), used when it is importable. ``make_featurizer``
+picks one; ``DSIR_SPARK_FEATURIZER=python`` (read on the driver) forces the pure-Python one everywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +31,14 @@ import numpy as np
 
 from dsir_spark.config import FeatureConfig
 
+log = logging.getLogger("dsir_spark")
+# What a hash mode means, recorded in model.json: a model is only applied by the same definition.
+HASH_DEFINITIONS = {
+    "sha256": "sha256-hexdigest-mod-v1",
+    "xxhash64": "xxh64-seed0-splitmix64-golden-v1",
+}
+FEATURIZER_ENV = "DSIR_SPARK_FEATURIZER"
+IMPLEMENTATIONS = ("auto", "compiled", "python")
 WORDPUNCT = re.compile(r"\w+|[^\w\s]+")
 # Caches are per worker process and bounded, so memory stays flat on any corpus.
 _CACHE_LIMIT = 1 << 20
@@ -104,10 +118,29 @@ class Features:
 
 
 class Featurizer:
-    """Turns texts into hashed n-gram features for one FeatureConfig."""
+    """Turns texts into hashed n-gram features for one FeatureConfig (pure Python, the fallback)."""
+
+    name = "python"
 
     def __init__(self, config: FeatureConfig) -> None:
         self.config = config
+
+    def count(self, texts: Sequence[str | None], rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Adds each document's bucket counts to ``counts[rows[d]]`` (int64, rows x num_buckets);
+        returns the token count of each document (int64)."""
+        features = self.featurize(texts)
+        flat = rows[features.doc_index] * self.config.num_buckets + features.buckets
+        counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape)
+        return features.num_tokens
+
+    def score(self, texts: Sequence[str | None], log_diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(token counts as int32, sums[t, d] = dot(log_diff[t], bucket counts of d)) of each document."""
+        features = self.featurize(texts)
+        sums = np.stack([features.document_sums(row) for row in log_diff])
+        return features.num_tokens.astype(np.int32), sums
+
+    def token_counts(self, texts: Sequence[str | None]) -> np.ndarray:
+        return np.fromiter((len(tokenize(t)) for t in texts), dtype=np.int64, count=len(texts))
 
     def featurize(self, texts: Sequence[str | None]) -> Features:
         token_lists = [tokenize(t) for t in texts]
@@ -149,3 +182,78 @@ class Featurizer:
             parts.append(gram[same_doc] % modulus)
             docs.append(token_doc[: len(gram)][same_doc])
         return np.concatenate(parts).astype(np.int64), np.concatenate(docs)
+
+
+class CompiledFeaturizer:
+    """The same features from ``dsir_spark._featurize`` (C): no Python object per token or n-gram.
+    One instance per config and process, so its sha256 n-gram cache outlives a batch."""
+
+    name = "compiled"
+
+    def __init__(self, config: FeatureConfig) -> None:
+        from dsir_spark import _featurize
+
+        self.config = config
+        self._native = _featurize.Featurizer(config.ngrams, config.num_buckets, config.hash)
+
+    def count(self, texts: Sequence[str | None], rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        num_tokens = np.empty(len(texts), dtype=np.int64)
+        self._native.count(texts, np.ascontiguousarray(rows, dtype=np.int64), counts, num_tokens)
+        return num_tokens
+
+    def score(self, texts: Sequence[str | None], log_diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        num_tokens = np.empty(len(texts), dtype=np.int32)
+        sums = np.empty((len(log_diff), len(texts)), dtype=np.float64)
+        self._native.score(texts, np.ascontiguousarray(log_diff, dtype=np.float64), num_tokens, sums)
+        return num_tokens, sums
+
+    def token_counts(self, texts: Sequence[str | None]) -> np.ndarray:
+        num_tokens = np.empty(len(texts), dtype=np.int64)
+        self._native.token_counts(texts, num_tokens)
+        return num_tokens
+
+    def features(self, text: str | None) -> tuple[list[str], list[int]]:
+        """One document's tokens and its features' buckets in order (for tests and explanations)."""
+        return self._native.features(text)
+
+
+def requested_implementation() -> str:
+    """The featurizer asked for on the driver (``DSIR_SPARK_FEATURIZER``: auto, compiled or python).
+    Read once on the driver and shipped to the workers, whose environment may differ."""
+    value = os.environ.get(FEATURIZER_ENV, "auto").strip().lower() or "auto"
+    if value not in IMPLEMENTATIONS:
+        raise ValueError(f"{FEATURIZER_ENV}={value!r}; use one of {IMPLEMENTATIONS}")
+    return value
+
+
+def compiled_available() -> bool:
+    try:
+        from dsir_spark import _featurize  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_FEATURIZERS: dict[tuple[FeatureConfig, str], Featurizer | CompiledFeaturizer] = {}
+
+
+def make_featurizer(config: FeatureConfig, implementation: str = "auto") -> Featurizer | CompiledFeaturizer:
+    """The compiled featurizer when it is importable (``auto``) or required (``compiled``), else the
+    pure-Python one. Cached per process: Spark reuses Python workers across tasks."""
+    key = (config, implementation)
+    featurizer = _FEATURIZERS.get(key)
+    if featurizer is None:
+        if implementation == "python":
+            featurizer = Featurizer(config)
+        elif compiled_available():
+            featurizer = CompiledFeaturizer(config)
+        elif implementation == "compiled":
+            raise RuntimeError(
+                f"{FEATURIZER_ENV}=compiled but dsir_spark._featurize is not built on this node; install the "
+                "platform wheel (or pip install with a C compiler), or unset it to fall back to pure Python"
+            )
+        else:
+            log.warning("dsir_spark._featurize is not built here: using the pure-Python featurizer (slower)")
+            featurizer = Featurizer(config)
+        _FEATURIZERS[key] = featurizer
+    return featurizer

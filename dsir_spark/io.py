@@ -14,6 +14,7 @@ such data.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from pyspark.errors import AnalysisException
@@ -46,12 +47,14 @@ def _format_of(path: str, declared: str) -> str:
     return "parquet"
 
 
-def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str) -> DataFrame:
+def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str, schema: str | None = None) -> DataFrame:
     try:
         if fmt == "table":
             return spark.read.table(path.removeprefix("table:"))
         if fmt == "json":
-            return spark.read.json(path)
+            # A known schema spares Spark its inference pass over every byte of the files.
+            reader = spark.read.schema(StructType.fromJson(json.loads(schema))) if schema else spark.read
+            return reader.json(path)
         return spark.read.parquet(path)
     except AnalysisException as exc:
         message = str(exc).split("\n")[0]
@@ -104,15 +107,27 @@ def _resolve_text(df: DataFrame, config: DatasetConfig) -> Column:
     return F.col(config.text_col)
 
 
-def read_dataset(spark: SparkSession, config: DatasetConfig) -> DataFrame:
+def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]:
+    """The schema Spark infers for each JSON path of a dataset (one pass over its files), as JSON; None
+    for Parquet and tables, whose schema costs nothing to read."""
+    schemas: list[str | None] = []
+    for path in config.paths:
+        fmt = _format_of(path, config.format)
+        schemas.append(_read_one(spark, path, fmt, config.name).schema.json() if fmt == "json" else None)
+    return schemas
+
+
+def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[str | None] | None = None) -> DataFrame:
     """All rows of a dataset with their original columns, plus ``id`` and ``text`` prefixed ``__dsir_``.
 
-    Use ``documents`` to get the (id, text) pairs that the stages work on.
+    ``schemas`` (from ``json_schemas``, one per path) skips JSON schema inference. Use ``documents`` to
+    get the (id, text) pairs that the stages work on.
     """
     frames = []
     for index, path in enumerate(config.paths):
         fmt = _format_of(path, config.format)
-        frames.append(_with_source(_read_one(spark, path, fmt, config.name), index, fmt))
+        schema = schemas[index] if schemas else None
+        frames.append(_with_source(_read_one(spark, path, fmt, config.name, schema), index, fmt))
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other, allowMissingColumns=True)
@@ -135,6 +150,24 @@ def documents(df: DataFrame) -> DataFrame:
 
 def original_columns(df: DataFrame) -> list[str]:
     return [c for c in df.columns if not c.startswith("__dsir_")]
+
+
+def check_ids(scored: DataFrame, where: str) -> None:
+    """Fails on null or duplicate ``id`` values, naming a few: every document needs its own id."""
+    bad = scored.groupBy(ID).count().where(F.col(ID).isNull() | (F.col("count") > 1)).limit(5).collect()
+    if not bad:
+        return
+    nulls = [r for r in bad if r[ID] is None]
+    if nulls:
+        raise InputError(
+            f"{where}: {nulls[0]['count']} documents have a null id; give an id_col without nulls, "
+            "or leave id_col unset to have ids derived from the rows"
+        )
+    shown = ", ".join(f"{r[ID]!r} ({r['count']}x)" for r in bad)
+    raise InputError(
+        f"{where}: duplicate document ids, e.g. {shown}; give an id_col that is unique per document, "
+        "or deduplicate the raw data (rows that are identical in one file get the same generated id)"
+    )
 
 
 def require_rows(df: DataFrame, what: str) -> None:

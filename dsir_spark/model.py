@@ -18,7 +18,7 @@ from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 
 from dsir_spark.config import FeatureConfig, FitConfig
 from dsir_spark.counts import BucketCounts
-from dsir_spark.features import Featurizer
+from dsir_spark.features import HASH_DEFINITIONS, make_featurizer, requested_implementation
 from dsir_spark.io import ID, TEXT, read_json, write_json
 from dsir_spark.version import __version__
 
@@ -71,7 +71,7 @@ class DSIRModel:
             + [StructField(name, DoubleType(), False) for name in self.weight_columns()]
         )
         return documents.select(ID, TEXT).mapInArrow(
-            _scorer(self.features, self.log_diff, self.weight_columns()), schema
+            _scorer(self.features, self.log_diff, self.weight_columns(), requested_implementation()), schema
         )
 
     # ------------------------------------------------------------------------------------------ persistence
@@ -84,6 +84,7 @@ class DSIRModel:
                 "ngrams": self.features.ngrams,
                 "num_buckets": self.features.num_buckets,
                 "hash": self.features.hash,
+                "hash_definition": HASH_DEFINITIONS[self.features.hash],
             },
             "target_names": self.target_names,
             "separate_targets": self.separate_targets,
@@ -111,6 +112,16 @@ class DSIRModel:
         meta = read_json(spark, f"{path}/model.json")
         if meta is None:
             raise FileNotFoundError(f"no complete model at {path} (model.json missing); run the fit stage")
+        features = dict(meta["features"])
+        # Models written before the definition was recorded used definition v1 of their mode.
+        definition = features.pop("hash_definition", HASH_DEFINITIONS.get(features.get("hash")))
+        if definition != HASH_DEFINITIONS.get(features.get("hash")):
+            raise FitError(
+                f"the model at {path} was fitted with hash definition {definition!r} for hash mode "
+                f"{features.get('hash')!r}, but this dsir-spark ({__version__}) computes "
+                f"{HASH_DEFINITIONS.get(features.get('hash'))!r}: its buckets would not match; "
+                "fit the model again (rerun the count and fit stages) with this version"
+            )
         table = spark.read.parquet(f"{path}/log_diff").toPandas().sort_values("bucket")
         separate = bool(meta["separate_targets"])
         columns = range(len(meta["target_names"])) if separate else [None]
@@ -121,7 +132,7 @@ class DSIRModel:
         known = {"library", "version", "features", "target_names", "separate_targets", "target_proportions",
                  "weight_columns"}
         return cls(
-            features=FeatureConfig(**meta["features"]),
+            features=FeatureConfig(**features),
             log_diff=np.stack([table[f"log_diff{suffix(t)}"].to_numpy() for t in columns]),
             raw_probs=table["raw_prob"].to_numpy(),
             target_probs=np.stack([table[f"target_prob{suffix(t)}"].to_numpy() for t in columns]),
@@ -132,13 +143,12 @@ class DSIRModel:
         )
 
 
-def _scorer(config: FeatureConfig, log_diff: np.ndarray, names: Sequence[str]):
+def _scorer(config: FeatureConfig, log_diff: np.ndarray, names: Sequence[str], implementation: str):
     def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        featurizer = Featurizer(config)
+        featurizer = make_featurizer(config, implementation)
         for batch in batches:
-            features = featurizer.featurize(batch.column(TEXT).to_pylist())
-            columns = [batch.column(ID), pa.array(features.num_tokens.astype(np.int32))]
-            columns += [pa.array(features.document_sums(row)) for row in log_diff]
+            num_tokens, sums = featurizer.score(batch.column(TEXT).to_pylist(), log_diff)
+            columns = [batch.column(ID), pa.array(num_tokens)] + [pa.array(row) for row in sums]
             yield pa.RecordBatch.from_arrays(columns, names=[ID, NUM_TOKENS, *names])
 
     return score_partition

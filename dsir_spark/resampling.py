@@ -32,7 +32,7 @@ _RELATIVE_ERROR = 1e-4
 
 
 class ResampleError(ValueError):
-    """The request cannot be met (more documents than are eligible, duplicate ids)."""
+    """The request cannot be met (more documents than are eligible)."""
 
 
 @dataclass(frozen=True)
@@ -99,16 +99,6 @@ def split_across_targets(num_to_sample: int, proportions: list[float]) -> list[i
     per_target = [int(num_to_sample * p) for p in proportions]
     per_target[-1] += num_to_sample - sum(per_target)
     return per_target
-
-
-def check_unique_ids(scores: DataFrame, where: str) -> None:
-    duplicates = scores.groupBy(ID).count().where(F.col("count") > 1).limit(5).collect()
-    if duplicates:
-        shown = ", ".join(f"{r[ID]!r} ({r['count']}x)" for r in duplicates)
-        raise ResampleError(
-            f"{where}: duplicate document ids, e.g. {shown}; give an id_col that is unique per document, "
-            "or deduplicate the raw data (rows that are identical in one file get the same generated id)"
-        )
 
 
 def select(

@@ -19,11 +19,11 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from dsir_spark.config import DatasetConfig, RunConfig
 from dsir_spark.counts import BucketCounts, dense_counts
-from dsir_spark.io import read_json, write_json
+from dsir_spark.io import json_schemas, read_dataset, read_json, write_json
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
@@ -64,6 +64,21 @@ def check_writable(spark: SparkSession, config: RunConfig) -> None:
         reason = str(exc).strip().splitlines()[0][:300]
         raise RunDirError(f"run_dir {config.run_dir} is not writable ({reason}); point run_dir at a folder "
                           "every executor can write (HDFS, s3://, dbfs:/ or a shared mount)") from exc
+
+
+def open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, refresh: bool = False) -> DataFrame:
+    """``io.read_dataset`` with the JSON schemas inferred once per run directory and dataset settings,
+    stored in ``<run_dir>/_dsir/schemas/<dataset>``: later stages and reruns read without inferring.
+    ``refresh`` infers again (the count stage does when it runs: the files may have new columns)."""
+    path = f"{config.run_dir.rstrip('/')}/_dsir/schemas/{dataset.name}"
+    settings = json.loads(json.dumps(asdict(dataset)))
+    stored = None if refresh else read_json(spark, path)
+    if stored is not None and stored.get("dataset") == settings:
+        return read_dataset(spark, dataset, stored["schemas"])
+    schemas = json_schemas(spark, dataset)
+    if any(schemas):
+        write_json(spark, path, {"dataset": settings, "schemas": schemas})
+    return read_dataset(spark, dataset, schemas)
 
 
 # ---------------------------------------------------------------------------------------------- settings

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# The whole suite runs the compiled featurizer and fails if it is not built; tests of the pure-Python
+# fallback set DSIR_SPARK_FEATURIZER=python themselves.
+os.environ.setdefault("DSIR_SPARK_FEATURIZER", "compiled")
+
 DATA = Path(__file__).parent / "data"
 PILE = DATA / "toy_pile_data.jsonl"
 TARGET_C = DATA / "toy_target_data.jsonl"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl
+from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl, write_jsonl
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 from reference import run_reference
 
 import dsir_spark.resampling as resampling
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
+from dsir_spark.io import InputError
 from dsir_spark.pipeline import run_pipeline
 from dsir_spark.resampling import ResampleError, gumbel_keys, select, split_across_targets
-from dsir_spark.rundir import StageOrderError
+from dsir_spark.rundir import StageOrderError, read_record
 
 NO_REPORT = ReportConfig(enabled=False)
 
@@ -196,8 +197,28 @@ def test_duplicate_ids_are_named(spark, tmp_path):
         resample=ResampleConfig(num_to_sample=5),
         report=NO_REPORT,
     )
-    with pytest.raises(ResampleError, match=r"duplicate document ids, e.g. \d+ \(2x\)"):
+    # Found by the score stage, which then does not complete: resampling never starts.
+    with pytest.raises(InputError, match=r"id_col 'id': duplicate document ids, e.g. \d+ \(2x\)"):
         run_pipeline(spark, config)
+    assert read_record(spark, str(tmp_path / "run" / "scores")) is None
+    assert not (tmp_path / "run" / "selection").exists()
+
+
+def test_null_ids_are_caught_by_the_score_stage(spark, tmp_path):
+    rows = read_jsonl(PILE)[:150]
+    rows[7]["id"] = None
+    raw = write_jsonl(tmp_path / "raw.jsonl", rows)
+    config = RunConfig(
+        run_dir=str(tmp_path / "run"),
+        raw=DatasetConfig(paths=(raw,), text_col="contents", id_col="id"),
+        targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
+        fit=FitConfig(num_tokens_to_fit="all"),
+        resample=ResampleConfig(num_to_sample=5),
+        report=NO_REPORT,
+    )
+    with pytest.raises(InputError, match=r"id_col 'id': 1 documents have a null id"):
+        run_pipeline(spark, config)
+    assert not (tmp_path / "run" / "selection").exists()
 
 
 def test_scores_from_another_config_are_refused(spark, tmp_path):

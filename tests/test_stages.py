@@ -79,7 +79,8 @@ def test_model_table_schema_and_values(spark, small_run):
     )
     assert_approx_df_equality(actual, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
     meta = read_json(spark, f"{run_dir}/model/model.json")
-    assert meta["features"] == {"ngrams": 2, "num_buckets": NUM_BUCKETS, "hash": "sha256"}
+    assert meta["features"] == {"ngrams": 2, "num_buckets": NUM_BUCKETS, "hash": "sha256",
+                                "hash_definition": "sha256-hexdigest-mod-v1"}
     assert meta["raw"]["tokens"] == 12 and meta["targets"]["target_0"]["tokens"] == 5
     assert meta["version"] == "0.1.0"
 

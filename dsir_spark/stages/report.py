@@ -11,10 +11,10 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
-from dsir_spark.io import read_dataset, require_column, write_json
+from dsir_spark.io import require_column, write_json
 from dsir_spark.model import DSIRModel
 from dsir_spark.report import build_report, draw_figures, to_markdown
-from dsir_spark.rundir import counts_path, load_counts, require_stage, stage_dir, stage_settings
+from dsir_spark.rundir import counts_path, load_counts, open_dataset, require_stage, stage_dir, stage_settings
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
@@ -55,7 +55,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
         return {"stage": "report", "skipped": True, "reason": reason}
-    raw = read_dataset(spark, config.raw)
+    raw = open_dataset(spark, config, config.raw)
     label_col = config.report.label_col
     if label_col:
         require_column(raw, config.raw, label_col, "label", "report.label_col")

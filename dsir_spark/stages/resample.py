@@ -9,10 +9,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.config import RunConfig
-from dsir_spark.io import ID, original_columns, read_dataset
+from dsir_spark.io import ID, check_ids, original_columns
 from dsir_spark.model import DSIRModel
-from dsir_spark.resampling import ResampleError, check_unique_ids, select
-from dsir_spark.rundir import default_out_dir, require_stage, stage_dir, stage_settings
+from dsir_spark.resampling import ResampleError, select
+from dsir_spark.rundir import default_out_dir, open_dataset, read_record, require_stage, stage_dir, stage_settings
 from dsir_spark.stages.runner import run_stage
 
 
@@ -46,7 +46,8 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
     def work() -> dict[str, Any]:
         model = DSIRModel.load(spark, stage_dir(config, "fit"))
         scores = spark.read.parquet(stage_dir(config, "score"))
-        check_unique_ids(scores, f"scores in {stage_dir(config, 'score')}")
+        if not read_record(spark, stage_dir(config, "score")).get("ids_checked"):  # scored by an older version
+            check_ids(scores.select(ID), f"scores in {stage_dir(config, 'score')}")
         selection, summary = select(
             scores,
             model.weight_columns(),
@@ -57,7 +58,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             top_k=settings.top_k,
         )
         written = write_selection(
-            selection, read_dataset(spark, config.raw), selection_dir, out_dir,
+            selection, open_dataset(spark, config, config.raw), selection_dir, out_dir,
             output_format=settings.output_format, add_dsir_columns=settings.add_dsir_columns,
             generated_ids=config.raw.id_col is None,
         )

@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
-from dsir_spark.io import documents, read_dataset
+from dsir_spark.features import compiled_available, requested_implementation
+from dsir_spark.io import ID, check_ids, documents
 from dsir_spark.model import DSIRModel
-from dsir_spark.rundir import require_stage, stage_dir, stage_settings
+from dsir_spark.rundir import open_dataset, require_stage, stage_dir, stage_settings
 from dsir_spark.stages.runner import run_stage
+
+log = logging.getLogger("dsir_spark")
 
 
 def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     require_stage(spark, config, "fit")
-    raw = read_dataset(spark, config.raw)
+    raw = open_dataset(spark, config, config.raw)
     out = stage_dir(config, "score")
+
+    # Workers use the compiled featurizer where it is built (auto), so this is the driver's view.
+    featurizer = {"requested": requested_implementation(), "compiled_on_driver": compiled_available()}
+    log.info("stage score: featurizer %s", featurizer)
+
+    id_source = f"id_col {config.raw.id_col!r}" if config.raw.id_col else "generated ids"
 
     def work() -> dict[str, Any]:
         model = DSIRModel.load(spark, stage_dir(config, "fit"))
         model.transform(documents(raw)).write.mode("overwrite").parquet(out)
-        rows = spark.read.parquet(out).count()
-        return {"rows_in": rows, "rows_out": rows, "weight_columns": model.weight_columns()}
+        scores = spark.read.parquet(out)
+        # Checked here, once, so that resampling can trust the ids (and fails before it starts).
+        check_ids(scores.select(ID), f"raw dataset ({', '.join(config.raw.paths)}), {id_source}")
+        rows = scores.count()
+        return {"rows_in": rows, "rows_out": rows, "weight_columns": model.weight_columns(),
+                "featurizer": featurizer, "ids_checked": True}
 
     return run_stage(spark, "score", out, stage_settings(config, "score"), work, force)

@@ -1,0 +1,18 @@
+"""Builds the compiled featurizer; all other metadata lives in pyproject.toml.
+
+The extension is optional: where it cannot be compiled, the install still succeeds and dsir-spark
+runs its pure-Python featurizer (same results, slower).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "dsir_spark._featurize",
+            sources=["dsir_spark/_featurize.c"],
+            extra_compile_args=["-O3", "-std=c99", "-Wall"],
+            optional=True,
+        )
+    ]
+)
