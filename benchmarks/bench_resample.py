@@ -81,7 +81,7 @@ def run_spark(root: Path, k: int, cores: int) -> dict:
     from pyspark.sql import SparkSession
 
     from dsir_spark.config import DatasetConfig
-    from dsir_spark.io import check_ids, read_dataset
+    from dsir_spark.io import json_schemas, read_dataset
     from dsir_spark.resampling import select
     from dsir_spark.stages.resample import write_selection
 
@@ -90,12 +90,15 @@ def run_spark(root: Path, k: int, cores: int) -> dict:
     stop, peaks = threading.Event(), []
     watcher = threading.Thread(target=peak_rss_of, args=(jvm_pid, stop, peaks))
     watcher.start()
+    raw_config = DatasetConfig(paths=(str(root / "raw.jsonl"),), id_col="id", name="raw")
+    # The count stage infers the raw data's JSON schema once per run and stores it; the resample stage
+    # reads with it (and trusts the ids, which the score stage checked), so neither is timed here.
+    schemas = json_schemas(spark, raw_config)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.time()
         scores = spark.read.parquet(str(root / "scores.parquet"))
-        check_ids(scores.select("id"), "scores")
         selection, _ = select(scores, ["log_weight"], k, seed=0)
-        raw = read_dataset(spark, DatasetConfig(paths=(str(root / "raw.jsonl"),), id_col="id", name="raw"))
+        raw = read_dataset(spark, raw_config, schemas)
         written = write_selection(selection, raw, f"{tmp}/selection", f"{tmp}/out")
         seconds = time.time() - started
     stop.set()

@@ -7,7 +7,8 @@
  *   CPython's _sre uses; the class of every code point is read from the running interpreter when the
  *   module loads (a table filled by those C-API calls, not a copied table);
  * - an n-gram is its tokens' UTF-8 bytes joined by single spaces;
- * - sha256 mode: bucket = int(sha256(ngram).hexdigest(), 16) % num_buckets (FIPS 180-4);
+ * - sha256 mode: bucket = int(sha256(ngram).hexdigest(), 16) % num_buckets (FIPS 180-4, in portable C,
+ *   or with the x86 SHA extensions where the CPU has them: the same digest either way);
  * - xxhash64 mode: XXH64 (seed 0) of each token's UTF-8 bytes (from the published XXH64 spec), an
  *   n-gram's hash h(t1..tk) = splitmix64_mix(h(t1..tk-1) * 0x9E3779B97F4A7C15 + h(tk)), bucket = h % num_buckets.
  * Features come out per document in the Python path's order (unigrams, then bigrams, ...), so scores,
@@ -59,13 +60,64 @@ static void sha256_block(uint32_t state[8], const unsigned char *block) {
     state[4] += e; state[5] += f; state[6] += g; state[7] += h;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHA_EXTENSIONS_CODE 1
+
+/* The same compression with the x86 SHA extensions (Intel's published SHA-NI instruction sequence):
+ * four rounds per sha256rnds2 pair, the message schedule by sha256msg1/msg2. */
+__attribute__((target("sha,sse4.1,ssse3")))
+static void sha256_block_x86(uint32_t state[8], const unsigned char *block) {
+    const __m128i byteswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[0]), 0xB1); /* CDAB */
+    __m128i state1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&state[4]), 0x1B); /* EFGH */
+    __m128i state0 = _mm_alignr_epi8(tmp, state1, 8);   /* ABEF */
+    state1 = _mm_blend_epi16(state1, tmp, 0xF0);         /* CDGH */
+    const __m128i abef = state0, cdgh = state1;
+    __m128i w[4];
+    for (int g = 0; g < 16; g++) {
+        __m128i words;
+        if (g < 4) {
+            words = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * g)), byteswap);
+        } else {
+            __m128i t = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);      /* W[t-16], W[t-15] */
+            t = _mm_add_epi32(t, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4)); /* + W[t-7] */
+            words = _mm_sha256msg2_epu32(t, w[(g + 3) & 3]);                 /* + sigma1(W[t-2]) */
+        }
+        w[g & 3] = words;
+        __m128i msg = _mm_add_epi32(words, _mm_loadu_si128((const __m128i *)&SHA_K[4 * g]));
+        state1 = _mm_sha256rnds2_epu32(state1, state0, msg);
+        state0 = _mm_sha256rnds2_epu32(state0, state1, _mm_shuffle_epi32(msg, 0x0E));
+    }
+    state0 = _mm_add_epi32(state0, abef);
+    state1 = _mm_add_epi32(state1, cdgh);
+    tmp = _mm_shuffle_epi32(state0, 0x1B);       /* FEBA */
+    state1 = _mm_shuffle_epi32(state1, 0xB1);    /* DCHG */
+    state0 = _mm_blend_epi16(tmp, state1, 0xF0); /* DCBA */
+    state1 = _mm_alignr_epi8(state1, tmp, 8);    /* HGFE */
+    _mm_storeu_si128((__m128i *)&state[0], state0);
+    _mm_storeu_si128((__m128i *)&state[4], state1);
+}
+
+static int cpu_has_sha_extensions(void) {
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 19)) || !(c & (1u << 9))) return 0; /* SSE4.1, SSSE3 */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 29) & 1; /* SHA */
+}
+#endif
+
+/* The compression function in use: the x86 SHA extensions where the CPU has them. */
+static void (*sha256_compress)(uint32_t state[8], const unsigned char *block) = sha256_block;
+
 /* The digest as eight big-endian 32-bit words (state after the last block). */
 static void sha256(const unsigned char *data, size_t len, uint32_t state[8]) {
     static const uint32_t init[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     memcpy(state, init, sizeof(init));
     size_t full = len / 64;
-    for (size_t i = 0; i < full; i++) sha256_block(state, data + 64 * i);
+    for (size_t i = 0; i < full; i++) sha256_compress(state, data + 64 * i);
     unsigned char tail[128];
     size_t rest = len - 64 * full;
     memcpy(tail, data + 64 * full, rest);
@@ -74,7 +126,7 @@ static void sha256(const unsigned char *data, size_t len, uint32_t state[8]) {
     memset(tail + rest + 1, 0, tail_len - rest - 1);
     uint64_t bits = (uint64_t)len * 8;
     for (int i = 0; i < 8; i++) tail[tail_len - 1 - i] = (unsigned char)(bits >> (8 * i));
-    for (size_t i = 0; i < tail_len; i += 64) sha256_block(state, tail + i);
+    for (size_t i = 0; i < tail_len; i += 64) sha256_compress(state, tail + i);
 }
 
 /* int(hexdigest, 16) % m: the 256-bit big-endian number folded 32 bits at a time (m < 2**31). */
@@ -170,27 +222,25 @@ static const uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL;
 
 /* ------------------------------------------------------------------------------------------ featurizer */
 
-/* A bounded cache of n-gram bytes -> sha256 bucket: real text repeats its n-grams, sha256 is costly. */
+/* A direct-mapped cache of short n-grams -> sha256 bucket, small enough to stay in the CPU's caches:
+ * real text repeats its frequent n-grams, and a hit costs far less than sha256. A new n-gram takes
+ * the slot of whatever was there, so memory is fixed and frequent n-grams keep their slots. */
+#define CACHE_KEY 23
 typedef struct {
-    uint32_t tag;    /* high bits of the key's XXH64; 0 marks an empty slot */
-    uint32_t offset; /* key bytes in the arena */
-    uint32_t length;
+    uint32_t tag; /* bits of the key's XXH64, never 0; 0 marks an empty slot */
     uint32_t bucket;
-} CacheEntry;
+    uint8_t length;
+    unsigned char key[CACHE_KEY];
+} CacheSlot;
 
-#define CACHE_SLOTS (1u << 21)
-#define CACHE_MAX_ENTRIES (CACHE_SLOTS / 2)
-#define ARENA_BYTES (32u << 20)
-#define CACHE_MAX_KEY 256 /* longer n-grams are hashed every time */
+#define CACHE_SLOTS (1u << 16) /* 2 MB */
 
 typedef struct {
     PyObject_HEAD
     int ngrams;
     uint32_t num_buckets;
     int mode;
-    CacheEntry *cache;
-    unsigned char *arena;
-    size_t cache_used, arena_used;
+    CacheSlot *cache;
     /* per-document scratch, grown on demand */
     uint32_t *tok_start, *tok_len;
     uint64_t *hashes, *grams;
@@ -201,36 +251,17 @@ typedef struct {
     size_t key_capacity;
 } Featurizer;
 
-static void cache_clear(Featurizer *self) {
-    memset(self->cache, 0, sizeof(CacheEntry) * CACHE_SLOTS);
-    self->cache_used = 0;
-    self->arena_used = 0;
-}
-
 static uint32_t cached_sha256_bucket(Featurizer *self, const unsigned char *key, size_t len) {
-    if (len > CACHE_MAX_KEY || self->cache == NULL) return sha256_bucket(key, len, self->num_buckets);
+    if (len > CACHE_KEY) return sha256_bucket(key, len, self->num_buckets);
     uint64_t h = xxh64(key, len, 0);
+    CacheSlot *slot = &self->cache[h & (CACHE_SLOTS - 1)];
     uint32_t tag = (uint32_t)(h >> 32) | 1u;
-    size_t mask = CACHE_SLOTS - 1, i = (size_t)h & mask;
-    for (;;) {
-        CacheEntry *e = &self->cache[i];
-        if (e->tag == 0) break;
-        if (e->tag == tag && e->length == len && memcmp(self->arena + e->offset, key, len) == 0) return e->bucket;
-        i = (i + 1) & mask;
-    }
+    if (slot->tag == tag && slot->length == len && memcmp(slot->key, key, len) == 0) return slot->bucket;
     uint32_t bucket = sha256_bucket(key, len, self->num_buckets);
-    if (self->cache_used >= CACHE_MAX_ENTRIES || self->arena_used + len > ARENA_BYTES) {
-        cache_clear(self); /* bounded memory on any corpus: start over */
-        i = (size_t)h & mask;
-    }
-    CacheEntry *e = &self->cache[i];
-    e->tag = tag;
-    e->offset = (uint32_t)self->arena_used;
-    e->length = (uint32_t)len;
-    e->bucket = bucket;
-    memcpy(self->arena + self->arena_used, key, len);
-    self->arena_used += len;
-    self->cache_used++;
+    slot->tag = tag;
+    slot->bucket = bucket;
+    slot->length = (uint8_t)len;
+    memcpy(slot->key, key, len);
     return bucket;
 }
 
@@ -387,16 +418,14 @@ static int Featurizer_init(Featurizer *self, PyObject *args, PyObject *kwds) {
     self->ngrams = ngrams;
     self->num_buckets = (uint32_t)num_buckets;
     if (self->mode == MODE_SHA256 && self->cache == NULL) {
-        self->cache = PyMem_Calloc(CACHE_SLOTS, sizeof(CacheEntry));
-        self->arena = PyMem_Malloc(ARENA_BYTES);
-        if (!self->cache || !self->arena) { PyErr_NoMemory(); return -1; }
+        self->cache = PyMem_Calloc(CACHE_SLOTS, sizeof(CacheSlot));
+        if (!self->cache) { PyErr_NoMemory(); return -1; }
     }
     return 0;
 }
 
 static void Featurizer_dealloc(Featurizer *self) {
     PyMem_Free(self->cache);
-    PyMem_Free(self->arena);
     PyMem_Free(self->tok_start);
     PyMem_Free(self->tok_len);
     PyMem_Free(self->hashes);
@@ -623,7 +652,25 @@ static PyObject *py_sha256_bucket(PyObject *module, PyObject *args) {
     return PyLong_FromUnsignedLong(b);
 }
 
+PyDoc_STRVAR(use_sha_extensions_doc,
+"use_sha_extensions(enabled: bool) -> bool\n\n"
+"Turns the x86 SHA extensions on (where the CPU has them) or off (portable C); returns whether they\n"
+"are in use. They are on by default where available; the results are the same either way.");
+
+static PyObject *py_use_sha_extensions(PyObject *module, PyObject *arg) {
+    int enabled = PyObject_IsTrue(arg);
+    if (enabled < 0) return NULL;
+    sha256_compress = sha256_block;
+#ifdef HAVE_SHA_EXTENSIONS_CODE
+    if (enabled && cpu_has_sha_extensions()) sha256_compress = sha256_block_x86;
+    return PyBool_FromLong(sha256_compress == sha256_block_x86);
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
 static PyMethodDef module_methods[] = {
+    {"use_sha_extensions", py_use_sha_extensions, METH_O, use_sha_extensions_doc},
     {"xxh64", py_xxh64, METH_VARARGS, xxh64_doc},
     {"sha256_bucket", py_sha256_bucket, METH_VARARGS, sha256_bucket_doc},
     {NULL, NULL, 0, NULL},
@@ -646,16 +693,15 @@ PyMODINIT_FUNC PyInit__featurize(void) {
         }
     }
     if (str_lower == NULL && (str_lower = PyUnicode_InternFromString("lower")) == NULL) return NULL;
+#ifdef HAVE_SHA_EXTENSIONS_CODE
+    if (cpu_has_sha_extensions()) sha256_compress = sha256_block_x86;
+#endif
     if (PyType_Ready(&FeaturizerType) < 0) return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) return NULL;
     Py_INCREF(&FeaturizerType);
     if (PyModule_AddObject(module, "Featurizer", (PyObject *)&FeaturizerType) < 0) {
         Py_DECREF(&FeaturizerType);
-        Py_DECREF(module);
-        return NULL;
-    }
-    if (PyModule_AddStringConstant(module, "HASH_DEFINITION", "xxh64-splitmix64-v1") < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -5,10 +5,11 @@ same as keeping the k largest keys ``log_weight + Gumbel noise`` (Gumbel top-k);
 log space. The noise of a document comes from a hash of (seed, target, id), so the selection is a
 function of the data and the settings alone. Ties are broken by id (ascending).
 
-The exact global top-k avoids a full sort: approximate quantiles bracket the k-th key, a count
-checks the bracket, and the bracket shrinks until at most ``BAND_LIMIT`` rows remain in it; those
-few are sorted on the driver to find the boundary (key, id). The selection is then a filter, so
-driver memory does not grow with N or k.
+The exact global top-k avoids a full sort: a hashed sample of the keys (at most ``SAMPLE_SIZE``)
+brackets the k-th key, one pass counts the rows above the bracket and collects the rows inside it
+(at most ``BAND_LIMIT``), which are sorted on the driver to find the boundary (key, id). A bracket
+that missed, or holds too many rows, is narrowed or widened and tried again. The selection is then a
+filter, so driver memory does not grow with N or k, and a typical run takes two passes over the keys.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from dsir_spark.randomness import uniform
 log = logging.getLogger("dsir_spark")
 KEY = "key"
 BAND_LIMIT = 50_000
-_RELATIVE_ERROR = 1e-4
+SAMPLE_SIZE = 20_000
+# How many standard deviations of the sample rank the bracket spans on each side of the k-th key.
+_SPREAD = 6.0
 
 
 class ResampleError(ValueError):
@@ -58,40 +61,60 @@ def gumbel_keys(
     return scores.withColumn(KEY, weight - F.log(-F.log(u)))
 
 
-def _counts_around(band: DataFrame, low: float, high: float) -> tuple[int, int]:
-    row = band.agg(
-        F.count(F.when(F.col(KEY) > F.lit(high), 1)).alias("above"),
-        F.count(F.when(F.col(KEY) >= F.lit(low), 1)).alias("at_least_low"),
-    ).first()
-    return int(row["above"]), int(row["at_least_low"])
-
-
 def _boundary_of_ties(band: DataFrame, need: int) -> Boundary:
     """All keys in the band are equal: the boundary is the need-th smallest id, found distributedly."""
     row = band.orderBy(F.col(ID).asc()).limit(need).agg(F.max(ID).alias("ident"), F.max(KEY).alias("key")).first()
     return Boundary(row["key"], row["ident"])
 
 
+def _bracket(band: DataFrame, need: int, band_size: int, spread: float, salt: str) -> tuple[float, float, float]:
+    """(low, high, expected rows in [low, high]): keys that bracket the band's need-th largest key,
+    read off a hashed sample of the band's keys."""
+    rate = min(1.0, SAMPLE_SIZE / band_size)
+    sampled = F.when(uniform(0, F.col(ID), salt) < F.lit(rate), F.col(KEY))
+    keys = sorted(band.agg(F.collect_list(sampled).alias("keys")).first()["keys"], reverse=True)
+    m = len(keys)
+    if m == 0:
+        return float("-inf"), float("inf"), float(band_size)
+    rank = need * m / band_size  # where the need-th largest key falls among the sampled ones (1-based)
+    width = spread * (rank * max(0.0, 1.0 - rank / m)) ** 0.5 + 1.0
+    top, bottom = int(rank - width), int(rank + width) + 1
+    high = keys[top - 1] if top >= 1 else float("inf")
+    low = keys[bottom - 1] if bottom <= m else float("-inf")
+    expected = (min(bottom, m + 1) - max(top, 0)) / m * band_size
+    return low, high, expected
+
+
 def top_k_boundary(keys: DataFrame, k: int, total: int) -> Boundary:
     """The boundary of the k largest keys (ties by ascending id) among ``total`` rows, 1 <= k <= total."""
     band, need, band_size = keys.select(ID, KEY), k, total
-    delta = 4 * _RELATIVE_ERROR
-    while band_size > BAND_LIMIT:
-        q = 1.0 - need / band_size
-        margin = max(delta, 2.0 / band_size)
-        low, high = band.approxQuantile(KEY, [max(0.0, q - margin), min(1.0, q + margin)], _RELATIVE_ERROR)
-        if low == high and band.where(F.col(KEY) != F.lit(low)).limit(1).count() == 0:
-            return _boundary_of_ties(band, need)
-        above, at_least_low = _counts_around(band, low, high)
-        if above < need <= at_least_low:
-            band = band.where((F.col(KEY) >= F.lit(low)) & (F.col(KEY) <= F.lit(high)))
-            need, band_size = need - above, at_least_low - above
-            log.debug("top-k band narrowed to %d rows, %d still to pick", band_size, need)
-        else:
-            delta *= 4  # the quantile sketch missed; widen and try again
-    rows = sorted(band.collect(), key=lambda r: (-r[KEY], r[ID]))
-    chosen = rows[need - 1]
-    return Boundary(chosen[KEY], chosen[ID])
+    spread, attempt = _SPREAD, 0
+    while True:
+        if band_size <= BAND_LIMIT:
+            rows = sorted(band.collect(), key=lambda r: (-r[KEY], r[ID]))
+            chosen = rows[need - 1]
+            return Boundary(chosen[KEY], chosen[ID])
+        low, high, expected = _bracket(band, need, band_size, spread, f"top-k-sample-{attempt}")
+        attempt += 1
+        inside = (F.col(KEY) >= F.lit(low)) & (F.col(KEY) <= F.lit(high))
+        collect = expected <= BAND_LIMIT / 2  # collect the band in the same pass when it is surely small
+        aggregates = [F.count(F.when(F.col(KEY) > F.lit(high), 1)).alias("above"),
+                      F.count(F.when(F.col(KEY) >= F.lit(low), 1)).alias("at_least_low")]
+        if collect:
+            aggregates.append(F.collect_list(F.when(inside, F.struct(KEY, ID))).alias("band"))
+        row = band.agg(*aggregates).first()
+        above, at_least_low = int(row["above"]), int(row["at_least_low"])
+        if not above < need <= at_least_low:
+            spread *= 2  # the sample missed the k-th key (rare): a wider bracket, a new sample
+            continue
+        if low == high and at_least_low - above > BAND_LIMIT:
+            return _boundary_of_ties(band.where(inside), need - above)
+        if collect and len(row["band"]) == at_least_low - above:
+            rows = sorted(row["band"], key=lambda r: (-r[KEY], r[ID]))
+            chosen = rows[need - above - 1]
+            return Boundary(chosen[KEY], chosen[ID])
+        band, need, band_size = band.where(inside), need - above, at_least_low - above
+        log.debug("top-k band narrowed to %d rows, %d still to pick", band_size, need)
 
 
 def split_across_targets(num_to_sample: int, proportions: list[float]) -> list[int]:

@@ -14,7 +14,7 @@ import pytest
 import xxhash
 from conftest import EDGE_TEXTS, PILE, read_jsonl
 from data_selection.hashed_ngram_dsir import get_ngram_counts
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dsir_spark.config import FeatureConfig
@@ -36,9 +36,22 @@ def test_the_compiled_featurizer_is_built_and_chosen():
     assert make_featurizer(FeatureConfig(), "python").name == "python"
 
 
-@given(st.binary(max_size=300), st.integers(min_value=0, max_value=2**64 - 1))
-@settings(max_examples=300, deadline=None)
-def test_hashes_follow_their_specifications(data, seed):
+@pytest.fixture(params=[True, False], ids=["sha-extensions", "portable-sha256"])
+def sha_backend(request):
+    """Both SHA-256 compressions: the x86 SHA extensions (where the CPU has them) and portable C."""
+    from dsir_spark import _featurize
+
+    active = _featurize.use_sha_extensions(request.param)
+    if request.param and not active:
+        pytest.skip("this CPU has no SHA extensions: only the portable SHA-256 runs here")
+    yield request.param
+    _featurize.use_sha_extensions(True)
+
+
+@given(data=st.binary(max_size=300), seed=st.integers(min_value=0, max_value=2**64 - 1))
+# The fixture only switches the SHA-256 compression; it holds no state that examples could share.
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_hashes_follow_their_specifications(sha_backend, data, seed):
     from dsir_spark import _featurize
 
     assert _featurize.xxh64(data, seed) == xxhash.xxh64_intdigest(data, seed=seed)
@@ -48,7 +61,7 @@ def test_hashes_follow_their_specifications(data, seed):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("ngrams,num_buckets", [(1, 10000), (2, 10000), (3, 50000), (5, 97)])
-def test_compiled_scores_and_counts_equal_python_bit_for_bit(mode, ngrams, num_buckets):
+def test_compiled_scores_and_counts_equal_python_bit_for_bit(sha_backend, mode, ngrams, num_buckets):
     config = FeatureConfig(ngrams=ngrams, num_buckets=num_buckets, hash=mode)
     python, compiled = Featurizer(config), CompiledFeaturizer(config)
     log_diff = np.random.default_rng(ngrams).normal(size=(3, num_buckets))
