@@ -112,10 +112,11 @@ class HashedNgramDSIR:
         score_stage(self.spark, self.config)
 
     def resample(self, out_dir: str, num_to_sample: int, top_k: bool = False, seed: int = 0,
-                 output_format: str = "parquet") -> None:
-        """Selects exactly num_to_sample documents into out_dir (see dsir_spark.resampling)."""
+                 output_format: str = "parquet", table_mode: str = "error") -> None:
+        """Selects exactly num_to_sample documents into out_dir, a folder or ``table:<name>``
+        (see dsir_spark.resampling); ``table_mode="overwrite"`` replaces an existing table."""
         resample = replace(self.config.resample, num_to_sample=num_to_sample, top_k=top_k, seed=seed,
-                           out_dir=str(out_dir), output_format=output_format)
+                           out_dir=str(out_dir), output_format=output_format, table_mode=table_mode)
         self.config = replace(self.config, resample=resample)
         resample_stage(self.spark, self.config)
 

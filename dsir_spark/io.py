@@ -22,7 +22,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructType
 
-from dsir_spark.config import DatasetConfig
+from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
 
 GENERATED_ID = "dsir_id"
 ID = "id"
@@ -36,7 +36,7 @@ class InputError(ValueError):
 def _format_of(path: str, declared: str) -> str:
     if declared != "auto":
         return declared
-    if path.startswith("table:"):
+    if path.startswith(TABLE_PREFIX):
         return "table"
     lowered = path.lower()
     for suffix in (".gz", ".bz2", ".zst"):
@@ -50,7 +50,9 @@ def _format_of(path: str, declared: str) -> str:
 def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str, schema: str | None = None) -> DataFrame:
     try:
         if fmt == "table":
-            return spark.read.table(path.removeprefix("table:"))
+            frame = spark.read.table(path.removeprefix(TABLE_PREFIX))
+            _ = frame.schema  # Spark Connect analyzes lazily: a missing table should fail here
+            return frame
         if fmt == "json":
             # A known schema spares Spark its inference pass over every byte of the files.
             reader = spark.read.schema(StructType.fromJson(json.loads(schema))) if schema else spark.read
@@ -62,15 +64,18 @@ def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str, schema: st
             raise InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob") from exc
         if "TABLE_OR_VIEW_NOT_FOUND" in message:
             raise InputError(f"dataset {dataset}: table {path} not found in the catalog") from exc
+        if fmt == "table":
+            raise InputError(f"dataset {dataset}: cannot read {path} ({message}); check its catalog, schema "
+                             "and table name") from exc
         raise InputError(
             f"dataset {dataset}: cannot read {path} as {fmt} ({message}); set format: parquet|json|table"
         ) from exc
 
 
-def _with_source(df: DataFrame, index: int, fmt: str) -> DataFrame:
-    """Adds a hidden source column (path index + file path) used to derive ids."""
+def _with_source(df: DataFrame, index: int, path: str, fmt: str) -> DataFrame:
+    """Adds a hidden source column (path index + file path, or table name) used to derive ids."""
     if fmt == "table":
-        location = F.lit("")
+        location = F.lit(path.removeprefix(TABLE_PREFIX))
     else:
         location = F.col("_metadata.file_path")
     return df.withColumn("__dsir_source", F.concat_ws("\u0000", F.lit(str(index)), location))
@@ -127,7 +132,7 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
     for index, path in enumerate(config.paths):
         fmt = _format_of(path, config.format)
         schema = schemas[index] if schemas else None
-        frames.append(_with_source(_read_one(spark, path, fmt, config.name, schema), index, fmt))
+        frames.append(_with_source(_read_one(spark, path, fmt, config.name, schema), index, path, fmt))
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other, allowMissingColumns=True)
@@ -174,6 +179,47 @@ def require_rows(df: DataFrame, what: str) -> None:
     """Fails if a dataset has no rows (a cheap check: it reads at most one row)."""
     if not df.limit(1).collect():
         raise InputError(f"{what} has no documents; check its paths and filters")
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def output_table(location: str | None) -> str | None:
+    """The table name of a ``table:<name>`` output location, else None."""
+    return location[len(TABLE_PREFIX):] if location and location.startswith(TABLE_PREFIX) else None
+
+
+def table_exists(spark: SparkSession, name: str, setting: str) -> bool:
+    """Whether output table ``name`` exists; fails in one line when its catalog or schema does not."""
+    parts = table_name_parts(name, setting)
+    namespace = ".".join(parts[:-1])
+    try:
+        if namespace and not spark.catalog.databaseExists(namespace):
+            raise InputError(f"{setting}: the schema {namespace} of table {name} does not exist; create it "
+                             f"(CREATE SCHEMA {namespace}) or name a table in an existing schema")
+        return spark.catalog.tableExists(name)
+    except AnalysisException as exc:
+        raise InputError(f"{setting}: cannot use table {name} ({str(exc).splitlines()[0]}); check its catalog "
+                         "and schema") from exc
+
+
+def require_writable_table(spark: SparkSession, name: str, mode: str, setting: str) -> None:
+    """Fails before any work when table ``name`` cannot be written: a missing catalog or schema, or an
+    existing table that mode ``error`` must not replace."""
+    if table_exists(spark, name, setting) and mode != "overwrite":
+        raise InputError(f"{setting}: table {name} already exists; drop it, name another, or set "
+                         "table_mode: overwrite to replace it")
+
+
+def write_table(frame: DataFrame, name: str, mode: str, setting: str) -> None:
+    """Saves ``frame`` as table ``name``; mode ``error`` never replaces an existing table."""
+    try:
+        frame.write.mode("overwrite" if mode == "overwrite" else "errorifexists").saveAsTable(name)
+    except AnalysisException as exc:
+        if "ALREADY_EXISTS" in str(exc):
+            raise InputError(f"{setting}: table {name} already exists; drop it, name another, or set "
+                             "table_mode: overwrite to replace it") from exc
+        raise
 
 
 # ---------------------------------------------------------------------------------------------- JSON records

@@ -98,6 +98,8 @@ def stage_settings(config: RunConfig, stage: str) -> dict[str, Any]:
     }
     if stage in ("fit", "score", "resample"):
         settings["fit"] = fit
+    if stage == "score" and config.score.table:  # only then: older score records stay valid
+        settings["score"] = asdict(config.score)
     if stage in ("resample", "report"):
         settings["resample"] = asdict(config.resample)
     if stage == "report":
@@ -135,6 +137,12 @@ def read_record(spark: SparkSession, folder: str) -> dict[str, Any] | None:
 
 def write_record(spark: SparkSession, folder: str, record: dict[str, Any]) -> None:
     write_json(spark, f"{folder}/{RECORD}", record)
+
+
+def stage_complete(spark: SparkSession, config: RunConfig, stage: str) -> bool:
+    """Whether ``stage`` finished with the settings of ``config``."""
+    record = read_record(spark, stage_dir(config, stage))
+    return record is not None and record.get("fingerprint") == fingerprint(stage_settings(config, stage))
 
 
 def require_stage(spark: SparkSession, config: RunConfig, stage: str) -> None:

@@ -9,19 +9,28 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.config import RunConfig
-from dsir_spark.io import ID, check_ids, original_columns
+from dsir_spark.io import ID, check_ids, original_columns, output_table, require_writable_table, write_table
 from dsir_spark.model import DSIRModel
 from dsir_spark.resampling import ResampleError, select
-from dsir_spark.rundir import default_out_dir, open_dataset, read_record, require_stage, stage_dir, stage_settings
+from dsir_spark.rundir import (
+    default_out_dir,
+    open_dataset,
+    read_record,
+    require_stage,
+    stage_complete,
+    stage_dir,
+    stage_settings,
+)
 from dsir_spark.stages.runner import run_stage
 
 
 def write_selection(
     selection: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, output_format: str = "parquet",
-    add_dsir_columns: bool = True, generated_ids: bool = False,
+    add_dsir_columns: bool = True, generated_ids: bool = False, table_mode: str = "error",
 ) -> int:
     """Writes the selected (id, key, ...) to ``<selection_dir>/ids`` and the selected raw rows, with all
-    their columns, to ``out_dir``; returns the number of documents written."""
+    their columns, to ``out_dir`` (a folder, or ``table:<name>`` for a catalog table written with
+    ``table_mode``); returns the number of documents written."""
     spark = selection.sparkSession
     selection.write.mode("overwrite").parquet(f"{selection_dir}/ids")
     chosen = spark.read.parquet(f"{selection_dir}/ids")
@@ -31,6 +40,10 @@ def write_selection(
         columns.append(F.col("__dsir_id").alias("dsir_id"))
     if add_dsir_columns:
         columns += [F.col("log_weight").alias("dsir_log_weight"), F.col("target").alias("dsir_target")]
+    table = output_table(out_dir)
+    if table:
+        write_table(joined.select(*columns), table, table_mode, "resample.out_dir")
+        return spark.read.table(table).count()
     writer = joined.select(*columns).write.mode("overwrite")
     (writer.json if output_format == "json" else writer.parquet)(out_dir)
     return spark.read.format(output_format).load(out_dir).count()
@@ -42,6 +55,9 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
     settings = config.resample
     selection_dir = stage_dir(config, "resample")
     out_dir = default_out_dir(config)
+    table = output_table(out_dir)
+    if table and (force or not stage_complete(spark, config, "resample")):
+        require_writable_table(spark, table, settings.table_mode, "resample.out_dir")
 
     def work() -> dict[str, Any]:
         model = DSIRModel.load(spark, stage_dir(config, "fit"))
@@ -60,7 +76,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         written = write_selection(
             selection, open_dataset(spark, config, config.raw), selection_dir, out_dir,
             output_format=settings.output_format, add_dsir_columns=settings.add_dsir_columns,
-            generated_ids=config.raw.id_col is None,
+            generated_ids=config.raw.id_col is None, table_mode=settings.table_mode,
         )
         if written != settings.num_to_sample:
             raise ResampleError(
