@@ -8,6 +8,7 @@ command-line overrides such as ``resample.seed=7``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -203,8 +204,59 @@ class RunConfig:
         )
         object.__setattr__(self, "targets", named)
 
+        _check_nesting(self)
+
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
+
+
+_GLOB = re.compile(r"[*?\[{]")
+_DATA_SUFFIX = re.compile(r"\.(jsonl|json|ndjson|parquet|gz|bz2|zst|snappy)$", re.IGNORECASE)
+
+
+def _location(path: str) -> str:
+    """A comparable form of a path: scheme kept, local paths absolute, no trailing slash."""
+    if path.startswith("file:"):
+        path = path[len("file:"):]
+        path = "/" + path.lstrip("/")
+    if "://" not in path and not path.startswith("dbfs:"):
+        path = os.path.abspath(path)
+    return path.rstrip("/") or "/"
+
+
+def _input_folder(path: str) -> str | None:
+    """The folder a dataset path reads from (a glob's fixed part), or None for a single file or a table."""
+    if path.startswith(TABLE_PREFIX):
+        return None
+    glob = _GLOB.search(path)
+    if glob:
+        return _location(path[: glob.start()].rsplit("/", 1)[0] or "/")
+    return None if _DATA_SUFFIX.search(path) else _location(path)
+
+
+def _inside(inner: str, outer: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def _check_nesting(config: RunConfig) -> None:
+    """Refuses a run directory inside an input folder (Spark would read the run's files as documents)
+    and an input inside the run directory (a rerun would overwrite it)."""
+    run_dir = _location(config.run_dir)
+    for dataset in (config.raw, *config.targets):
+        for path in dataset.paths:
+            if path.startswith(TABLE_PREFIX):
+                continue
+            folder = _input_folder(path)
+            if folder is not None and _inside(run_dir, folder):
+                raise ConfigError(
+                    f"run_dir {config.run_dir} is inside {path}, an input of dataset {dataset.name}: its files "
+                    "would be read as documents; put run_dir outside the input folders"
+                )
+            if _inside(_location(path if folder is None else folder), run_dir):
+                raise ConfigError(
+                    f"dataset {dataset.name}: {path} is inside run_dir {config.run_dir}, whose folders the stages "
+                    "overwrite; keep inputs outside the run directory"
+                )
 
 
 def _to_plain(value: Any) -> Any:

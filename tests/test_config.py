@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,29 @@ def test_random_text_as_a_config_file_never_ends_in_a_traceback(tmp_path_factory
         load_config(str(path))
     except ConfigError as error:
         assert str(error).strip() and "\n" not in str(error)
+
+
+@pytest.mark.parametrize("raw,run_dir,message", [
+    ("{tmp}/data", "{tmp}/data/run", "run_dir {tmp}/data/run is inside {tmp}/data, an input of dataset raw"),
+    ("{tmp}/data/", "{tmp}/data", "run_dir {tmp}/data is inside {tmp}/data/, an input of dataset raw"),
+    ("{tmp}/data/*.jsonl", "{tmp}/data/runs/x", "run_dir {tmp}/data/runs/x is inside {tmp}/data/*.jsonl"),
+    ("file:{tmp}/data", "{tmp}/data/run", "is inside file:{tmp}/data, an input of dataset raw"),
+    ("{tmp}/run/raw.jsonl", "{tmp}/run", "dataset raw: {tmp}/run/raw.jsonl is inside run_dir {tmp}/run"),
+    ("{tmp}/run/scores", "{tmp}/run/", "dataset raw: {tmp}/run/scores is inside run_dir {tmp}/run/"),
+])
+def test_a_run_directory_nested_in_an_input_is_refused(tmp_path, raw, run_dir, message):
+    data = {"run_dir": run_dir.format(tmp=tmp_path), "raw": {"paths": [raw.format(tmp=tmp_path)]},
+            "targets": [{"paths": ["target.jsonl"]}]}
+    with pytest.raises(ConfigError, match=re.escape(message.format(tmp=tmp_path))):
+        config_from_dict(data)
+
+
+@pytest.mark.parametrize("raw,run_dir", [
+    ("{tmp}/data/raw.jsonl", "{tmp}/data/run"),      # a file beside the run directory
+    ("{tmp}/data", "{tmp}/data-run"),                # a sibling whose name starts alike
+    ("table:corpus.pile", "{tmp}/run"),
+    ("s3://bucket/corpus/", "s3://bucket/runs/x"),
+])
+def test_run_directories_beside_their_inputs_are_fine(tmp_path, raw, run_dir):
+    config_from_dict({"run_dir": run_dir.format(tmp=tmp_path), "raw": {"paths": [raw.format(tmp=tmp_path)]},
+                      "targets": [{"paths": ["target.jsonl"]}]})
