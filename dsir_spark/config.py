@@ -184,9 +184,13 @@ class RunConfig:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     resample: ResampleConfig = field(default_factory=ResampleConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    # A run's lease on run_dir (see dsir_spark.lease) not refreshed for this long may be taken over.
+    lease_timeout_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
+        if self.lease_timeout_seconds <= 0:
+            raise ConfigError(f"lease_timeout_seconds={self.lease_timeout_seconds}; it must be > 0 (default 600)")
         if not self.targets:
             raise ConfigError("targets is empty; give at least one target dataset")
         if not self.run_dir:

@@ -235,12 +235,14 @@ def write_json(spark: SparkSession, path: str, record: dict[str, Any]) -> None:
 def read_json(spark: SparkSession, path: str) -> dict[str, Any] | None:
     """The JSON document at ``path``, or None when there is none (never written, or half written)."""
     try:
-        rows = spark.read.text(path).collect()
+        # Two (equal) paths: Spark then skips its streaming-metadata probe of a single path, which logs
+        # a Java FileNotFoundException stack trace for a record that does not exist yet.
+        lines = {row.value for row in spark.read.text([path, path]).collect()}
     except AnalysisException:
         return None
-    if len(rows) != 1:
+    if len(lines) != 1:
         return None
     try:
-        return json.loads(rows[0].value)
+        return json.loads(lines.pop())
     except json.JSONDecodeError:
         return None

@@ -9,7 +9,8 @@ from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
 from dsir_spark.io import output_table, require_writable_table
-from dsir_spark.rundir import STAGES, check_writable, stage_complete
+from dsir_spark.lease import held
+from dsir_spark.rundir import STAGES, stage_complete
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
 from dsir_spark.stages.report import report_stage
@@ -42,10 +43,16 @@ def check_output_tables(spark: SparkSession, config: RunConfig, steps: list[tupl
 
 
 def run_pipeline(
-    spark: SparkSession, config: RunConfig, force: bool = False, stages: tuple[str, ...] | None = None
+    spark: SparkSession, config: RunConfig, force: bool = False, stages: tuple[str, ...] | None = None,
+    take_over: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Runs the stages in order, skipping those already complete with the same settings."""
-    check_writable(spark, config)
-    steps = plan(spark, config, force, stages or STAGES)
-    check_output_tables(spark, config, steps)
-    return {stage: RUNNERS[stage](spark, config, force=runs) for stage, runs in steps}
+    """Runs the stages in order, skipping those already complete with the same settings, under the run
+    directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
+    with held(spark, config.run_dir, config.lease_timeout_seconds, take_over) as lease:
+        steps = plan(spark, config, force, stages or STAGES)
+        check_output_tables(spark, config, steps)
+        records = {}
+        for stage, runs in steps:
+            lease.check()  # stop here if another run took the run directory over
+            records[stage] = RUNNERS[stage](spark, config, force=runs)
+        return records

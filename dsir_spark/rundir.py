@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
-from dsir_spark.config import DatasetConfig, RunConfig
+from dsir_spark.config import TABLE_PREFIX, DatasetConfig, RunConfig
 from dsir_spark.counts import BucketCounts, dense_counts
-from dsir_spark.io import json_schemas, read_dataset, read_json, write_json
+from dsir_spark.io import read_json, write_json
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
 RECORD = "_dsir/stage.json"  # under "_": Parquet readers of the stage folder skip it
+# A writer option (passed to Hadoop's output committer): write no _SUCCESS marker.
+NO_SUCCESS_MARKER = "mapreduce.fileoutputcommitter.marksuccessfuljobs"
 
 
 class StageOrderError(RuntimeError):
@@ -53,32 +56,30 @@ def default_out_dir(config: RunConfig) -> str:
     return config.resample.out_dir or f"{config.run_dir.rstrip('/')}/output"
 
 
-def check_writable(spark: SparkSession, config: RunConfig) -> None:
-    """Writes a tiny probe under the run directory, so that a bad run_dir fails before any work."""
-    from py4j.protocol import Py4JError
-    from pyspark.errors import PySparkException
+def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
+    """Makes the resample stage's published output and the report stop looking current: the output
+    folder is emptied without a ``_SUCCESS`` marker, the report's record marked stale and its local files
+    removed. (A ``table:`` output is replaced only when a new selection is complete.)"""
+    out_dir = default_out_dir(config)
+    if not out_dir.startswith(TABLE_PREFIX):
+        empty = spark.createDataFrame([], "dsir_incomplete string")
+        empty.write.mode("overwrite").option(NO_SUCCESS_MARKER, "false").parquet(out_dir)
+    report = stage_dir(config, "report")
+    write_record(spark, report, {"stage": "report", "status": "stale"})
+    local = local_path(report)
+    if local is not None and os.path.isdir(local):
+        for name in os.listdir(local):
+            if name.startswith("report.") or name.endswith(".png"):
+                os.remove(os.path.join(local, name))
 
-    try:
-        write_json(spark, f"{config.run_dir.rstrip('/')}/_dsir/probe", {"probe": True})
-    except (PySparkException, Py4JError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0][:300]
-        raise RunDirError(f"run_dir {config.run_dir} is not writable ({reason}); point run_dir at a folder "
-                          "every executor can write (HDFS, s3://, dbfs:/ or a shared mount)") from exc
 
-
-def open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, refresh: bool = False) -> DataFrame:
-    """``io.read_dataset`` with the JSON schemas inferred once per run directory and dataset settings,
-    stored in ``<run_dir>/_dsir/schemas/<dataset>``: later stages and reruns read without inferring.
-    ``refresh`` infers again (the count stage does when it runs: the files may have new columns)."""
-    path = f"{config.run_dir.rstrip('/')}/_dsir/schemas/{dataset.name}"
-    settings = json.loads(json.dumps(asdict(dataset)))
-    stored = None if refresh else read_json(spark, path)
-    if stored is not None and stored.get("dataset") == settings:
-        return read_dataset(spark, dataset, stored["schemas"])
-    schemas = json_schemas(spark, dataset)
-    if any(schemas):
-        write_json(spark, path, {"dataset": settings, "schemas": schemas})
-    return read_dataset(spark, dataset, schemas)
+def local_path(path: str) -> str | None:
+    """The local file-system path of ``path``, or None for remote storage (s3://, hdfs://, dbfs:/ ...)."""
+    if path.startswith("file:"):
+        return path[len("file:"):] or "/"
+    if "://" in path or path.startswith("dbfs:"):
+        return None
+    return path
 
 
 # ---------------------------------------------------------------------------------------------- settings

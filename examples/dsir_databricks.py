@@ -14,6 +14,7 @@ dbutils.widgets.text("target", "table:main.corpus.target", "Target dataset (tabl
 dbutils.widgets.text("run_dir", "/Volumes/main/corpus/runs/dsir", "Run directory (a Volume)")
 dbutils.widgets.text("selected", "main.corpus.dsir_selected", "Output table for the selection")
 dbutils.widgets.text("num_to_sample", "100000", "Documents to select")
+dbutils.widgets.text("text_col", "text", "Text column (nested: parent.child)")
 
 # COMMAND ----------
 
@@ -23,7 +24,7 @@ dsir = HashedNgramDSIR(
     raw_datasets=[p.strip() for p in dbutils.widgets.get("raw").split(",")],
     target_datasets=[p.strip() for p in dbutils.widgets.get("target").split(",")],
     cache_dir=dbutils.widgets.get("run_dir"),
-    text_col="text",      # nested fields work too: "metadata.text"
+    text_col=dbutils.widgets.get("text_col"),
     id_col=None,          # None: ids derived from table name (or file) and content; or name a unique id column
     spark=spark,
 )

@@ -14,25 +14,24 @@ from dsir_spark.config import RunConfig
 from dsir_spark.io import require_column, write_json
 from dsir_spark.model import DSIRModel
 from dsir_spark.report import build_report, draw_figures, to_markdown
-from dsir_spark.rundir import counts_path, load_counts, open_dataset, require_stage, stage_dir, stage_settings
+from dsir_spark.rundir import (
+    counts_path,
+    load_counts,
+    local_path,
+    open_dataset,
+    require_stage,
+    stage_dir,
+    stage_settings,
+)
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
 
 
-def local_folder(path: str) -> str | None:
-    """The local file-system path of ``path``, or None for remote storage (s3://, hdfs://, ...)."""
-    if path.startswith("file:"):
-        return path[len("file:"):] or "/"
-    if "://" in path or path.startswith("dbfs:"):
-        return None
-    return path
-
-
 def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> dict[str, Any]:
     """Writes report.json, report.md and PNG figures. On remote storage the JSON and Markdown go through
     Spark (as one-part text datasets of those names) and figures are skipped."""
-    local = local_folder(folder)
+    local = local_path(folder)
     if local is None:
         write_json(spark, f"{folder}/report.json", report)
         markdown = spark.createDataFrame([(to_markdown(report, []),)], "value string")
