@@ -33,18 +33,56 @@ class InputError(ValueError):
     """A dataset cannot be read as configured: the message names the dataset and the path or column."""
 
 
-def _format_of(path: str, declared: str) -> str:
-    if declared != "auto":
-        return declared
+_COMPRESSION = (".gz", ".bz2", ".zst", ".snappy", ".lz4", ".deflate")
+_SUFFIXES = {"json": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".parq")}
+
+
+def _format_by_suffix(path: str) -> str | None:
+    lowered = path.lower()
+    for suffix in _COMPRESSION:
+        lowered = lowered.removesuffix(suffix)
+    for fmt, suffixes in _SUFFIXES.items():
+        if lowered.endswith(suffixes):
+            return fmt
+    return None
+
+
+def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
+    """(path, bytes, modification time in ms) of every file a path, folder or glob holds, from Spark's
+    own file listing (no contents read; Spark's hidden and ``_`` files are left out)."""
+    listing = spark.read.format("binaryFile").load(path).select(
+        "path", "length", F.col("modificationTime").cast("long").alias("mtime"))
+    return sorted((r["path"], int(r["length"]), int(r["mtime"])) for r in listing.collect())
+
+
+def _format_of(spark: SparkSession, path: str, declared: str, dataset: str) -> str:
+    """The format to read a path with: a table, the file's suffix, or, for a folder or a glob of
+    unknown suffix, the suffixes of the files in it; a file of another kind is named, not read."""
     if path.startswith(TABLE_PREFIX):
         return "table"
-    lowered = path.lower()
-    for suffix in (".gz", ".bz2", ".zst"):
-        if lowered.endswith(suffix):
-            lowered = lowered[: -len(suffix)]
-    if lowered.endswith((".jsonl", ".json", ".ndjson")):
-        return "json"
-    return "parquet"
+    by_suffix = _format_by_suffix(path)
+    if by_suffix is not None and declared in ("auto", by_suffix):
+        return by_suffix
+    if declared != "auto" and by_suffix is None and "." in path.rsplit("/", 1)[-1]:
+        return declared  # a single file named otherwise, read as declared
+    try:
+        files = list_files(spark, path)
+    except AnalysisException as exc:
+        raise InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob") from exc
+    kinds = {name: _format_by_suffix(name) for name, _, _ in files}
+    found = {kind for kind in kinds.values() if kind}
+    expected = {declared} if declared != "auto" else found
+    strays = [name for name, kind in kinds.items() if kind is None or kind not in expected]
+    if not files:
+        raise InputError(f"dataset {dataset}: {path} holds no data files; check the path")
+    if strays or len(found) != 1:
+        wanted = "Parquet or JSON Lines files" if declared == "auto" else f"{declared} files"
+        stray = strays[0] if strays else sorted(kinds)[0]
+        raise InputError(
+            f"dataset {dataset}: {path} holds {stray.rsplit('/', 1)[-1]} ({stray}), which is not one of its "
+            f"{wanted}; move it out, or point paths at the data files (e.g. {path.rstrip('/')}/*.parquet)"
+        )
+    return found.pop()
 
 
 def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str, schema: str | None = None) -> DataFrame:
@@ -117,7 +155,7 @@ def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]
     for Parquet and tables, whose schema costs nothing to read."""
     schemas: list[str | None] = []
     for path in config.paths:
-        fmt = _format_of(path, config.format)
+        fmt = _format_of(spark, path, config.format, config.name)
         schemas.append(_read_one(spark, path, fmt, config.name).schema.json() if fmt == "json" else None)
     return schemas
 
@@ -130,7 +168,7 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
     """
     frames = []
     for index, path in enumerate(config.paths):
-        fmt = _format_of(path, config.format)
+        fmt = _format_of(spark, path, config.format, config.name)
         schema = schemas[index] if schemas else None
         frames.append(_with_source(_read_one(spark, path, fmt, config.name, schema), index, path, fmt))
     df = frames[0]

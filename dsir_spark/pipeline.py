@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 from dsir_spark.config import RunConfig
 from dsir_spark.io import output_table, require_writable_table
 from dsir_spark.lease import held
-from dsir_spark.rundir import STAGES, stage_complete
+from dsir_spark.rundir import STAGES, input_fingerprint, stage_complete
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
 from dsir_spark.stages.report import report_stage
@@ -24,9 +24,9 @@ RUNNERS = {"count": count_stage, "fit": fit_stage, "score": score_stage, "resamp
 def plan(spark: SparkSession, config: RunConfig, force: bool, stages: tuple[str, ...]) -> list[tuple[str, bool]]:
     """(stage, runs) in order: a stage runs when forced, when it is not complete with the current
     settings, or when an earlier stage runs (its output is this stage's input)."""
-    steps, rerun = [], force
+    steps, rerun, inputs = [], force, input_fingerprint(spark, config)
     for stage in stages:
-        runs = rerun or not stage_complete(spark, config, stage)
+        runs = rerun or not stage_complete(spark, config, stage, inputs)
         steps.append((stage, runs))
         rerun = rerun or runs
     return steps

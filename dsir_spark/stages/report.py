@@ -16,6 +16,7 @@ from dsir_spark.model import DSIRModel
 from dsir_spark.report import build_report, draw_figures, to_markdown
 from dsir_spark.rundir import (
     counts_path,
+    input_fingerprint,
     load_counts,
     local_path,
     open_dataset,
@@ -49,7 +50,8 @@ def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> di
 
 def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
-    require_stage(spark, config, "resample")
+    inputs = input_fingerprint(spark, config)
+    require_stage(spark, config, "resample", inputs)
     if not config.report.enabled or config.resample.num_to_sample == 0:
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
@@ -81,4 +83,4 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         report = write_report(spark, report, folder)
         return {"rows_in": report["documents"]["raw"], "rows_out": 1, "report": report}
 
-    return run_stage(spark, "report", folder, stage_settings(config, "report"), work, force)
+    return run_stage(spark, "report", folder, stage_settings(config, "report", inputs), work, force)

@@ -14,6 +14,7 @@ from dsir_spark.model import DSIRModel
 from dsir_spark.resampling import ResampleError, select
 from dsir_spark.rundir import (
     default_out_dir,
+    input_fingerprint,
     invalidate_outputs,
     open_dataset,
     read_record,
@@ -65,12 +66,13 @@ def write_selection(
 
 def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads ``<run_dir>/scores``, writes ``<run_dir>/selection`` (ids, keys) and the selected documents."""
-    require_stage(spark, config, "score")
+    inputs = input_fingerprint(spark, config)
+    require_stage(spark, config, "score", inputs)
     settings = config.resample
     selection_dir = stage_dir(config, "resample")
     out_dir = default_out_dir(config)
     table = output_table(out_dir)
-    if table and (force or not stage_complete(spark, config, "resample")):
+    if table and (force or not stage_complete(spark, config, "resample", inputs)):
         require_writable_table(spark, table, settings.table_mode, "resample.out_dir")
 
     def work() -> dict[str, Any]:
@@ -98,4 +100,4 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
                 "rows_in": summary["documents"], "rows_out": written}
 
-    return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample"), work, force)
+    return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample", inputs), work, force)
