@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,16 @@ def make_data(docs: int) -> Path:
     return root
 
 
+def own_peak_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that over from the
+    parent at fork, and the parent may have just built the data."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def peak_rss_of(pid: int, stop: threading.Event, peaks: list) -> None:
     peak = 0
     while not stop.is_set():
@@ -74,7 +83,7 @@ def run_reference(root: Path, k: int) -> dict:
         started = time.time()
         dsir.resample(out_dir=f"{tmp}/out", num_to_sample=k, cache_dir=f"{tmp}/cache")
         seconds = time.time() - started
-    return {"seconds": seconds, "python_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"seconds": seconds, "python_peak_mb": own_peak_mb()}
 
 
 def run_spark(root: Path, k: int, cores: int) -> dict:
@@ -99,12 +108,12 @@ def run_spark(root: Path, k: int, cores: int) -> dict:
         scores = spark.read.parquet(str(root / "scores.parquet"))
         selection, _ = select(scores, ["log_weight"], k, seed=0)
         raw = read_dataset(spark, raw_config, schemas)
-        written = write_selection(selection, raw, f"{tmp}/selection", f"{tmp}/out")
+        written = write_selection(selection, raw, f"{tmp}/selection", f"{tmp}/out", expected=k)
         seconds = time.time() - started
     stop.set()
     watcher.join()
     assert written == k, (written, k)
-    return {"seconds": seconds, "python_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"seconds": seconds, "python_peak_mb": own_peak_mb(),
             "jvm_peak_mb": peaks[0] / 1024}
 
 

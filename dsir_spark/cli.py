@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a setting, e.g. --set resample.seed=7 (repeatable)")
     parser.add_argument("--force", action="store_true", help="run: recompute stages that are already complete")
+    parser.add_argument("--take-over", action="store_true",
+                        help="take the run directory's lease from a run that stopped refreshing it")
     parser.add_argument("--log-level", default="INFO", help="driver log level (default INFO)")
     return parser
 
@@ -41,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from dsir_spark.io import InputError
+    from dsir_spark.lease import LeaseError
     from dsir_spark.model import FitError
     from dsir_spark.pipeline import run_pipeline
     from dsir_spark.resampling import ResampleError
@@ -55,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         stages = None if args.command == "run" else (args.command,)
         force = args.force or args.command != "run"
-        records = run_pipeline(spark, config, force=force, stages=stages)
-    except (InputError, FitError, ResampleError, StageOrderError, RunDirError, ConfigError) as exc:
+        records = run_pipeline(spark, config, force=force, stages=stages, take_over=args.take_over)
+    except (InputError, FitError, ResampleError, StageOrderError, RunDirError, ConfigError, LeaseError) as exc:
         print(f"dsir-spark: {exc}", file=sys.stderr)
         return 1
     for name, record in records.items():

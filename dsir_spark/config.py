@@ -8,6 +8,8 @@ command-line overrides such as ``resample.seed=7``.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,10 +20,34 @@ import yaml
 HASH_MODES = ("sha256", "xxhash64")
 INPUT_FORMATS = ("auto", "parquet", "json", "table")
 OUTPUT_FORMATS = ("parquet", "json")
+TABLE_MODES = ("error", "overwrite")
+TABLE_PREFIX = "table:"
+# One part of a table name: a plain identifier or a `back-quoted` one.
+_NAME_PART = re.compile(r"[A-Za-z0-9_]+|`[^`]+`")
 
 
 class ConfigError(ValueError):
     """A setting is missing, unknown, of the wrong type or out of range."""
+
+
+def table_name_parts(name: str, setting: str) -> list[str]:
+    """The 1-3 parts of a catalog table name (``table``, ``schema.table``, ``catalog.schema.table``)."""
+    parts, rest = [], name.strip()
+    while True:
+        match = _NAME_PART.match(rest)
+        if match is None:
+            break
+        parts.append(match.group(0))
+        rest = rest[match.end():]
+        if not rest.startswith("."):
+            break
+        rest = rest[1:]
+    if rest or not 1 <= len(parts) <= 3:
+        raise ConfigError(
+            f"{setting}: {name!r} is not a valid table name; use table, schema.table or catalog.schema.table "
+            "(letters, digits and _, or `back-quoted` parts)"
+        )
+    return parts
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,9 @@ class DatasetConfig:
             raise ConfigError(f"dataset {self.name}: format={self.format!r}; use one of {INPUT_FORMATS}")
         if not self.text_col:
             raise ConfigError(f"dataset {self.name}: text_col is empty; name the column holding the text")
+        for path in self.paths:
+            if path.startswith(TABLE_PREFIX):
+                table_name_parts(path[len(TABLE_PREFIX):], f"dataset {self.name}: path {path}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +133,7 @@ class ResampleConfig:
     output_format: str = "parquet"
     out_dir: str | None = None
     add_dsir_columns: bool = True
+    table_mode: str = "error"
 
     def __post_init__(self) -> None:
         if self.num_to_sample < 0:
@@ -112,6 +142,26 @@ class ResampleConfig:
             raise ConfigError(f"resample.min_example_length={self.min_example_length}; it must be >= 0")
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"resample.output_format={self.output_format!r}; use one of {OUTPUT_FORMATS}")
+        if self.table_mode not in TABLE_MODES:
+            raise ConfigError(f"resample.table_mode={self.table_mode!r}; use one of {TABLE_MODES}")
+        if self.out_dir and self.out_dir.startswith(TABLE_PREFIX):
+            table_name_parts(self.out_dir[len(TABLE_PREFIX):], "resample.out_dir")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Where the scores go besides ``<run_dir>/scores``: optionally a catalog table too."""
+
+    table: str | None = None
+    table_mode: str = "error"
+
+    def __post_init__(self) -> None:
+        if self.table_mode not in TABLE_MODES:
+            raise ConfigError(f"score.table_mode={self.table_mode!r}; use one of {TABLE_MODES}")
+        if self.table is not None:
+            name = self.table.removeprefix(TABLE_PREFIX)
+            table_name_parts(name, "score.table")
+            object.__setattr__(self, "table", name)
 
 
 @dataclass(frozen=True)
@@ -131,11 +181,16 @@ class RunConfig:
     targets: tuple[DatasetConfig, ...]
     features: FeatureConfig = field(default_factory=FeatureConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     resample: ResampleConfig = field(default_factory=ResampleConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    # A run's lease on run_dir (see dsir_spark.lease) not refreshed for this long may be taken over.
+    lease_timeout_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
+        if self.lease_timeout_seconds <= 0:
+            raise ConfigError(f"lease_timeout_seconds={self.lease_timeout_seconds}; it must be > 0 (default 600)")
         if not self.targets:
             raise ConfigError("targets is empty; give at least one target dataset")
         if not self.run_dir:
@@ -153,8 +208,59 @@ class RunConfig:
         )
         object.__setattr__(self, "targets", named)
 
+        _check_nesting(self)
+
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
+
+
+_GLOB = re.compile(r"[*?\[{]")
+_DATA_SUFFIX = re.compile(r"\.(jsonl|json|ndjson|parquet|gz|bz2|zst|snappy)$", re.IGNORECASE)
+
+
+def _location(path: str) -> str:
+    """A comparable form of a path: scheme kept, local paths absolute, no trailing slash."""
+    if path.startswith("file:"):
+        path = path[len("file:"):]
+        path = "/" + path.lstrip("/")
+    if "://" not in path and not path.startswith("dbfs:"):
+        path = os.path.abspath(path)
+    return path.rstrip("/") or "/"
+
+
+def _input_folder(path: str) -> str | None:
+    """The folder a dataset path reads from (a glob's fixed part), or None for a single file or a table."""
+    if path.startswith(TABLE_PREFIX):
+        return None
+    glob = _GLOB.search(path)
+    if glob:
+        return _location(path[: glob.start()].rsplit("/", 1)[0] or "/")
+    return None if _DATA_SUFFIX.search(path) else _location(path)
+
+
+def _inside(inner: str, outer: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def _check_nesting(config: RunConfig) -> None:
+    """Refuses a run directory inside an input folder (Spark would read the run's files as documents)
+    and an input inside the run directory (a rerun would overwrite it)."""
+    run_dir = _location(config.run_dir)
+    for dataset in (config.raw, *config.targets):
+        for path in dataset.paths:
+            if path.startswith(TABLE_PREFIX):
+                continue
+            folder = _input_folder(path)
+            if folder is not None and _inside(run_dir, folder):
+                raise ConfigError(
+                    f"run_dir {config.run_dir} is inside {path}, an input of dataset {dataset.name}: its files "
+                    "would be read as documents; put run_dir outside the input folders"
+                )
+            if _inside(_location(path if folder is None else folder), run_dir):
+                raise ConfigError(
+                    f"dataset {dataset.name}: {path} is inside run_dir {config.run_dir}, whose folders the stages "
+                    "overwrite; keep inputs outside the run directory"
+                )
 
 
 def _to_plain(value: Any) -> Any:
@@ -217,7 +323,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: expected a mapping of settings, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(str(k) for k in set(data) - names)
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(f"unknown setting {prefix}{unknown[0]}; known settings here: {sorted(names)}")
@@ -250,31 +356,85 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return _build(RunConfig, data, "")
 
 
+class OverrideError(ConfigError):
+    """A ``--set`` argument that cannot be applied; the message names it."""
+
+
+def _override_path(key: str, item: str) -> list[str]:
+    parts = key.strip().split(".")
+    if not key.strip() or any(not p.strip() for p in parts):
+        raise OverrideError(f"--set {item!r}: the setting name is empty or has an empty part; write section.key=value, "
+                            "e.g. resample.seed=7 or targets.0.text_col=body")
+    return [p.strip() for p in parts]
+
+
+def _child(node: Any, part: str, item: str, path: str, create: bool) -> Any:
+    """``node[part]`` for a mapping or (with a numeric part) a list, creating missing sections."""
+    if isinstance(node, list):
+        if not part.isdigit():
+            raise OverrideError(f"--set {item!r}: {path} is a list; index it with a number, e.g. {path}.0")
+        if int(part) >= len(node):
+            entries = f"{len(node)} entr{'y' if len(node) == 1 else 'ies'}"
+            raise OverrideError(f"--set {item!r}: {path} has {entries}, so indexes 0 to {len(node) - 1}; "
+                                f"there is no {path}.{part}")
+        return node[int(part)]
+    if not isinstance(node, dict):
+        raise OverrideError(f"--set {item!r}: {path} is a single value ({node!r}), not a section with settings")
+    if create and not isinstance(node.get(part), (dict, list)):
+        node[part] = {} if node.get(part) is None else node[part]
+    return node.get(part)
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` overrides; values are parsed as YAML (``7``, ``true``, ``[a, b]``)."""
     data = _to_plain(data)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: write it as section.key=value, e.g. resample.seed=7")
+            raise OverrideError(f"--set {item!r}: write it as section.key=value, e.g. resample.seed=7")
         key, raw_value = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = data
-        for part in parts[:-1]:
-            if part.isdigit() and isinstance(node, list):
-                node = node[int(part)]
-                continue
-            node = node.setdefault(part, {})
-            if not isinstance(node, (dict, list)):
-                raise ConfigError(f"--set {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw_value)
+        parts = _override_path(key, item)
+        try:
+            value = yaml.safe_load(raw_value)
+        except yaml.YAMLError as exc:
+            reason = str(exc).splitlines()[0]
+            raise OverrideError(f"--set {item!r}: the value is not valid YAML ({reason}); quote it") from exc
+        node: Any = data
+        for depth, part in enumerate(parts[:-1]):
+            node = _child(node, part, item, ".".join(parts[:depth]) or "the config", create=True)
+        last, where = parts[-1], ".".join(parts[:-1]) or "the config"
+        if isinstance(node, list):
+            _child(node, last, item, where, create=False)  # checks the index
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise OverrideError(f"--set {item!r}: {where} is a single value ({node!r}), not a section with settings")
     return data
+
+
+def _blamed_override(error: ConfigError, overrides: list[str]) -> str | None:
+    """The ``--set`` argument an error is about: the last one whose setting, or a section of it, the
+    message names (``targets.0.text_col`` appears in messages as ``targets[0].text_col``)."""
+    message = str(error)
+    for item in reversed(overrides):
+        parts = item.split("=", 1)[0].strip().split(".")
+        for depth in range(len(parts), 0, -1):
+            name = parts[0] + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts[1:depth])
+            # the setting itself or below it; a section above it only when the message is about that section
+            after = r"([.\[=:;, ]|$)" if depth == len(parts) else r"[:;]"
+            if re.search(rf"(^|\s){re.escape(name)}{after}", message):
+                return item
+    return None
 
 
 def load_config_data(text: str, source: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML{at}: {problem}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings at the top level")
     return data
@@ -287,8 +447,10 @@ def load_config(path: str, overrides: list[str] | None = None) -> RunConfig:
             text = handle.read()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    data = apply_overrides(load_config_data(text, path), overrides or [])
+    overrides = overrides or []
+    data = apply_overrides(load_config_data(text, path), overrides)
     try:
         return config_from_dict(data)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        blamed = _blamed_override(exc, overrides)
+        raise ConfigError(f"--set {blamed!r}: {exc}" if blamed else f"{path}: {exc}") from exc

@@ -18,6 +18,7 @@ import numpy as np
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
+from dsir_spark.lease import held
 from dsir_spark.model import DSIRModel
 from dsir_spark.rundir import stage_dir
 from dsir_spark.session import active_session
@@ -94,6 +95,10 @@ class HashedNgramDSIR:
         props = self._fitted().target_proportions
         return None if props is None else np.asarray(props)
 
+    def _lease(self):
+        """The run directory's lease (see dsir_spark.lease) for one step."""
+        return held(self.spark, self.config.run_dir, self.config.lease_timeout_seconds)
+
     def _fitted(self) -> DSIRModel:
         if self.model is None:
             raise RuntimeError("call fit_importance_estimator() (or load()) first")
@@ -102,28 +107,33 @@ class HashedNgramDSIR:
     def fit_importance_estimator(self, num_tokens_to_fit: str | int = "auto") -> None:
         """Counts n-grams of raw (about num_tokens_to_fit tokens) and targets, and fits log_diff."""
         self.config = replace(self.config, fit=replace(self.config.fit, num_tokens_to_fit=num_tokens_to_fit))
-        count_stage(self.spark, self.config)
-        fit_stage(self.spark, self.config)
+        with self._lease():
+            count_stage(self.spark, self.config)
+            fit_stage(self.spark, self.config)
         self.model = fit_from_counts(self.spark, self.config)
 
     def compute_importance_weights(self) -> None:
         """Scores every raw document into ``<cache_dir>/scores/`` (id, num_tokens, log_weight[_t])."""
         self._fitted()
-        score_stage(self.spark, self.config)
+        with self._lease():
+            score_stage(self.spark, self.config)
 
     def resample(self, out_dir: str, num_to_sample: int, top_k: bool = False, seed: int = 0,
-                 output_format: str = "parquet") -> None:
-        """Selects exactly num_to_sample documents into out_dir (see dsir_spark.resampling)."""
+                 output_format: str = "parquet", table_mode: str = "error") -> None:
+        """Selects exactly num_to_sample documents into out_dir, a folder or ``table:<name>``
+        (see dsir_spark.resampling); ``table_mode="overwrite"`` replaces an existing table."""
         resample = replace(self.config.resample, num_to_sample=num_to_sample, top_k=top_k, seed=seed,
-                           out_dir=str(out_dir), output_format=output_format)
+                           out_dir=str(out_dir), output_format=output_format, table_mode=table_mode)
         self.config = replace(self.config, resample=resample)
-        resample_stage(self.spark, self.config)
+        with self._lease():
+            resample_stage(self.spark, self.config)
 
     def report(self, label_col: str | None = None) -> dict:
         """After ``resample``: KL reduction (selected, random, top_k), log weights, label shares.
         Also written to ``<cache_dir>/report/`` (report.json, report.md, figures)."""
         self.config = replace(self.config, report=ReportConfig(enabled=True, label_col=label_col))
-        return report_stage(self.spark, self.config)["report"]
+        with self._lease():
+            return report_stage(self.spark, self.config)["report"]
 
     def save(self, path: str | None = None) -> None:
         """Saves the fitted model (Parquet + JSON) to path, by default ``<cache_dir>/model``."""

@@ -22,7 +22,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructType
 
-from dsir_spark.config import DatasetConfig
+from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
 
 GENERATED_ID = "dsir_id"
 ID = "id"
@@ -33,24 +33,64 @@ class InputError(ValueError):
     """A dataset cannot be read as configured: the message names the dataset and the path or column."""
 
 
-def _format_of(path: str, declared: str) -> str:
-    if declared != "auto":
-        return declared
-    if path.startswith("table:"):
-        return "table"
+_COMPRESSION = (".gz", ".bz2", ".zst", ".snappy", ".lz4", ".deflate")
+_SUFFIXES = {"json": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".parq")}
+
+
+def _format_by_suffix(path: str) -> str | None:
     lowered = path.lower()
-    for suffix in (".gz", ".bz2", ".zst"):
-        if lowered.endswith(suffix):
-            lowered = lowered[: -len(suffix)]
-    if lowered.endswith((".jsonl", ".json", ".ndjson")):
-        return "json"
-    return "parquet"
+    for suffix in _COMPRESSION:
+        lowered = lowered.removesuffix(suffix)
+    for fmt, suffixes in _SUFFIXES.items():
+        if lowered.endswith(suffixes):
+            return fmt
+    return None
+
+
+def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
+    """(path, bytes, modification time in ms) of every file a path, folder or glob holds, from Spark's
+    own file listing (no contents read; Spark's hidden and ``_`` files are left out)."""
+    listing = spark.read.format("binaryFile").load(path).select(
+        "path", "length", F.col("modificationTime").cast("long").alias("mtime"))
+    return sorted((r["path"], int(r["length"]), int(r["mtime"])) for r in listing.collect())
+
+
+def _format_of(spark: SparkSession, path: str, declared: str, dataset: str) -> str:
+    """The format to read a path with: a table, the file's suffix, or, for a folder or a glob of
+    unknown suffix, the suffixes of the files in it; a file of another kind is named, not read."""
+    if path.startswith(TABLE_PREFIX):
+        return "table"
+    by_suffix = _format_by_suffix(path)
+    if by_suffix is not None and declared in ("auto", by_suffix):
+        return by_suffix
+    if declared != "auto" and by_suffix is None and "." in path.rsplit("/", 1)[-1]:
+        return declared  # a single file named otherwise, read as declared
+    try:
+        files = list_files(spark, path)
+    except AnalysisException as exc:
+        raise InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob") from exc
+    kinds = {name: _format_by_suffix(name) for name, _, _ in files}
+    found = {kind for kind in kinds.values() if kind}
+    expected = {declared} if declared != "auto" else found
+    strays = [name for name, kind in kinds.items() if kind is None or kind not in expected]
+    if not files:
+        raise InputError(f"dataset {dataset}: {path} holds no data files; check the path")
+    if strays or len(found) != 1:
+        wanted = "Parquet or JSON Lines files" if declared == "auto" else f"{declared} files"
+        stray = strays[0] if strays else sorted(kinds)[0]
+        raise InputError(
+            f"dataset {dataset}: {path} holds {stray.rsplit('/', 1)[-1]} ({stray}), which is not one of its "
+            f"{wanted}; move it out, or point paths at the data files (e.g. {path.rstrip('/')}/*.parquet)"
+        )
+    return found.pop()
 
 
 def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str, schema: str | None = None) -> DataFrame:
     try:
         if fmt == "table":
-            return spark.read.table(path.removeprefix("table:"))
+            frame = spark.read.table(path.removeprefix(TABLE_PREFIX))
+            _ = frame.schema  # Spark Connect analyzes lazily: a missing table should fail here
+            return frame
         if fmt == "json":
             # A known schema spares Spark its inference pass over every byte of the files.
             reader = spark.read.schema(StructType.fromJson(json.loads(schema))) if schema else spark.read
@@ -62,15 +102,18 @@ def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str, schema: st
             raise InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob") from exc
         if "TABLE_OR_VIEW_NOT_FOUND" in message:
             raise InputError(f"dataset {dataset}: table {path} not found in the catalog") from exc
+        if fmt == "table":
+            raise InputError(f"dataset {dataset}: cannot read {path} ({message}); check its catalog, schema "
+                             "and table name") from exc
         raise InputError(
             f"dataset {dataset}: cannot read {path} as {fmt} ({message}); set format: parquet|json|table"
         ) from exc
 
 
-def _with_source(df: DataFrame, index: int, fmt: str) -> DataFrame:
-    """Adds a hidden source column (path index + file path) used to derive ids."""
+def _with_source(df: DataFrame, index: int, path: str, fmt: str) -> DataFrame:
+    """Adds a hidden source column (path index + file path, or table name) used to derive ids."""
     if fmt == "table":
-        location = F.lit("")
+        location = F.lit(path.removeprefix(TABLE_PREFIX))
     else:
         location = F.col("_metadata.file_path")
     return df.withColumn("__dsir_source", F.concat_ws("\u0000", F.lit(str(index)), location))
@@ -112,7 +155,7 @@ def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]
     for Parquet and tables, whose schema costs nothing to read."""
     schemas: list[str | None] = []
     for path in config.paths:
-        fmt = _format_of(path, config.format)
+        fmt = _format_of(spark, path, config.format, config.name)
         schemas.append(_read_one(spark, path, fmt, config.name).schema.json() if fmt == "json" else None)
     return schemas
 
@@ -125,9 +168,9 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
     """
     frames = []
     for index, path in enumerate(config.paths):
-        fmt = _format_of(path, config.format)
+        fmt = _format_of(spark, path, config.format, config.name)
         schema = schemas[index] if schemas else None
-        frames.append(_with_source(_read_one(spark, path, fmt, config.name, schema), index, fmt))
+        frames.append(_with_source(_read_one(spark, path, fmt, config.name, schema), index, path, fmt))
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other, allowMissingColumns=True)
@@ -176,6 +219,47 @@ def require_rows(df: DataFrame, what: str) -> None:
         raise InputError(f"{what} has no documents; check its paths and filters")
 
 
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def output_table(location: str | None) -> str | None:
+    """The table name of a ``table:<name>`` output location, else None."""
+    return location[len(TABLE_PREFIX):] if location and location.startswith(TABLE_PREFIX) else None
+
+
+def table_exists(spark: SparkSession, name: str, setting: str) -> bool:
+    """Whether output table ``name`` exists; fails in one line when its catalog or schema does not."""
+    parts = table_name_parts(name, setting)
+    namespace = ".".join(parts[:-1])
+    try:
+        if namespace and not spark.catalog.databaseExists(namespace):
+            raise InputError(f"{setting}: the schema {namespace} of table {name} does not exist; create it "
+                             f"(CREATE SCHEMA {namespace}) or name a table in an existing schema")
+        return spark.catalog.tableExists(name)
+    except AnalysisException as exc:
+        raise InputError(f"{setting}: cannot use table {name} ({str(exc).splitlines()[0]}); check its catalog "
+                         "and schema") from exc
+
+
+def require_writable_table(spark: SparkSession, name: str, mode: str, setting: str) -> None:
+    """Fails before any work when table ``name`` cannot be written: a missing catalog or schema, or an
+    existing table that mode ``error`` must not replace."""
+    if table_exists(spark, name, setting) and mode != "overwrite":
+        raise InputError(f"{setting}: table {name} already exists; drop it, name another, or set "
+                         "table_mode: overwrite to replace it")
+
+
+def write_table(frame: DataFrame, name: str, mode: str, setting: str) -> None:
+    """Saves ``frame`` as table ``name``; mode ``error`` never replaces an existing table."""
+    try:
+        frame.write.mode("overwrite" if mode == "overwrite" else "errorifexists").saveAsTable(name)
+    except AnalysisException as exc:
+        if "ALREADY_EXISTS" in str(exc):
+            raise InputError(f"{setting}: table {name} already exists; drop it, name another, or set "
+                             "table_mode: overwrite to replace it") from exc
+        raise
+
+
 # ---------------------------------------------------------------------------------------------- JSON records
 
 
@@ -189,12 +273,14 @@ def write_json(spark: SparkSession, path: str, record: dict[str, Any]) -> None:
 def read_json(spark: SparkSession, path: str) -> dict[str, Any] | None:
     """The JSON document at ``path``, or None when there is none (never written, or half written)."""
     try:
-        rows = spark.read.text(path).collect()
+        # Two (equal) paths: Spark then skips its streaming-metadata probe of a single path, which logs
+        # a Java FileNotFoundException stack trace for a record that does not exist yet.
+        lines = {row.value for row in spark.read.text([path, path]).collect()}
     except AnalysisException:
         return None
-    if len(rows) != 1:
+    if len(lines) != 1:
         return None
     try:
-        return json.loads(rows[0].value)
+        return json.loads(lines.pop())
     except json.JSONDecodeError:
         return None

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 
 from dsir_spark.config import FeatureConfig, FitConfig
@@ -59,12 +60,14 @@ class DSIRModel:
             return [LOG_WEIGHT]
         return [f"{LOG_WEIGHT}_{t}" for t in range(len(self.log_diff))]
 
-    def transform(self, documents: DataFrame) -> DataFrame:
-        """Scores documents (``id``, ``text``): id, num_tokens and one log weight per target distribution.
+    def transform(self, documents: DataFrame, text_col: str = TEXT, id_col: str = ID) -> DataFrame:
+        """Scores documents: ``id``, ``num_tokens`` and one log weight per target distribution, from the
+        frame's ``text_col`` (may be nested, ``doc.body``) and ``id_col`` columns.
 
         The log-ratio table travels inside the scoring function, so every Python worker gets it once
         per task (Spark Connect has no broadcast variables; this is the portable broadcast).
         """
+        documents = documents.select(F.col(id_col).alias(ID), F.col(text_col).alias(TEXT))
         id_field = documents.schema[ID]
         schema = StructType(
             [StructField(ID, id_field.dataType, id_field.nullable), StructField(NUM_TOKENS, IntegerType(), False)]

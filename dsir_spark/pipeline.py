@@ -8,7 +8,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
-from dsir_spark.rundir import STAGES, check_writable
+from dsir_spark.io import output_table, require_writable_table
+from dsir_spark.lease import held
+from dsir_spark.rundir import STAGES, input_fingerprint, stage_complete
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
 from dsir_spark.stages.report import report_stage
@@ -19,16 +21,38 @@ RUNNERS = {"count": count_stage, "fit": fit_stage, "score": score_stage, "resamp
            "report": report_stage}
 
 
+def plan(spark: SparkSession, config: RunConfig, force: bool, stages: tuple[str, ...]) -> list[tuple[str, bool]]:
+    """(stage, runs) in order: a stage runs when forced, when it is not complete with the current
+    settings, or when an earlier stage runs (its output is this stage's input)."""
+    steps, rerun, inputs = [], force, input_fingerprint(spark, config)
+    for stage in stages:
+        runs = rerun or not stage_complete(spark, config, stage, inputs)
+        steps.append((stage, runs))
+        rerun = rerun or runs
+    return steps
+
+
+def check_output_tables(spark: SparkSession, config: RunConfig, steps: list[tuple[str, bool]]) -> None:
+    """Output tables of the stages that will run must be writable, checked before any heavy work."""
+    running = {stage for stage, runs in steps if runs}
+    if "score" in running and config.score.table:
+        require_writable_table(spark, config.score.table, config.score.table_mode, "score.table")
+    table = output_table(config.resample.out_dir)
+    if "resample" in running and table:
+        require_writable_table(spark, table, config.resample.table_mode, "resample.out_dir")
+
+
 def run_pipeline(
-    spark: SparkSession, config: RunConfig, force: bool = False, stages: tuple[str, ...] | None = None
+    spark: SparkSession, config: RunConfig, force: bool = False, stages: tuple[str, ...] | None = None,
+    take_over: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Runs the stages in order, skipping those already complete with the same settings."""
-    check_writable(spark, config)
-    records: dict[str, dict[str, Any]] = {}
-    rerun = force
-    for stage in stages or STAGES:
-        record = RUNNERS[stage](spark, config, force=rerun)
-        # Once a stage ran again, everything after it must too.
-        rerun = rerun or not record.get("skipped", False)
-        records[stage] = record
-    return records
+    """Runs the stages in order, skipping those already complete with the same settings, under the run
+    directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
+    with held(spark, config.run_dir, config.lease_timeout_seconds, take_over) as lease:
+        steps = plan(spark, config, force, stages or STAGES)
+        check_output_tables(spark, config, steps)
+        records = {}
+        for stage, runs in steps:
+            lease.check()  # stop here if another run took the run directory over
+            records[stage] = RUNNERS[stage](spark, config, force=runs)
+        return records

@@ -42,22 +42,28 @@ def kl_reduction(targets: Sequence[np.ndarray], raw: np.ndarray, selected: Seque
     return float(np.mean(gains))
 
 
-def _histogram(scores: DataFrame, column: str, chosen: DataFrame) -> dict[str, Any]:
-    """Log-weight histogram of all documents and of the selection, on shared bin edges."""
-    bounds = scores.agg(F.min(column).alias("lo"), F.max(column).alias("hi")).first()
-    lo, hi = float(bounds["lo"]), float(bounds["hi"])
+def _histogram(eligible: DataFrame, column: str, chosen: DataFrame) -> dict[str, Any]:
+    """Log-weight histogram of the eligible documents and of the selection, on shared bin edges that span
+    the central 99% of each (quantiles 0.5% to 99.5%); values outside are counted, not drawn."""
+    selected = eligible.join(chosen.select(ID), on=ID, how="left_semi")
+    spans = [frame.approxQuantile(column, [0.005, 0.995], 1e-3) for frame in (eligible, selected)]
+    lo = min(span[0] for span in spans if span)
+    hi = max(span[1] for span in spans if span)
     width = (hi - lo) / HISTOGRAM_BINS or 1.0
-    index = F.least(F.floor((F.col(column) - F.lit(lo)) / F.lit(width)).cast("int"), F.lit(HISTOGRAM_BINS - 1))
+    value = F.col(column)
+    index = (F.when(value < F.lit(lo), F.lit(-1)).when(value > F.lit(hi), F.lit(HISTOGRAM_BINS))
+             .otherwise(F.least(F.floor((value - F.lit(lo)) / F.lit(width)).cast("int"), F.lit(HISTOGRAM_BINS - 1))))
 
-    def counts(frame: DataFrame) -> list[int]:
-        rows = frame.select(index.alias("bin")).groupBy("bin").count().collect()
-        out = [0] * HISTOGRAM_BINS
-        for row in rows:
-            out[row["bin"]] = int(row["count"])
-        return out
+    def counts(frame: DataFrame) -> tuple[list[int], dict[str, int]]:
+        bins = [0] * (HISTOGRAM_BINS + 2)  # [below, bins..., above]
+        for row in frame.select(index.alias("bin")).groupBy("bin").count().collect():
+            bins[row["bin"] + 1] = int(row["count"])
+        return bins[1:-1], {"below": bins[0], "above": bins[-1]}
 
+    (raw, raw_out), (chosen_bins, chosen_out) = counts(eligible), counts(selected)
     return {"column": column, "edges": [lo + i * width for i in range(HISTOGRAM_BINS + 1)],
-            "raw": counts(scores), "selected": counts(scores.join(chosen.select(ID), on=ID, how="left_semi"))}
+            "raw": raw, "selected": chosen_bins, "outside": {"raw": raw_out, "selected": chosen_out},
+            "raw_documents": "eligible"}
 
 
 def _label_shares(labelled: DataFrame, label_col: str) -> dict[str, dict[str, float]]:
@@ -140,8 +146,9 @@ def build_report(
     report["documents"] = {"raw": int(totals["n"]), "too_short": int(totals["short"]),
                            "eligible": int(totals["n"]) - int(totals["short"]), "selected": k}
     report["tokens"] = {"raw": int(totals["tokens"] or 0), "selected": int(sum(c.tokens for c in selected_docs))}
+    eligible = scores.where(F.col(NUM_TOKENS) >= min_example_length)
     report["log_weights"] = [
-        _histogram(scores, column, selection.where(F.col("target") == t) if separate else selection)
+        _histogram(eligible, column, selection.where(F.col("target") == t) if separate else selection)
         for t, column in enumerate(weight_cols)
     ]
     report["min_example_length"] = min_example_length
@@ -203,12 +210,17 @@ def draw_figures(report: dict[str, Any], folder: str) -> list[str]:
     for hist in report["log_weights"]:
         edges = np.array(hist["edges"])
         fig, ax = plt.subplots(figsize=(7, 4))
-        for name, color in (("raw", "tab:gray"), ("selected", "tab:blue")):
+        for name, label, color in (("raw", "eligible raw", "tab:gray"), ("selected", "selected", "tab:blue")):
             counts = np.array(hist[name], dtype=float)
-            ax.stairs(counts / max(1.0, counts.sum()), edges, label=name, color=color, fill=name == "raw", alpha=0.6)
+            total = counts.sum() + sum(hist["outside"][name].values())
+            ax.stairs(counts / max(1.0, total), edges, label=label, color=color, fill=name == "raw", alpha=0.6)
         ax.set_xlabel(hist["column"])
         ax.set_ylabel("share of documents")
-        ax.set_title(f"Log importance weights: raw vs selected ({hist['column']})")
+        ax.set_title(f"Log importance weights: eligible raw vs selected ({hist['column']})")
+        outside = hist["outside"]
+        fig.text(0.01, 0.01, f"Axis: the central 99% of each. Outside it: eligible raw {outside['raw']['below']:,} "
+                             f"below, {outside['raw']['above']:,} above; selected {outside['selected']['below']:,} "
+                             f"below, {outside['selected']['above']:,} above.", fontsize=7)
         ax.legend()
         path = os.path.join(folder, f"{hist['column']}_histogram.png")
         fig.tight_layout()

@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict
 from typing import Any
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-from dsir_spark.config import DatasetConfig, RunConfig
+from dsir_spark.config import TABLE_PREFIX, DatasetConfig, RunConfig
 from dsir_spark.counts import BucketCounts, dense_counts
-from dsir_spark.io import json_schemas, read_dataset, read_json, write_json
+from dsir_spark.io import json_schemas, list_files, read_dataset, read_json, write_json
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
 RECORD = "_dsir/stage.json"  # under "_": Parquet readers of the stage folder skip it
+# A writer option (passed to Hadoop's output committer): write no _SUCCESS marker.
+NO_SUCCESS_MARKER = "mapreduce.fileoutputcommitter.marksuccessfuljobs"
 
 
 class StageOrderError(RuntimeError):
@@ -53,19 +57,6 @@ def default_out_dir(config: RunConfig) -> str:
     return config.resample.out_dir or f"{config.run_dir.rstrip('/')}/output"
 
 
-def check_writable(spark: SparkSession, config: RunConfig) -> None:
-    """Writes a tiny probe under the run directory, so that a bad run_dir fails before any work."""
-    from py4j.protocol import Py4JError
-    from pyspark.errors import PySparkException
-
-    try:
-        write_json(spark, f"{config.run_dir.rstrip('/')}/_dsir/probe", {"probe": True})
-    except (PySparkException, Py4JError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0][:300]
-        raise RunDirError(f"run_dir {config.run_dir} is not writable ({reason}); point run_dir at a folder "
-                          "every executor can write (HDFS, s3://, dbfs:/ or a shared mount)") from exc
-
-
 def open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, refresh: bool = False) -> DataFrame:
     """``io.read_dataset`` with the JSON schemas inferred once per run directory and dataset settings,
     stored in ``<run_dir>/_dsir/schemas/<dataset>``: later stages and reruns read without inferring.
@@ -81,16 +72,60 @@ def open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig,
     return read_dataset(spark, dataset, schemas)
 
 
+def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
+    """Makes the resample stage's published output and the report stop looking current: the output
+    folder is emptied without a ``_SUCCESS`` marker, the report's record marked stale and its local files
+    removed. (A ``table:`` output is replaced only when a new selection is complete.)"""
+    out_dir = default_out_dir(config)
+    if not out_dir.startswith(TABLE_PREFIX):
+        empty = spark.createDataFrame([], "dsir_incomplete string")
+        empty.write.mode("overwrite").option(NO_SUCCESS_MARKER, "false").parquet(out_dir)
+    report = stage_dir(config, "report")
+    write_record(spark, report, {"stage": "report", "status": "stale"})
+    local = local_path(report)
+    if local is not None and os.path.isdir(local):
+        for name in os.listdir(local):
+            if name.startswith("report.") or name.endswith(".png"):
+                os.remove(os.path.join(local, name))
+
+
+def local_path(path: str) -> str | None:
+    """The local file-system path of ``path``, or None for remote storage (s3://, hdfs://, dbfs:/ ...)."""
+    if path.startswith("file:"):
+        return path[len("file:"):] or "/"
+    if "://" in path or path.startswith("dbfs:"):
+        return None
+    return path
+
+
 # ---------------------------------------------------------------------------------------------- settings
 
 
-def stage_settings(config: RunConfig, stage: str) -> dict[str, Any]:
-    """The settings a stage's output depends on: each stage's include the earlier stages', so a
-    change reruns everything after it. Plain JSON types, so a stored record compares equal."""
+def input_fingerprint(spark: SparkSession, config: RunConfig) -> str:
+    """A hash of every input file's path, size and modification time, from Spark's file listing (no
+    data read); tables count by name. Data changed in place changes it."""
+    entries: list[Any] = []
+    for dataset in (config.raw, *config.targets):
+        for path in dataset.paths:
+            if path.startswith(TABLE_PREFIX):
+                entries.append([dataset.name, path])
+                continue
+            try:
+                entries.append([dataset.name, path, list_files(spark, path)])
+            except AnalysisException:  # a missing path: the reader says so, with its own message
+                entries.append([dataset.name, path, None])
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]:
+    """The settings a stage's output depends on, with the ``input_fingerprint``: each stage's include the
+    earlier stages', so a change reruns everything after it. Plain JSON types, so a stored record
+    compares equal."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
     fit = asdict(config.fit)
     settings: dict[str, Any] = {
+        "inputs": inputs,
         "datasets": {"raw": asdict(config.raw), "targets": [asdict(t) for t in config.targets]},
         "features": asdict(config.features),
         "num_tokens_to_fit": fit["num_tokens_to_fit"],
@@ -98,6 +133,8 @@ def stage_settings(config: RunConfig, stage: str) -> dict[str, Any]:
     }
     if stage in ("fit", "score", "resample"):
         settings["fit"] = fit
+    if stage == "score" and config.score.table:  # only then: older score records stay valid
+        settings["score"] = asdict(config.score)
     if stage in ("resample", "report"):
         settings["resample"] = asdict(config.resample)
     if stage == "report":
@@ -137,14 +174,26 @@ def write_record(spark: SparkSession, folder: str, record: dict[str, Any]) -> No
     write_json(spark, f"{folder}/{RECORD}", record)
 
 
-def require_stage(spark: SparkSession, config: RunConfig, stage: str) -> None:
-    """Fails unless ``stage`` completed with the settings of ``config`` (its output is our input)."""
+def stage_complete(spark: SparkSession, config: RunConfig, stage: str, inputs: str) -> bool:
+    """Whether ``stage`` finished with the settings of ``config`` on the same input files."""
+    record = read_record(spark, stage_dir(config, stage))
+    return record is not None and record.get("fingerprint") == fingerprint(stage_settings(config, stage, inputs))
+
+
+def require_stage(spark: SparkSession, config: RunConfig, stage: str, inputs: str) -> None:
+    """Fails unless ``stage`` completed with the settings of ``config`` on the same input files (its
+    output is our input)."""
     folder = stage_dir(config, stage)
     record = read_record(spark, folder)
     if record is None:
         raise StageOrderError(f"the {stage} stage has no complete output in {folder}; run it first")
-    expected = stage_settings(config, stage)
+    expected = stage_settings(config, stage, inputs)
     if record["fingerprint"] != fingerprint(expected):
+        if record["settings"].get("inputs") != inputs:
+            raise StageOrderError(
+                f"the input files changed since the {stage} stage ran (files added, removed or modified); "
+                "dsir-spark run redoes the stages that depend on them, or run the count stage first"
+            )
         difference = describe_difference(record["settings"], expected)
         raise StageOrderError(
             f"{folder} was made with other settings ({difference}); "

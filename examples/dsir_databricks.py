@@ -9,10 +9,12 @@
 
 # COMMAND ----------
 
-dbutils.widgets.text("raw", "/Volumes/main/default/corpus/pile/*.jsonl.gz", "Raw dataset (paths or table:<name>)")
-dbutils.widgets.text("target", "/Volumes/main/default/corpus/target.jsonl", "Target dataset")
-dbutils.widgets.text("run_dir", "/Volumes/main/default/runs/dsir", "Run directory")
+dbutils.widgets.text("raw", "table:main.corpus.pile", "Raw dataset (table:<name>, or paths)")
+dbutils.widgets.text("target", "table:main.corpus.target", "Target dataset (table:<name>, or paths)")
+dbutils.widgets.text("run_dir", "/Volumes/main/corpus/runs/dsir", "Run directory (a Volume)")
+dbutils.widgets.text("selected", "main.corpus.dsir_selected", "Output table for the selection")
 dbutils.widgets.text("num_to_sample", "100000", "Documents to select")
+dbutils.widgets.text("text_col", "text", "Text column (nested: parent.child)")
 
 # COMMAND ----------
 
@@ -22,8 +24,8 @@ dsir = HashedNgramDSIR(
     raw_datasets=[p.strip() for p in dbutils.widgets.get("raw").split(",")],
     target_datasets=[p.strip() for p in dbutils.widgets.get("target").split(",")],
     cache_dir=dbutils.widgets.get("run_dir"),
-    text_col="text",      # nested fields work too: "metadata.text"
-    id_col=None,          # None: ids derived from file and content; or name a unique id column
+    text_col=dbutils.widgets.get("text_col"),
+    id_col=None,          # None: ids derived from table name (or file) and content; or name a unique id column
     spark=spark,
 )
 dsir.fit_importance_estimator(num_tokens_to_fit="auto")
@@ -31,8 +33,10 @@ dsir.compute_importance_weights()
 
 # COMMAND ----------
 
-out_dir = dbutils.widgets.get("run_dir") + "/output"
-dsir.resample(out_dir=out_dir, num_to_sample=int(dbutils.widgets.get("num_to_sample")), seed=0)
+selected_table = dbutils.widgets.get("selected")
+# table_mode="error" never replaces an existing table; "overwrite" replaces it.
+dsir.resample(out_dir=f"table:{selected_table}", num_to_sample=int(dbutils.widgets.get("num_to_sample")), seed=0,
+              table_mode="overwrite")
 
 # COMMAND ----------
 
@@ -40,7 +44,7 @@ dsir.resample(out_dir=out_dir, num_to_sample=int(dbutils.widgets.get("num_to_sam
 
 # COMMAND ----------
 
-selected = spark.read.parquet(out_dir)
+selected = spark.table(selected_table)
 display(selected.orderBy(selected.dsir_log_weight.desc()).limit(20))
 
 # COMMAND ----------

@@ -145,7 +145,8 @@ class ConnectServer:
         self.proc = subprocess.Popen(
             [str(SPARK_HOME / "sbin" / "start-connect-server.sh"), "--master", "local[2]",
              "--conf", f"spark.connect.grpc.binding.port={self.port}", "--conf", "spark.ui.enabled=false",
-             "--conf", "spark.sql.shuffle.partitions=4"],
+             "--conf", "spark.sql.shuffle.partitions=4",
+             "--conf", f"spark.sql.warehouse.dir={self.root / 'warehouse'}"],
             stdout=open(self.root / "server.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
 

@@ -121,6 +121,40 @@ def test_the_whole_pipeline_from_a_spark_connect_client(cluster_inputs, tmp_path
         server.stop()
 
 
+CONNECT_TABLES_CLIENT = textwrap.dedent(
+    """
+    import json, sys
+    from pyspark.sql import SparkSession
+    from dsir_spark.config import config_from_dict
+    from dsir_spark.pipeline import run_pipeline
+    spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()
+    data = json.loads(sys.argv[2])
+    spark.sql("CREATE SCHEMA IF NOT EXISTS corpus")
+    spark.read.parquet(*data["raw"]["paths"]).write.mode("overwrite").saveAsTable("corpus.pile")
+    data["raw"]["paths"] = ["table:corpus.pile"]
+    data["resample"]["out_dir"] = "table:corpus.selected"
+    run_pipeline(spark, config_from_dict(data))
+    output = spark.table("corpus.selected")
+    print(json.dumps({"ids": sorted(r.id for r in output.select("id").collect()), "columns": sorted(output.columns)}))
+    """
+)
+
+
+def test_a_table_in_and_a_table_out_through_spark_connect(cluster_inputs, tmp_path):
+    _, config_for, expected = cluster_inputs
+    server = ConnectServer(tmp_path / "connect").start()
+    try:
+        config = config_for(tmp_path / "run")
+        result = subprocess.run([sys.executable, "-c", CONNECT_TABLES_CLIENT, server.url, json.dumps(config)],
+                                capture_output=True, text=True, timeout=900, env=spark_env(), cwd=REPO)
+        assert result.returncode == 0, result.stderr[-4000:]
+        output = json.loads(result.stdout.strip().splitlines()[-1])
+        assert output["ids"] == expected
+        assert output["columns"] == ["contents", "dsir_log_weight", "dsir_target", "id", "source"]
+    finally:
+        server.stop()
+
+
 def test_the_stage_records_say_what_ran(cluster_inputs):
     root, _, _ = cluster_inputs
     record = json.loads(next((root / "local_run" / "scores" / "_dsir" / "stage.json").glob("part-*")).read_text())

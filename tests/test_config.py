@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dsir_spark.config import (
     ConfigError,
@@ -83,3 +86,109 @@ def test_target_proportions_must_match_the_targets():
     data["fit"] = {"separate_targets": True, "target_proportions": [0.5, 0.5]}
     with pytest.raises(ConfigError, match=r"target_proportions has 2 values for 1 targets"):
         config_from_dict(data)
+
+
+# ---------------------------------------------------------------------------------------------- --set and YAML
+
+
+@pytest.mark.parametrize("override,message", [
+    ("targets.5.text_col=x", "--set 'targets.5.text_col=x': targets has 1 entry, so indexes 0 to 0; there is no "
+                             "targets.5"),
+    ("targets.0=foo", "--set 'targets.0=foo': targets[0]: expected a mapping of settings, got 'foo'"),
+    ("targets.x.text_col=1", "--set 'targets.x.text_col=1': targets is a list; index it with a number"),
+    ("resample.seed=abc", "--set 'resample.seed=abc': resample.seed: expected an integer, got 'abc'"),
+    ("resample.num_to_sample=-1", "--set 'resample.num_to_sample=-1': resample.num_to_sample=-1; it must be >= 0"),
+    ("resample.seed.x=1", "--set 'resample.seed.x=1': resample.seed is a single value (0), not a section"),
+    ("run_dir.x=2", "--set 'run_dir.x=2': run_dir is a single value"),
+    ("=5", "--set '=5': the setting name is empty"),
+    ("a..b=1", "--set 'a..b=1': the setting name is empty or has an empty part"),
+    ("nope", "--set 'nope': write it as section.key=value"),
+    ("features.ngrams=[", "--set 'features.ngrams=[': the value is not valid YAML"),
+    ("zzz.y=1", "--set 'zzz.y=1': unknown setting zzz"),
+    ("raw=5", "--set 'raw=5': raw: expected a mapping of settings, got 5"),
+])
+def test_a_malformed_override_is_one_line_that_names_it(override, message, capsys):
+    with pytest.raises(ConfigError) as error:
+        load_config(str(CONF / "sample.yaml"), [override])
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+    from dsir_spark.cli import main
+
+    assert main(["run", "--config", str(CONF / "sample.yaml"), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dsir-spark: config error: {message}") and err.count("\n") == 1
+
+
+def test_a_file_mistake_is_blamed_on_the_file_and_an_override_on_the_override(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((CONF / "sample.yaml").read_text().replace("seed: 0", "seed: zero"))
+    with pytest.raises(ConfigError, match=rf"^{bad}: resample.seed: expected an integer"):
+        load_config(str(bad), ["resample.num_to_sample=5"])
+    with pytest.raises(ConfigError, match=r"^--set 'features.ngrams=0': features.ngrams=0"):
+        load_config(str(CONF / "sample.yaml"), ["resample.seed=3", "features.ngrams=0"])
+
+
+@given(st.lists(st.text(max_size=40), max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_random_overrides_never_end_in_a_traceback(overrides):
+    try:
+        load_config(str(CONF / "sample.yaml"), overrides)
+    except ConfigError as error:
+        assert str(error).strip()
+
+
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10) | st.dates(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(["run_dir", "raw", "targets", "paths", "text_col", "features", "ngrams", "fit", "resample",
+                         "num_to_sample", "score", "table", "report", "label_col", "x"]) | st.integers(), children,
+        max_size=4),
+    max_leaves=12,
+)
+
+
+@given(YAML_VALUES)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_yaml_documents_never_end_in_a_traceback(tmp_path_factory, document):
+    path = tmp_path_factory.mktemp("yaml") / "c.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True))
+    try:
+        load_config(str(path))
+    except ConfigError as error:
+        assert str(error).strip()
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_text_as_a_config_file_never_ends_in_a_traceback(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("text") / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_config(str(path))
+    except ConfigError as error:
+        assert str(error).strip() and "\n" not in str(error)
+
+
+@pytest.mark.parametrize("raw,run_dir,message", [
+    ("{tmp}/data", "{tmp}/data/run", "run_dir {tmp}/data/run is inside {tmp}/data, an input of dataset raw"),
+    ("{tmp}/data/", "{tmp}/data", "run_dir {tmp}/data is inside {tmp}/data/, an input of dataset raw"),
+    ("{tmp}/data/*.jsonl", "{tmp}/data/runs/x", "run_dir {tmp}/data/runs/x is inside {tmp}/data/*.jsonl"),
+    ("file:{tmp}/data", "{tmp}/data/run", "is inside file:{tmp}/data, an input of dataset raw"),
+    ("{tmp}/run/raw.jsonl", "{tmp}/run", "dataset raw: {tmp}/run/raw.jsonl is inside run_dir {tmp}/run"),
+    ("{tmp}/run/scores", "{tmp}/run/", "dataset raw: {tmp}/run/scores is inside run_dir {tmp}/run/"),
+])
+def test_a_run_directory_nested_in_an_input_is_refused(tmp_path, raw, run_dir, message):
+    data = {"run_dir": run_dir.format(tmp=tmp_path), "raw": {"paths": [raw.format(tmp=tmp_path)]},
+            "targets": [{"paths": ["target.jsonl"]}]}
+    with pytest.raises(ConfigError, match=re.escape(message.format(tmp=tmp_path))):
+        config_from_dict(data)
+
+
+@pytest.mark.parametrize("raw,run_dir", [
+    ("{tmp}/data/raw.jsonl", "{tmp}/data/run"),      # a file beside the run directory
+    ("{tmp}/data", "{tmp}/data-run"),                # a sibling whose name starts alike
+    ("table:corpus.pile", "{tmp}/run"),
+    ("s3://bucket/corpus/", "s3://bucket/runs/x"),
+])
+def test_run_directories_beside_their_inputs_are_fine(tmp_path, raw, run_dir):
+    config_from_dict({"run_dir": run_dir.format(tmp=tmp_path), "raw": {"paths": [raw.format(tmp=tmp_path)]},
+                      "targets": [{"paths": ["target.jsonl"]}]})

@@ -64,7 +64,14 @@ def test_dsir_beats_random_and_selects_more_wikipedia(wikipedia_run):
     assert shares["selected"]["Wikipedia (en)"] > shares["raw"]["Wikipedia (en)"]
     assert report["documents"]["selected"] == 40
     assert report["documents"]["raw"] == report["documents"]["eligible"] + report["documents"]["too_short"]
-    assert sum(report["log_weights"][0]["selected"]) == 40
+    histogram = report["log_weights"][0]
+    outside = histogram["outside"]
+    # Eligible documents only, and every one counted: in a bin, or below or above the axis.
+    assert sum(histogram["selected"]) + outside["selected"]["below"] + outside["selected"]["above"] == 40
+    eligible = report["documents"]["eligible"]
+    assert sum(histogram["raw"]) + outside["raw"]["below"] + outside["raw"]["above"] == eligible
+    # The axis is the central 99%: about 1% of the eligible documents fall outside it, never more than 2%.
+    assert 0 < outside["raw"]["below"] + outside["raw"]["above"] <= 0.02 * eligible
 
 
 def is_png(path) -> tuple[int, int]:

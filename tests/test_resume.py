@@ -119,3 +119,13 @@ def test_run_directory_that_is_not_writable(inputs, tmp_path, capsys):
     assert main(["run", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert f"run_dir {blocker / 'run'} is not writable" in err, err
+
+
+def test_a_first_run_is_quiet(tmp_path):
+    """No Java stack trace on stderr when stage records, schemas or the lease do not exist yet."""
+    command = [sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(REPO / "conf" / "sample.yaml"),
+               "--set", f"run_dir={tmp_path / 'run'}", "--set", "report.enabled=false"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=spark_env(), cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Exception" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1].startswith("report: ")

@@ -13,7 +13,7 @@ from dsir_spark.counts import bucket_counts, sample_for_fit
 from dsir_spark.features import requested_implementation
 from dsir_spark.io import documents, require_rows
 from dsir_spark.model import FitError
-from dsir_spark.rundir import counts_path, open_dataset, stage_dir, stage_settings, write_counts
+from dsir_spark.rundir import counts_path, input_fingerprint, open_dataset, stage_dir, stage_settings, write_counts
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
@@ -30,6 +30,7 @@ def read_inputs(spark: SparkSession, config: RunConfig, refresh: bool) -> tuple[
 
 
 def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
+    inputs = input_fingerprint(spark, config)
     raw, targets = read_inputs(spark, config, refresh=force)
     features = asdict(config.features)
 
@@ -68,4 +69,4 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
                  compiled, rows_in - compiled)
         return {**summary, "rows_in": rows_in, "rows_out": config.features.num_buckets * (1 + len(targets))}
 
-    return run_stage(spark, "count", stage_dir(config, "count"), stage_settings(config, "count"), work, force)
+    return run_stage(spark, "count", stage_dir(config, "count"), stage_settings(config, "count", inputs), work, force)

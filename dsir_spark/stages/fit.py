@@ -8,7 +8,7 @@ from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
 from dsir_spark.model import DSIRModel, fit_model
-from dsir_spark.rundir import counts_path, load_counts, require_stage, stage_dir, stage_settings
+from dsir_spark.rundir import counts_path, input_fingerprint, load_counts, require_stage, stage_dir, stage_settings
 from dsir_spark.stages.runner import run_stage
 
 
@@ -22,7 +22,8 @@ def fit_from_counts(spark: SparkSession, config: RunConfig) -> DSIRModel:
 
 
 def fit_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
-    require_stage(spark, config, "count")
+    inputs = input_fingerprint(spark, config)
+    require_stage(spark, config, "count", inputs)
 
     def work() -> dict[str, Any]:
         model = fit_from_counts(spark, config)
@@ -30,4 +31,4 @@ def fit_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dic
         return {"rows_in": config.features.num_buckets * (1 + len(config.targets)),
                 "rows_out": config.features.num_buckets, "target_proportions": model.target_proportions}
 
-    return run_stage(spark, "fit", stage_dir(config, "fit"), stage_settings(config, "fit"), work, force)
+    return run_stage(spark, "fit", stage_dir(config, "fit"), stage_settings(config, "fit", inputs), work, force)

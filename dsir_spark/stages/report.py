@@ -14,25 +14,25 @@ from dsir_spark.config import RunConfig
 from dsir_spark.io import require_column, write_json
 from dsir_spark.model import DSIRModel
 from dsir_spark.report import build_report, draw_figures, to_markdown
-from dsir_spark.rundir import counts_path, load_counts, open_dataset, require_stage, stage_dir, stage_settings
+from dsir_spark.rundir import (
+    counts_path,
+    input_fingerprint,
+    load_counts,
+    local_path,
+    open_dataset,
+    require_stage,
+    stage_dir,
+    stage_settings,
+)
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
 
 
-def local_folder(path: str) -> str | None:
-    """The local file-system path of ``path``, or None for remote storage (s3://, hdfs://, ...)."""
-    if path.startswith("file:"):
-        return path[len("file:"):] or "/"
-    if "://" in path or path.startswith("dbfs:"):
-        return None
-    return path
-
-
 def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> dict[str, Any]:
     """Writes report.json, report.md and PNG figures. On remote storage the JSON and Markdown go through
     Spark (as one-part text datasets of those names) and figures are skipped."""
-    local = local_folder(folder)
+    local = local_path(folder)
     if local is None:
         write_json(spark, f"{folder}/report.json", report)
         markdown = spark.createDataFrame([(to_markdown(report, []),)], "value string")
@@ -50,7 +50,8 @@ def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> di
 
 def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
-    require_stage(spark, config, "resample")
+    inputs = input_fingerprint(spark, config)
+    require_stage(spark, config, "resample", inputs)
     if not config.report.enabled or config.resample.num_to_sample == 0:
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
@@ -82,4 +83,4 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         report = write_report(spark, report, folder)
         return {"rows_in": report["documents"]["raw"], "rows_out": 1, "report": report}
 
-    return run_stage(spark, "report", folder, stage_settings(config, "report"), work, force)
+    return run_stage(spark, "report", folder, stage_settings(config, "report", inputs), work, force)

@@ -9,19 +9,34 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.config import RunConfig
-from dsir_spark.io import ID, check_ids, original_columns
+from dsir_spark.io import ID, check_ids, original_columns, output_table, require_writable_table, write_table
 from dsir_spark.model import DSIRModel
 from dsir_spark.resampling import ResampleError, select
-from dsir_spark.rundir import default_out_dir, open_dataset, read_record, require_stage, stage_dir, stage_settings
+from dsir_spark.rundir import (
+    default_out_dir,
+    input_fingerprint,
+    invalidate_outputs,
+    open_dataset,
+    read_record,
+    require_stage,
+    stage_complete,
+    stage_dir,
+    stage_settings,
+)
 from dsir_spark.stages.runner import run_stage
 
 
 def write_selection(
-    selection: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, output_format: str = "parquet",
-    add_dsir_columns: bool = True, generated_ids: bool = False,
+    selection: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, expected: int,
+    output_format: str = "parquet", add_dsir_columns: bool = True, generated_ids: bool = False,
+    table_mode: str = "error",
 ) -> int:
     """Writes the selected (id, key, ...) to ``<selection_dir>/ids`` and the selected raw rows, with all
-    their columns, to ``out_dir``; returns the number of documents written."""
+    their columns, to ``out_dir`` (a folder, or ``table:<name>`` for a catalog table written with
+    ``table_mode``); returns the number of documents written.
+
+    The documents are staged in ``<selection_dir>/documents`` and counted first: unless there are
+    exactly ``expected`` of them, ``out_dir`` is not written and a ResampleError says why."""
     spark = selection.sparkSession
     selection.write.mode("overwrite").parquet(f"{selection_dir}/ids")
     chosen = spark.read.parquet(f"{selection_dir}/ids")
@@ -31,19 +46,38 @@ def write_selection(
         columns.append(F.col("__dsir_id").alias("dsir_id"))
     if add_dsir_columns:
         columns += [F.col("log_weight").alias("dsir_log_weight"), F.col("target").alias("dsir_target")]
-    writer = joined.select(*columns).write.mode("overwrite")
-    (writer.json if output_format == "json" else writer.parquet)(out_dir)
-    return spark.read.format(output_format).load(out_dir).count()
+    staged = f"{selection_dir}/documents"
+    joined.select(*columns).write.mode("overwrite").parquet(staged)
+    documents = spark.read.parquet(staged)
+    found = documents.count()
+    if found != expected:
+        raise ResampleError(
+            f"found {found} of the {expected} selected documents in the raw data, so nothing was written to "
+            f"{out_dir}; the raw data changed since scoring (ids missing or duplicated): rerun the score stage"
+        )
+    table = output_table(out_dir)
+    if table:
+        write_table(documents, table, table_mode, "resample.out_dir")
+    else:
+        writer = documents.write.mode("overwrite")
+        (writer.json if output_format == "json" else writer.parquet)(out_dir)
+    return found
 
 
 def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads ``<run_dir>/scores``, writes ``<run_dir>/selection`` (ids, keys) and the selected documents."""
-    require_stage(spark, config, "score")
+    inputs = input_fingerprint(spark, config)
+    require_stage(spark, config, "score", inputs)
     settings = config.resample
     selection_dir = stage_dir(config, "resample")
     out_dir = default_out_dir(config)
+    table = output_table(out_dir)
+    if table and (force or not stage_complete(spark, config, "resample", inputs)):
+        require_writable_table(spark, table, settings.table_mode, "resample.out_dir")
 
     def work() -> dict[str, Any]:
+        # A selection made again makes the earlier output and report stale, whatever happens next.
+        invalidate_outputs(spark, config)
         model = DSIRModel.load(spark, stage_dir(config, "fit"))
         scores = spark.read.parquet(stage_dir(config, "score"))
         if not read_record(spark, stage_dir(config, "score")).get("ids_checked"):  # scored by an older version
@@ -59,15 +93,11 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         )
         written = write_selection(
             selection, open_dataset(spark, config, config.raw), selection_dir, out_dir,
-            output_format=settings.output_format, add_dsir_columns=settings.add_dsir_columns,
-            generated_ids=config.raw.id_col is None,
+            expected=settings.num_to_sample, output_format=settings.output_format,
+            add_dsir_columns=settings.add_dsir_columns, generated_ids=config.raw.id_col is None,
+            table_mode=settings.table_mode,
         )
-        if written != settings.num_to_sample:
-            raise ResampleError(
-                f"wrote {written} documents to {out_dir} but selected {settings.num_to_sample}; "
-                "the raw data changed since scoring (ids missing or duplicated); rerun the score stage"
-            )
         return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
                 "rows_in": summary["documents"], "rows_out": written}
 
-    return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample"), work, force)
+    return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample", inputs), work, force)

@@ -9,16 +9,17 @@ from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
 from dsir_spark.features import compiled_available, requested_implementation
-from dsir_spark.io import ID, check_ids, documents
+from dsir_spark.io import ID, check_ids, documents, write_table
 from dsir_spark.model import DSIRModel
-from dsir_spark.rundir import open_dataset, require_stage, stage_dir, stage_settings
+from dsir_spark.rundir import input_fingerprint, open_dataset, require_stage, stage_dir, stage_settings
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
 
 
 def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
-    require_stage(spark, config, "fit")
+    inputs = input_fingerprint(spark, config)
+    require_stage(spark, config, "fit", inputs)
     raw = open_dataset(spark, config, config.raw)
     out = stage_dir(config, "score")
 
@@ -35,7 +36,9 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         # Checked here, once, so that resampling can trust the ids (and fails before it starts).
         check_ids(scores.select(ID), f"raw dataset ({', '.join(config.raw.paths)}), {id_source}")
         rows = scores.count()
+        if config.score.table:
+            write_table(scores, config.score.table, config.score.table_mode, "score.table")
         return {"rows_in": rows, "rows_out": rows, "weight_columns": model.weight_columns(),
-                "featurizer": featurizer, "ids_checked": True}
+                "featurizer": featurizer, "ids_checked": True, "table": config.score.table}
 
-    return run_stage(spark, "score", out, stage_settings(config, "score"), work, force)
+    return run_stage(spark, "score", out, stage_settings(config, "score", inputs), work, force)

@@ -1,0 +1,160 @@
+"""One run per run directory: a lease in ``<run_dir>/_dsir/lease``, refreshed while the run works.
+
+The lease is a small JSON record written through Spark (so it works on any storage Spark writes):
+its owner (host, process, Spark application id, start time), a random token, and when it was last
+refreshed. A run that finds a lease refreshed less than ``lease_timeout_seconds`` ago refuses, naming
+the owner; an older one may be taken over with ``--take-over``. The run re-reads the lease after
+writing it and at every refresh, and stops between stages if another run's token is there.
+
+What it guarantees: on a local or HDFS file system, and on object stores, a second run started while
+the first is alive is refused. It is not a lock: Spark's writers have no atomic create-if-absent, so two
+runs started within the same second or two can both write a lease; the later writer keeps it and the
+other stops at its next check, between stages (its current stage may still finish writing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from py4j.protocol import Py4JError
+from pyspark.errors import PySparkException
+from pyspark.sql import SparkSession
+
+from dsir_spark.io import read_json, write_json
+from dsir_spark.rundir import RunDirError
+
+log = logging.getLogger("dsir_spark")
+LEASE = "_dsir/lease"
+
+
+class LeaseError(RuntimeError):
+    """Another run holds the run directory, or took it over from this one."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _describe(lease: dict[str, Any]) -> str:
+    return (f"process {lease.get('pid')} on {lease.get('host')} (Spark application {lease.get('app_id')}, "
+            f"started {lease.get('started_at')})")
+
+
+def _application_id(spark: SparkSession) -> str | None:
+    try:
+        return spark.conf.get("spark.app.id", None)
+    except Exception:  # noqa: BLE001 - a Spark Connect server may not expose it; the lease works without
+        return None
+
+
+class Lease:
+    """A held lease: ``check()`` between stages, ``release()`` at the end."""
+
+    def __init__(self, spark: SparkSession, run_dir: str, timeout: float) -> None:
+        self.spark, self.path, self.timeout = spark, f"{run_dir.rstrip('/')}/{LEASE}", timeout
+        self.record = {"status": "held", "token": uuid.uuid4().hex, "host": socket.gethostname(),
+                       "pid": os.getpid(), "app_id": _application_id(spark), "started_at": _now()}
+        self.lost: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def write(self) -> None:
+        write_json(self.spark, self.path, {**self.record, "refreshed_at": time.time()})
+
+    def held_by_us(self) -> bool:
+        current = read_json(self.spark, self.path)
+        if current is not None and current.get("token") != self.record["token"]:
+            self.lost = current
+        return self.lost is None
+
+    def check(self) -> None:
+        if self.lost is not None or not self.held_by_us():
+            raise LeaseError(f"{self.path}: another run took over this run directory: {_describe(self.lost)}; "
+                             "this run stops here")
+
+    def _refresh(self) -> None:
+        interval = max(1.0, self.timeout / 4)
+        while not self._stop.wait(interval):
+            try:
+                if self.held_by_us():
+                    self.write()
+                else:
+                    log.error("lease %s was taken over by %s", self.path, _describe(self.lost))
+                    return
+            except Exception as exc:  # noqa: BLE001 - a failed refresh is retried; the run goes on
+                log.warning("could not refresh the lease %s: %s", self.path, str(exc).splitlines()[0])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._refresh, name="dsir-lease", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.lost is None and self.held_by_us():
+            write_json(self.spark, self.path, {**self.record, "status": "released", "released_at": _now(),
+                                               "refreshed_at": time.time()})
+
+
+def _owner_exited(lease: dict[str, Any]) -> bool:
+    """True when the lease's owner ran on this host and its process is gone (killed, crashed)."""
+    if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int):
+        return False
+    try:
+        os.kill(lease["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def acquire(spark: SparkSession, run_dir: str, timeout: float, take_over: bool = False) -> Lease:
+    """Takes the run directory's lease, or raises LeaseError naming the run that holds it. A lease whose
+    owner process ran on this host and has exited is taken over without asking."""
+    path = f"{run_dir.rstrip('/')}/{LEASE}"
+    current = read_json(spark, path)
+    if current is not None and current.get("status") == "held" and _owner_exited(current):
+        log.warning("taking over the lease of %s: its owner, %s, has exited", run_dir, _describe(current))
+    elif current is not None and current.get("status") == "held":
+        age = time.time() - float(current.get("refreshed_at", 0))
+        if age < timeout:
+            raise LeaseError(
+                f"run_dir {run_dir} is in use by {_describe(current)}, last seen {age:.0f} s ago; wait for that "
+                f"run to end (a lease not refreshed for lease_timeout_seconds={timeout:g} can be taken over)"
+            )
+        if not take_over:
+            raise LeaseError(
+                f"run_dir {run_dir} was in use by {_describe(current)}, last seen {age:.0f} s ago "
+                f"(over lease_timeout_seconds={timeout:g}); if that run is gone, rerun with --take-over"
+            )
+        log.warning("taking over the lease of %s from %s", run_dir, _describe(current))
+    lease = Lease(spark, run_dir, timeout)
+    try:
+        lease.write()  # also the check that the run directory can be written at all
+    except (PySparkException, Py4JError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:300]
+        raise RunDirError(f"run_dir {run_dir} is not writable ({reason}); point run_dir at a folder "
+                          "every executor can write (HDFS, s3://, dbfs:/ or a shared mount)") from exc
+    lease.check()  # a run that wrote at the same moment and won
+    lease.start()
+    return lease
+
+
+@contextmanager
+def held(spark: SparkSession, run_dir: str, timeout: float, take_over: bool = False) -> Iterator[Lease]:
+    """The lease for the duration of a ``with`` block."""
+    lease = acquire(spark, run_dir, timeout, take_over)
+    try:
+        yield lease
+    finally:
+        lease.release()

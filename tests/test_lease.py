@@ -1,0 +1,98 @@
+"""One run per run directory: a second run is refused while the first holds the lease."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from conftest import PILE, TARGET_C
+
+from dsir_spark.cli import main
+from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
+from dsir_spark.io import read_json, write_json
+from dsir_spark.lease import LEASE, LeaseError
+from dsir_spark.pipeline import run_pipeline
+
+
+def config(run_dir, timeout: float = 600) -> RunConfig:
+    return RunConfig(
+        run_dir=str(run_dir),
+        raw=DatasetConfig(paths=(str(PILE),), text_col="contents", id_col="id"),
+        targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
+        fit=FitConfig(num_tokens_to_fit="all"),
+        resample=ResampleConfig(num_to_sample=20),
+        report=ReportConfig(enabled=False),
+        lease_timeout_seconds=timeout,
+    )
+
+
+def lease_of(spark, run_dir):
+    return read_json(spark, f"{run_dir}/{LEASE}")
+
+
+def test_a_second_run_is_refused_while_the_first_runs_then_allowed(spark, tmp_path):
+    run_dir = tmp_path / "run"
+    first_error = []
+
+    def first_run():
+        try:
+            run_pipeline(spark, config(run_dir))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            first_error.append(exc)
+
+    first = threading.Thread(target=first_run)
+    first.start()
+    deadline = time.time() + 120
+    while (lease_of(spark, run_dir) or {}).get("status") != "held":
+        assert time.time() < deadline and first.is_alive(), first_error
+        time.sleep(0.2)
+    with pytest.raises(LeaseError, match=rf"run_dir {run_dir} is in use by process \d+ on {socket.gethostname()} "
+                                         r"\(Spark application .*\), last seen \d+ s ago"):
+        run_pipeline(spark, config(run_dir))
+    first.join()
+    assert not first_error
+    assert lease_of(spark, run_dir)["status"] == "released"
+    records = run_pipeline(spark, config(run_dir))  # the first ended: allowed, and nothing to redo
+    assert all(record["skipped"] for record in records.values())
+
+
+def write_lease(spark, run_dir, *, host: str, pid: int, age: float) -> None:
+    write_json(spark, f"{run_dir}/{LEASE}", {"status": "held", "token": "other", "host": host, "pid": pid,
+                                             "app_id": "app-1", "started_at": "2026-01-01T00:00:00Z",
+                                             "refreshed_at": time.time() - age})
+
+
+def test_a_lease_from_another_host_can_be_taken_over_once_stale(spark, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    write_lease(spark, run_dir, host="elsewhere", pid=1234, age=5)
+    with pytest.raises(LeaseError, match="in use by process 1234 on elsewhere"):
+        run_pipeline(spark, config(run_dir, timeout=60), take_over=True)  # fresh: never taken over
+
+    write_lease(spark, run_dir, host="elsewhere", pid=1234, age=120)
+    with pytest.raises(LeaseError, match=r"last seen 12\d s ago \(over lease_timeout_seconds=60\); if that run "
+                                         r"is gone, rerun with --take-over"):
+        run_pipeline(spark, config(run_dir, timeout=60))
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(json.dumps({**json.loads(json.dumps(config(run_dir, timeout=60).to_dict()))}))
+    assert main(["run", "--config", str(config_file)]) == 1
+    assert "rerun with --take-over" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert main(["run", "--config", str(config_file), "--take-over"]) == 0
+    assert lease_of(spark, run_dir)["status"] == "released"
+
+
+def test_a_lease_whose_owner_exited_on_this_host_is_taken_over(spark, tmp_path):
+    run_dir = tmp_path / "run"
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        write_lease(spark, run_dir, host=socket.gethostname(), pid=sleeper.pid, age=1)
+        with pytest.raises(LeaseError, match=f"in use by process {sleeper.pid}"):
+            run_pipeline(spark, config(run_dir))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    run_pipeline(spark, config(run_dir))  # the owner is gone: no need to wait for the timeout
+    assert lease_of(spark, run_dir)["status"] == "released"
