@@ -35,7 +35,8 @@ def table_name_parts(name: str, setting: str) -> list[str]:
     parts, rest = [], name.strip()
     while True:
         match = _NAME_PART.match(rest)
-        if match is None:
+        if match is None:  # nothing, or nothing after a dot
+            rest = rest or "."
             break
         parts.append(match.group(0))
         rest = rest[match.end():]

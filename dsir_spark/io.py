@@ -101,7 +101,8 @@ def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str, schema: st
         if "PATH_NOT_FOUND" in message or "does not exist" in message.lower():
             raise InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob") from exc
         if "TABLE_OR_VIEW_NOT_FOUND" in message:
-            raise InputError(f"dataset {dataset}: table {path} not found in the catalog") from exc
+            raise InputError(f"dataset {dataset}: table {path} not found in the catalog; check its catalog, "
+                             "schema and table name") from exc
         if fmt == "table":
             raise InputError(f"dataset {dataset}: cannot read {path} ({message}); check its catalog, schema "
                              "and table name") from exc

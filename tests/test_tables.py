@@ -113,7 +113,8 @@ def test_scores_as_a_table(spark, tmp_path, corpus):
 
 
 @pytest.mark.parametrize("raw,out_dir,message", [
-    ("table:no_such_schema.pile", None, "dataset raw: cannot read table:no_such_schema.pile"),
+    ("table:no_such_schema.pile", None, "dataset raw: table table:no_such_schema.pile not found in the catalog; "
+                                        "check its catalog, schema and table name"),
     ("table:corpus.no_such_table", None, "dataset raw: table table:corpus.no_such_table not found in the catalog"),
     (PILE, "table:no_such_schema.selected", "resample.out_dir: the schema no_such_schema of table "
                                             "no_such_schema.selected does not exist"),
