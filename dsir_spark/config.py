@@ -21,6 +21,7 @@ HASH_MODES = ("sha256", "xxhash64")
 INPUT_FORMATS = ("auto", "parquet", "json", "table")
 OUTPUT_FORMATS = ("parquet", "json")
 TABLE_MODES = ("error", "overwrite")
+BAD_RECORD_MODES = ("fail", "skip")
 TABLE_PREFIX = "table:"
 # One part of a table name: a plain identifier or a `back-quoted` one.
 _NAME_PART = re.compile(r"[A-Za-z0-9_]+|`[^`]+`")
@@ -65,6 +66,8 @@ class DatasetConfig:
     id_col: str | None = None
     format: str = "auto"
     name: str | None = None
+    on_bad_records: str = "fail"
+    json_max_string_length: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.paths, str):
@@ -76,6 +79,12 @@ class DatasetConfig:
             raise ConfigError(f"dataset {self.name}: format={self.format!r}; use one of {INPUT_FORMATS}")
         if not self.text_col:
             raise ConfigError(f"dataset {self.name}: text_col is empty; name the column holding the text")
+        if self.on_bad_records not in BAD_RECORD_MODES:
+            raise ConfigError(f"dataset {self.name}: on_bad_records={self.on_bad_records!r}; use one of "
+                              f"{BAD_RECORD_MODES}")
+        if self.json_max_string_length is not None and self.json_max_string_length < 1:
+            raise ConfigError(f"dataset {self.name}: json_max_string_length={self.json_max_string_length}; "
+                              "it must be a positive number of characters")
         for path in self.paths:
             if path.startswith(TABLE_PREFIX):
                 table_name_parts(path[len(TABLE_PREFIX):], f"dataset {self.name}: path {path}")

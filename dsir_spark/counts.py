@@ -147,8 +147,9 @@ def _token_totals(documents: DataFrame) -> tuple[int, int]:
     return int(row["tokens"] or 0), int(row["chars"] or 0)
 
 
-def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int) -> tuple[DataFrame, dict]:
-    """A deterministic sample of about ``num_tokens`` tokens: documents whose hash of (seed, id) is small.
+def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int) -> tuple[Column | None, dict]:
+    """A deterministic sample of about ``num_tokens`` tokens: documents whose hash of (seed, ``id``) is
+    small. Returns the condition that picks them (None: use every document) and how it was chosen.
 
     Tokens never outnumber characters, so a dataset with fewer characters than the budget is used whole.
     Otherwise tokens per character are estimated on a small hashed sample and the fraction set from it.
@@ -157,7 +158,7 @@ def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int) -> tuple[Da
 
     chars = documents.agg(F.sum(F.length(TEXT)).alias("c")).first()["c"] or 0
     if chars <= num_tokens:
-        return documents, {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}
+        return None, {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}
     u = uniform(seed, F.col("id"), "fit-sample")
     probe_fraction = min(1.0, _ESTIMATE_CHARS / chars)
     probe_tokens, probe_chars = _token_totals(documents.where(u < F.lit(probe_fraction)))
@@ -165,6 +166,4 @@ def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int) -> tuple[Da
     estimated = chars * tokens_per_char
     fraction = min(1.0, num_tokens / estimated) if estimated else 1.0
     info = {"fraction": fraction, "estimated_tokens": int(estimated), "characters": int(chars)}
-    if fraction >= 1.0:
-        return documents, info
-    return documents.where(u < F.lit(fraction)), info
+    return (None if fraction >= 1.0 else u < F.lit(fraction)), info

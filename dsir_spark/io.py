@@ -27,6 +27,13 @@ from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
 GENERATED_ID = "dsir_id"
 ID = "id"
 TEXT = "text"
+BAD = "bad"
+CORRUPT = "_corrupt_record"
+# What a row is (``__dsir_bad``): a document, or a JSON line Spark could not parse, and why.
+GOOD, MALFORMED, TOO_LONG = 0, 1, 2
+BAD_REASONS = {MALFORMED: "malformed JSON", TOO_LONG: "too long for the JSON reader"}
+# Jackson's default limit on one JSON string, which Spark's JSON reader applies (option maxStringLen).
+JSON_MAX_STRING_LENGTH = 20_000_000
 
 
 class InputError(ValueError):
@@ -85,16 +92,28 @@ def _format_of(spark: SparkSession, path: str, declared: str, dataset: str) -> s
     return found.pop()
 
 
-def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str, schema: str | None = None) -> DataFrame:
+def _json_reader(spark: SparkSession, schema: str | None, max_string_length: int | None):
+    # Malformed lines land in CORRUPT (PERMISSIVE mode) instead of becoming empty documents unseen.
+    reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+    if max_string_length:
+        reader = reader.option("maxStringLen", str(max_string_length))
+    if schema:  # a known schema spares Spark its inference pass over every byte of the files
+        struct = StructType.fromJson(json.loads(schema))
+        if CORRUPT not in struct.fieldNames():
+            struct = struct.add(CORRUPT, StringType())
+        reader = reader.schema(struct)
+    return reader
+
+
+def _read_one(spark: SparkSession, path: str, fmt: str, config: DatasetConfig, schema: str | None = None) -> DataFrame:
+    dataset = config.name
     try:
         if fmt == "table":
             frame = spark.read.table(path.removeprefix(TABLE_PREFIX))
             _ = frame.schema  # Spark Connect analyzes lazily: a missing table should fail here
             return frame
         if fmt == "json":
-            # A known schema spares Spark its inference pass over every byte of the files.
-            reader = spark.read.schema(StructType.fromJson(json.loads(schema))) if schema else spark.read
-            return reader.json(path)
+            return _json_reader(spark, schema, config.json_max_string_length).json(path)
         return spark.read.parquet(path)
     except AnalysisException as exc:
         message = str(exc).split("\n")[0]
@@ -111,13 +130,22 @@ def _read_one(spark: SparkSession, path: str, fmt: str, dataset: str, schema: st
         ) from exc
 
 
-def _with_source(df: DataFrame, index: int, path: str, fmt: str) -> DataFrame:
-    """Adds a hidden source column (path index + file path, or table name) used to derive ids."""
+def _with_source(df: DataFrame, index: int, path: str, fmt: str, limit: int) -> DataFrame:
+    """Adds hidden columns: the source (path index + file path, or table name) used to derive ids, the
+    file itself, and whether the row is a document or a line the JSON reader could not parse."""
     if fmt == "table":
         location = F.lit(path.removeprefix(TABLE_PREFIX))
     else:
         location = F.col("_metadata.file_path")
-    return df.withColumn("__dsir_source", F.concat_ws("\u0000", F.lit(str(index)), location))
+    if CORRUPT in df.columns:
+        corrupt = F.col(CORRUPT)
+        bad = (F.when(corrupt.isNull(), F.lit(GOOD))
+               .when(F.length(corrupt) >= F.lit(limit), F.lit(TOO_LONG)).otherwise(F.lit(MALFORMED)))
+        df = df.withColumn("__dsir_bad", bad).drop(CORRUPT)
+    else:
+        df = df.withColumn("__dsir_bad", F.lit(GOOD))
+    return (df.withColumn("__dsir_file", location)
+            .withColumn("__dsir_source", F.concat_ws("\u0000", F.lit(str(index)), location)))
 
 
 def _field_type(schema: StructType, dotted: str):
@@ -133,7 +161,7 @@ def _field_type(schema: StructType, dotted: str):
 def require_column(df: DataFrame, config: DatasetConfig, column: str, role: str, setting: str):
     field_type = _field_type(df.schema, column)
     if field_type is None:
-        shown = [c for c in df.columns if c != "__dsir_source"]
+        shown = original_columns(df)
         raise InputError(
             f"dataset {config.name}: {role} column {column!r} not found; columns are {shown}; "
             f"set {setting} (nested fields as parent.child)"
@@ -157,8 +185,19 @@ def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]
     schemas: list[str | None] = []
     for path in config.paths:
         fmt = _format_of(spark, path, config.format, config.name)
-        schemas.append(_read_one(spark, path, fmt, config.name).schema.json() if fmt == "json" else None)
+        schemas.append(_read_one(spark, path, fmt, config).schema.json() if fmt == "json" else None)
     return schemas
+
+
+def _require_text(frame: DataFrame, config: DatasetConfig, path: str) -> None:
+    field_type = _field_type(frame.schema, config.text_col)
+    if field_type is None:
+        columns = [c for c in frame.columns if c != CORRUPT]
+        raise InputError(f"dataset {config.name}: {path} has no text column {config.text_col!r} (its columns: "
+                         f"{columns}); every path needs the text column, as a string")
+    if not isinstance(field_type, StringType):
+        raise InputError(f"dataset {config.name}: in {path}, text column {config.text_col!r} has type "
+                         f"{field_type.simpleString()}, not string; point text_col at a string field")
 
 
 def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[str | None] | None = None) -> DataFrame:
@@ -168,28 +207,50 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
     get the (id, text) pairs that the stages work on.
     """
     frames = []
+    limit = config.json_max_string_length or JSON_MAX_STRING_LENGTH
     for index, path in enumerate(config.paths):
         fmt = _format_of(spark, path, config.format, config.name)
         schema = schemas[index] if schemas else None
-        frames.append(_with_source(_read_one(spark, path, fmt, config.name, schema), index, path, fmt))
+        frame = _read_one(spark, path, fmt, config, schema)
+        if len(config.paths) > 1:  # each path must have the text column itself: a union would fill in nulls
+            _require_text(frame, config, path)
+        frames.append(_with_source(frame, index, path, fmt, limit))
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other, allowMissingColumns=True)
-    if df.columns == ["__dsir_source"]:  # what Spark infers from empty JSON files
+    if not original_columns(df):  # what Spark infers from empty JSON files
         raise InputError(f"dataset {config.name}: {', '.join(config.paths)} has no documents; check the paths")
     text = _resolve_text(df, config)
     if config.id_col:
         require_column(df, config, config.id_col, "id", "id_col")
         ident = F.col(config.id_col)
     else:
-        row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns if c != "__dsir_source"]))
+        row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in original_columns(df)]))
         ident = F.substring(F.sha2(F.concat_ws("\u0000", F.col("__dsir_source"), row), 256), 1, 32)
     return df.withColumn("__dsir_id", ident).withColumn("__dsir_text", text).drop("__dsir_source")
 
 
 def documents(df: DataFrame) -> DataFrame:
-    """(id, text) of a frame from ``read_dataset``."""
-    return df.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT))
+    """(id, text) of the documents of a frame from ``read_dataset``: lines the reader could not parse
+    are not documents (see ``rows``)."""
+    return rows(df).where(F.col(BAD) == F.lit(GOOD)).select(ID, TEXT)
+
+
+def rows(df: DataFrame) -> DataFrame:
+    """(id, text, bad) of every row of a frame from ``read_dataset``, ``bad`` one of GOOD, MALFORMED,
+    TOO_LONG, so that one pass can count the bad lines beside the documents."""
+    return df.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT), F.col("__dsir_bad").alias(BAD))
+
+
+def good_rows(df: DataFrame) -> DataFrame:
+    """The rows of a frame from ``read_dataset`` that are documents, with all their columns."""
+    return df.where(F.col("__dsir_bad") == F.lit(GOOD))
+
+
+def first_bad_file(df: DataFrame) -> tuple[str, int] | None:
+    """(file, reason code) of a bad line of a frame from ``read_dataset``, or None."""
+    row = df.where(F.col("__dsir_bad") != F.lit(GOOD)).select("__dsir_file", "__dsir_bad", "__dsir_id").first()
+    return None if row is None else (row["__dsir_file"], int(row["__dsir_bad"]))
 
 
 def original_columns(df: DataFrame) -> list[str]:
@@ -253,7 +314,7 @@ def require_writable_table(spark: SparkSession, name: str, mode: str, setting: s
 def write_table(frame: DataFrame, name: str, mode: str, setting: str) -> None:
     """Saves ``frame`` as table ``name``; mode ``error`` never replaces an existing table."""
     try:
-        frame.write.mode("overwrite" if mode == "overwrite" else "errorifexists").saveAsTable(name)
+        frame.write.mode("overwrite" if mode == "overwrite" else "error").saveAsTable(name)
     except AnalysisException as exc:
         if "ALREADY_EXISTS" in str(exc):
             raise InputError(f"{setting}: table {name} already exists; drop it, name another, or set "

@@ -183,6 +183,10 @@ def to_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         "|---|---|",
     ]
     lines += [f"| {name} | {kl[name]:.4f} |" for name in SELECTIONS]
+    skipped = {name: bad for name, bad in report.get("bad_records", {}).items() if bad}
+    if skipped:
+        lines += ["", "Lines left out because the reader could not parse them: " + "; ".join(
+            f"{name}: " + ", ".join(f"{n:,} {reason}" for reason, n in bad.items()) for name, bad in skipped.items())]
     for target, values in kl.get("per_target", {}).items():
         lines += ["", f"Target {target}: " + ", ".join(f"{n} {values[n]:.4f}" for n in SELECTIONS)]
     if "labels" in report:

@@ -106,19 +106,23 @@ CONNECT_CLIENT = textwrap.dedent(
 )
 
 
-def test_the_whole_pipeline_from_a_spark_connect_client(cluster_inputs, tmp_path):
-    _, config_for, expected = cluster_inputs
+def run_connect_client(script: str, config: dict, tmp_path: Path) -> dict:
+    """Runs a client script against a fresh Spark Connect server; returns the JSON it prints last."""
     server = ConnectServer(tmp_path / "connect").start()
     try:
-        config = config_for(tmp_path / "run")
-        result = subprocess.run([sys.executable, "-c", CONNECT_CLIENT, server.url, json.dumps(config)],
+        result = subprocess.run([sys.executable, "-c", script, server.url, json.dumps(config)],
                                 capture_output=True, text=True, timeout=900, env=spark_env(), cwd=REPO)
         assert result.returncode == 0, result.stderr[-4000:]
-        output = json.loads(result.stdout.strip().splitlines()[-1])
-        assert output["stages"] == sorted(["count", "fit", "score", "resample", "report"])
-        assert output["ids"] == expected
+        return json.loads(result.stdout.strip().splitlines()[-1])
     finally:
         server.stop()
+
+
+def test_the_whole_pipeline_from_a_spark_connect_client(cluster_inputs, tmp_path):
+    _, config_for, expected = cluster_inputs
+    output = run_connect_client(CONNECT_CLIENT, config_for(tmp_path / "run"), tmp_path)
+    assert output["stages"] == sorted(["count", "fit", "score", "resample", "report"])
+    assert output["ids"] == expected
 
 
 CONNECT_TABLES_CLIENT = textwrap.dedent(
@@ -142,17 +146,9 @@ CONNECT_TABLES_CLIENT = textwrap.dedent(
 
 def test_a_table_in_and_a_table_out_through_spark_connect(cluster_inputs, tmp_path):
     _, config_for, expected = cluster_inputs
-    server = ConnectServer(tmp_path / "connect").start()
-    try:
-        config = config_for(tmp_path / "run")
-        result = subprocess.run([sys.executable, "-c", CONNECT_TABLES_CLIENT, server.url, json.dumps(config)],
-                                capture_output=True, text=True, timeout=900, env=spark_env(), cwd=REPO)
-        assert result.returncode == 0, result.stderr[-4000:]
-        output = json.loads(result.stdout.strip().splitlines()[-1])
-        assert output["ids"] == expected
-        assert output["columns"] == ["contents", "dsir_log_weight", "dsir_target", "id", "source"]
-    finally:
-        server.stop()
+    output = run_connect_client(CONNECT_TABLES_CLIENT, config_for(tmp_path / "run"), tmp_path)
+    assert output["ids"] == expected
+    assert output["columns"] == ["contents", "dsir_log_weight", "dsir_target", "id", "source"]
 
 
 def test_the_stage_records_say_what_ran(cluster_inputs):

@@ -6,12 +6,25 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+import numpy as np
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from dsir_spark.config import RunConfig
-from dsir_spark.counts import bucket_counts, sample_for_fit
+from dsir_spark.config import DatasetConfig, FeatureConfig, RunConfig
+from dsir_spark.counts import BucketCounts, grouped_bucket_counts, sample_for_fit
 from dsir_spark.features import requested_implementation
-from dsir_spark.io import documents, require_rows
+from dsir_spark.io import (
+    BAD,
+    BAD_REASONS,
+    GOOD,
+    TEXT,
+    TOO_LONG,
+    InputError,
+    documents,
+    first_bad_file,
+    require_rows,
+    rows,
+)
 from dsir_spark.model import FitError
 from dsir_spark.rundir import counts_path, input_fingerprint, open_dataset, stage_dir, stage_settings, write_counts
 from dsir_spark.stages.runner import run_stage
@@ -29,6 +42,35 @@ def read_inputs(spark: SparkSession, config: RunConfig, refresh: bool) -> tuple[
     return raw, targets
 
 
+OUT_OF_SAMPLE = 3  # a group for documents outside the fit sample: counted nowhere, never featurized
+
+
+def dataset_counts(df: DataFrame, dataset: DatasetConfig, features: FeatureConfig,
+                   in_sample: Column | None = None) -> tuple[BucketCounts, dict[str, int]]:
+    """Bucket counts of a dataset's documents (those ``in_sample``, if given) and the number of lines the
+    reader could not parse, by reason, in one pass; fails on such lines unless on_bad_records: skip."""
+    group = F.col(BAD)
+    if in_sample is not None:
+        group = F.when((F.col(BAD) == F.lit(GOOD)) & ~in_sample, F.lit(OUT_OF_SAMPLE)).otherwise(F.col(BAD))
+    frame = rows(df).withColumn(TEXT, F.when(group == F.lit(GOOD), F.col(TEXT)))
+    by_group = grouped_bucket_counts(frame, features, group)
+    bad = {reason: by_group[code].documents for code, reason in BAD_REASONS.items() if code in by_group}
+    if bad and dataset.on_bad_records == "fail":
+        file, code = first_bad_file(df)
+        how = ("raise the dataset's json_max_string_length (Spark's JSON option maxStringLen)"
+               if code == TOO_LONG else "fix or remove them")
+        found = ", ".join(f"{n:,} {reason}" for reason, n in bad.items())
+        raise InputError(
+            f"dataset {dataset.name}: {sum(bad.values()):,} lines are not documents ({found}); the first is in "
+            f"{file} ({BAD_REASONS[code]}); {how}, or set on_bad_records: skip to leave them out (counted)"
+        )
+    if bad:
+        log.warning("dataset %s: left out %s lines the reader could not parse: %s", dataset.name,
+                    sum(bad.values()), bad)
+    empty = BucketCounts(np.zeros(features.num_buckets, dtype=np.int64), 0, 0, 0)
+    return by_group.get(GOOD, empty), bad
+
+
 def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     inputs = input_fingerprint(spark, config)
     raw, targets = read_inputs(spark, config, refresh=force)
@@ -36,10 +78,10 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
 
     def work() -> dict[str, Any]:
         # Targets first: they are small, and an empty one should fail before the raw pass.
-        summary: dict[str, Any] = {"targets": {}}
+        summary: dict[str, Any] = {"targets": {}, "bad_records": {}}
         target_counts_all = []
         for target_config, target in zip(config.targets, targets):
-            target_counts = bucket_counts(documents(target), config.features)
+            target_counts, bad = dataset_counts(target, target_config, config.features)
             if target_counts.tokens == 0:
                 raise FitError(
                     f"target dataset {target_config.name} ({', '.join(target_config.paths)}) has no tokens in "
@@ -47,20 +89,21 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
                     f"{target_counts.null_texts} null texts); check its paths and text_col"
                 )
             write_counts(spark, counts_path(config, target_config), target_counts,
-                         {"features": features, "dataset": asdict(target_config)})
+                         {"features": features, "dataset": asdict(target_config), "bad_records": bad})
             summary["targets"][target_config.name] = target_counts.stats()
+            summary["bad_records"][target_config.name] = bad
             target_counts_all.append(target_counts)
-        raw_docs = documents(raw)
-        sample_info: dict[str, Any] = {"fraction": 1.0}
+        in_sample, sample_info = None, {"fraction": 1.0}
         budget = config.fit.num_tokens_to_fit
         if budget != "all":
             budget = 100000 * config.features.num_buckets if budget == "auto" else budget
-            raw_docs, sample_info = sample_for_fit(raw_docs, budget, config.fit.sample_seed)
-        raw_counts = bucket_counts(raw_docs, config.features)
+            in_sample, sample_info = sample_for_fit(documents(raw), budget, config.fit.sample_seed)
+        raw_counts, bad = dataset_counts(raw, config.raw, config.features, in_sample)
         write_counts(spark, counts_path(config, config.raw), raw_counts,
                      {"features": features, "dataset": asdict(config.raw), "fit_sample": sample_info,
-                      "num_tokens_to_fit": config.fit.num_tokens_to_fit})
+                      "num_tokens_to_fit": config.fit.num_tokens_to_fit, "bad_records": bad})
         summary["raw"] = raw_counts.stats()
+        summary["bad_records"][config.raw.name] = bad
         rows_in = raw_counts.documents + sum(t["documents"] for t in summary["targets"].values())
         compiled = raw_counts.compiled_documents + sum(c.compiled_documents for c in target_counts_all)
         summary["featurizer"] = {"requested": requested_implementation(), "documents_compiled": compiled,

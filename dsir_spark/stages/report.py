@@ -11,7 +11,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
-from dsir_spark.io import require_column, write_json
+from dsir_spark.io import good_rows, read_json, require_column, write_json
 from dsir_spark.model import DSIRModel
 from dsir_spark.report import build_report, draw_figures, to_markdown
 from dsir_spark.rundir import (
@@ -56,7 +56,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
         return {"stage": "report", "skipped": True, "reason": reason}
-    raw = open_dataset(spark, config, config.raw)
+    raw = good_rows(open_dataset(spark, config, config.raw))
     label_col = config.report.label_col
     if label_col:
         require_column(raw, config.raw, label_col, "label", "report.label_col")
@@ -80,6 +80,11 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             seed=config.resample.seed,
             label_col=label_col,
         )
+        # Lines the reader could not parse, left out of every dataset (on_bad_records: skip), by reason.
+        report["bad_records"] = {
+            dataset.name: (read_json(spark, f"{counts_path(config, dataset)}.json") or {}).get("bad_records", {})
+            for dataset in (config.raw, *config.targets)
+        }
         report = write_report(spark, report, folder)
         return {"rows_in": report["documents"]["raw"], "rows_out": 1, "report": report}
 

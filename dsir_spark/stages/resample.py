@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.config import RunConfig
-from dsir_spark.io import ID, check_ids, original_columns, output_table, require_writable_table, write_table
+from dsir_spark.io import ID, check_ids, good_rows, original_columns, output_table, require_writable_table, write_table
 from dsir_spark.model import DSIRModel
 from dsir_spark.resampling import ResampleError, select
 from dsir_spark.rundir import (
@@ -92,7 +92,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             top_k=settings.top_k,
         )
         written = write_selection(
-            selection, open_dataset(spark, config, config.raw), selection_dir, out_dir,
+            selection, good_rows(open_dataset(spark, config, config.raw)), selection_dir, out_dir,
             expected=settings.num_to_sample, output_format=settings.output_format,
             add_dsir_columns=settings.add_dsir_columns, generated_ids=config.raw.id_col is None,
             table_mode=settings.table_mode,
