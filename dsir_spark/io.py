@@ -249,7 +249,9 @@ def good_rows(df: DataFrame) -> DataFrame:
 
 def first_bad_file(df: DataFrame) -> tuple[str, int] | None:
     """(file, reason code) of a bad line of a frame from ``read_dataset``, or None."""
-    row = df.where(F.col("__dsir_bad") != F.lit(GOOD)).select("__dsir_file", "__dsir_bad", "__dsir_id").first()
+    # The same columns as the counting pass: Spark's JSON reader only parses (and fails on) what a query reads.
+    row = df.where(F.col("__dsir_bad") != F.lit(GOOD)).select(
+        "__dsir_file", "__dsir_bad", "__dsir_id", F.length("__dsir_text")).first()
     return None if row is None else (row["__dsir_file"], int(row["__dsir_bad"]))
 
 
