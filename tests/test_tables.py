@@ -69,9 +69,10 @@ def test_a_table_and_a_folder_give_the_same_selection_and_report(spark, tmp_path
 
 
 def test_generated_ids_of_a_table_with_a_nested_text_column(spark, tmp_path, corpus):
+    # A one-part name: a table of the current schema.
     spark.read.json(str(PILE)).selectExpr("named_struct('body', contents) AS doc", "metadata") \
-        .write.mode("overwrite").saveAsTable("corpus.nested")
-    runs = [config(tmp_path / f"run{i}", "table:corpus.nested", TARGET_C, id_col=None, text_col="doc.body",
+        .write.mode("overwrite").saveAsTable("nested_pile")
+    runs = [config(tmp_path / f"run{i}", "table:nested_pile", TARGET_C, id_col=None, text_col="doc.body",
                    report=False) for i in range(2)]
     for run in runs:
         run_pipeline(spark, run)
@@ -80,6 +81,7 @@ def test_generated_ids_of_a_table_with_a_nested_text_column(spark, tmp_path, cor
     output = spark.read.parquet(f"{runs[0].run_dir}/output")
     assert sorted(output.columns) == ["doc", "dsir_id", "dsir_log_weight", "dsir_target", "metadata"]
     assert sorted(r.dsir_id for r in output.select("dsir_id").collect()) == first
+    spark.sql("DROP TABLE nested_pile")
 
 
 def test_an_output_table_is_never_replaced_by_accident(spark, tmp_path, corpus):
