@@ -20,7 +20,7 @@ from typing import Any
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructType
+from pyspark.sql.types import StringType, StructField, StructType, VariantType
 
 from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
 
@@ -30,8 +30,9 @@ TEXT = "text"
 BAD = "bad"
 CORRUPT = "_corrupt_record"
 # What a row is (``__dsir_bad``): a document, or a JSON line Spark could not parse, and why.
-GOOD, MALFORMED, TOO_LONG = 0, 1, 2
-BAD_REASONS = {MALFORMED: "malformed JSON", TOO_LONG: "too long for the JSON reader"}
+GOOD, MALFORMED, TOO_LONG, NOT_STRING, NO_TEXT = 0, 1, 2, 3, 4
+BAD_REASONS = {MALFORMED: "malformed JSON", TOO_LONG: "too long for the JSON reader",
+               NOT_STRING: "text is not a string", NO_TEXT: "no text field"}
 # Jackson's default limit on one JSON string, which Spark's JSON reader applies (option maxStringLen).
 JSON_MAX_STRING_LENGTH = 20_000_000
 
@@ -92,15 +93,17 @@ def _format_of(spark: SparkSession, path: str, declared: str, dataset: str) -> s
     return found.pop()
 
 
-def _json_reader(spark: SparkSession, schema: str | None, max_string_length: int | None):
+def _json_reader(spark: SparkSession, schema: str | None, config: DatasetConfig):
     # Malformed lines land in CORRUPT (PERMISSIVE mode) instead of becoming empty documents unseen.
     reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-    if max_string_length:
-        reader = reader.option("maxStringLen", str(max_string_length))
+    if config.json_max_string_length:
+        reader = reader.option("maxStringLen", str(config.json_max_string_length))
     if schema:  # a known schema spares Spark its inference pass over every byte of the files
         struct = StructType.fromJson(json.loads(schema))
         if CORRUPT not in struct.fieldNames():
             struct = struct.add(CORRUPT, StringType())
+        if _field_type(struct, config.text_col) is not None:
+            struct = _with_variant_text(struct, config.text_col.replace("`", "").split("."))
         reader = reader.schema(struct)
     return reader
 
@@ -113,7 +116,7 @@ def _read_one(spark: SparkSession, path: str, fmt: str, config: DatasetConfig, s
             _ = frame.schema  # Spark Connect analyzes lazily: a missing table should fail here
             return frame
         if fmt == "json":
-            return _json_reader(spark, schema, config.json_max_string_length).json(path)
+            return _json_reader(spark, schema, config).json(path)
         return spark.read.parquet(path)
     except AnalysisException as exc:
         message = str(exc).split("\n")[0]
@@ -130,20 +133,53 @@ def _read_one(spark: SparkSession, path: str, fmt: str, config: DatasetConfig, s
         ) from exc
 
 
-def _with_source(df: DataFrame, index: int, path: str, fmt: str, limit: int) -> DataFrame:
-    """Adds hidden columns: the source (path index + file path, or table name) used to derive ids, the
-    file itself, and whether the row is a document or a line the JSON reader could not parse."""
+def _with_variant_text(schema: StructType, parts: list[str]) -> StructType:
+    """``schema`` with the (possibly nested) text field typed VARIANT: the JSON reader then keeps each
+    value's own type, so a number is seen as a number instead of being turned into text."""
+    fields = []
+    for field in schema.fields:
+        if field.name == parts[0]:
+            inner = VariantType() if len(parts) == 1 else _with_variant_text(field.dataType, parts[1:])
+            field = StructField(field.name, inner, True)
+        fields.append(field)
+    return StructType(fields)
+
+
+def _replace_text(df: DataFrame, parts: list[str], value: Column) -> DataFrame:
+    """``df`` with its (possibly nested) text field replaced by ``value``."""
+    if len(parts) == 1:
+        return df.withColumn(parts[0], value)
+    return df.withColumn(parts[0], F.col(f"`{parts[0]}`").withField(".".join(parts[1:]), value))
+
+
+def _row_status(df: DataFrame, config: DatasetConfig, limit: int) -> DataFrame:
+    """Adds ``__dsir_bad``: GOOD, or why a JSON line is not a document (see BAD_REASONS). A text read as
+    VARIANT becomes a string again here, and only from a JSON string: values are never coerced."""
+    bad = F.lit(GOOD)
+    variant = isinstance(_field_type(df.schema, config.text_col), VariantType)
+    if variant:
+        text = F.col(config.text_col)
+        kind = F.schema_of_variant(text)
+        bad = (F.when(text.isNull(), F.lit(NO_TEXT))
+               .when((kind != F.lit("STRING")) & (kind != F.lit("VOID")), F.lit(NOT_STRING)).otherwise(bad))
+    if CORRUPT in df.columns:
+        corrupt = F.col(CORRUPT)
+        bad = (F.when(corrupt.isNull(), bad)
+               .when(F.length(corrupt) >= F.lit(limit), F.lit(TOO_LONG)).otherwise(F.lit(MALFORMED)))
+    df = df.withColumn("__dsir_bad", bad).drop(CORRUPT)
+    if variant:  # the status is set from the VARIANT; from here on the text is a string again
+        value = F.when(kind == F.lit("STRING"), F.variant_get(text, "$", "string"))
+        df = _replace_text(df, config.text_col.replace("`", "").split("."), value)
+    return df
+
+
+def _with_source(df: DataFrame, index: int, path: str, fmt: str) -> DataFrame:
+    """Adds hidden columns: the source (path index + file path, or table name) used to derive ids, and
+    the file itself."""
     if fmt == "table":
         location = F.lit(path.removeprefix(TABLE_PREFIX))
     else:
         location = F.col("_metadata.file_path")
-    if CORRUPT in df.columns:
-        corrupt = F.col(CORRUPT)
-        bad = (F.when(corrupt.isNull(), F.lit(GOOD))
-               .when(F.length(corrupt) >= F.lit(limit), F.lit(TOO_LONG)).otherwise(F.lit(MALFORMED)))
-        df = df.withColumn("__dsir_bad", bad).drop(CORRUPT)
-    else:
-        df = df.withColumn("__dsir_bad", F.lit(GOOD))
     return (df.withColumn("__dsir_file", location)
             .withColumn("__dsir_source", F.concat_ws("\u0000", F.lit(str(index)), location)))
 
@@ -191,6 +227,8 @@ def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]
 
 def _require_text(frame: DataFrame, config: DatasetConfig, path: str) -> None:
     field_type = _field_type(frame.schema, config.text_col)
+    if isinstance(field_type, VariantType):  # JSON: each value's type is checked row by row
+        return
     if field_type is None:
         columns = [c for c in frame.columns if c != CORRUPT]
         raise InputError(f"dataset {config.name}: {path} has no text column {config.text_col!r} (its columns: "
@@ -211,10 +249,12 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
     for index, path in enumerate(config.paths):
         fmt = _format_of(spark, path, config.format, config.name)
         schema = schemas[index] if schemas else None
+        if fmt == "json" and schema is None:  # infer once, then read with the text field as VARIANT
+            schema = _read_one(spark, path, fmt, config).schema.json()
         frame = _read_one(spark, path, fmt, config, schema)
         if len(config.paths) > 1:  # each path must have the text column itself: a union would fill in nulls
             _require_text(frame, config, path)
-        frames.append(_with_source(frame, index, path, fmt, limit))
+        frames.append(_with_source(_row_status(frame, config, limit), index, path, fmt))
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other, allowMissingColumns=True)

@@ -141,3 +141,32 @@ def test_a_selection_of_none_makes_the_old_report_stale(spark, tmp_path):
     assert records["resample"]["rows_out"] == 0 and records["report"]["skipped"]
     assert read_record(spark, str(tmp_path / "run" / "report")) is None
     assert not (tmp_path / "run" / "report" / "report.md").exists()
+
+
+def test_text_that_is_not_a_string_in_one_file_of_a_folder_is_named(spark, tmp_path):
+    folder = tmp_path / "raw"
+    write_jsonl(folder / "a.jsonl", ROWS[:60])
+    numbers = write_jsonl(folder / "b.jsonl", [{"id": 8000 + i, "contents": i, "source": "x"} for i in range(20)])
+    with pytest.raises(InputError, match=r"20 lines are not documents \(20 text is not a string\); the first is in "
+                                         rf"\S*{numbers}.*every record's text must be a JSON string"):
+        run_pipeline(spark, config(tmp_path / "run", [folder]))
+    # Skipped, they are counted, and the numbers never become documents.
+    records = run_pipeline(spark, config(tmp_path / "run", [folder], on_bad_records="skip", k=10))
+    assert records["count"]["bad_records"]["raw"] == {"text is not a string": 20}
+    assert records["count"]["raw"]["documents"] == 60
+
+
+def test_a_file_without_the_text_field_inside_a_glob_is_named(spark, tmp_path):
+    write_jsonl(tmp_path / "raw" / "a.jsonl", ROWS[:60])
+    other = write_jsonl(tmp_path / "raw" / "b.jsonl", [{"id": 9000 + i, "body": "text elsewhere"} for i in range(15)])
+    with pytest.raises(InputError, match=rf"15 lines are not documents \(15 no text field\); the first is in "
+                                         rf"\S*{other}.*every record needs the text field 'contents'"):
+        run_pipeline(spark, config(tmp_path / "run", [tmp_path / "raw" / "*.jsonl"]))
+
+
+def test_null_texts_in_well_formed_records_stay_empty_documents(spark, tmp_path):
+    rows = ROWS[:50] + [{"id": 9100, "contents": None, "source": "x"}]
+    raw = write_jsonl(tmp_path / "raw.jsonl", rows)
+    records = run_pipeline(spark, config(tmp_path / "run", [raw]), stages=("count",))
+    assert records["count"]["raw"]["documents"] == 51 and records["count"]["raw"]["null_texts"] == 1
+    assert records["count"]["bad_records"]["raw"] == {}

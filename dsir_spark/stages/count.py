@@ -17,6 +17,8 @@ from dsir_spark.io import (
     BAD,
     BAD_REASONS,
     GOOD,
+    NO_TEXT,
+    NOT_STRING,
     TEXT,
     TOO_LONG,
     InputError,
@@ -42,7 +44,7 @@ def read_inputs(spark: SparkSession, config: RunConfig, refresh: bool) -> tuple[
     return raw, targets
 
 
-OUT_OF_SAMPLE = 3  # a group for documents outside the fit sample: counted nowhere, never featurized
+OUT_OF_SAMPLE = -1  # a group for documents outside the fit sample: counted nowhere, never featurized
 
 
 def dataset_counts(df: DataFrame, dataset: DatasetConfig, features: FeatureConfig,
@@ -57,8 +59,10 @@ def dataset_counts(df: DataFrame, dataset: DatasetConfig, features: FeatureConfi
     bad = {reason: by_group[code].documents for code, reason in BAD_REASONS.items() if code in by_group}
     if bad and dataset.on_bad_records == "fail":
         file, code = first_bad_file(df)
-        how = ("raise the dataset's json_max_string_length (Spark's JSON option maxStringLen)"
-               if code == TOO_LONG else "fix or remove them")
+        how = {TOO_LONG: "raise the dataset's json_max_string_length (Spark's JSON option maxStringLen)",
+               NOT_STRING: "every record's text must be a JSON string: fix them, or point text_col at a string field",
+               NO_TEXT: f"every record needs the text field {dataset.text_col!r}: fix them, or check text_col"}.get(
+            code, "fix or remove them")
         found = ", ".join(f"{n:,} {reason}" for reason, n in bad.items())
         raise InputError(
             f"dataset {dataset.name}: {sum(bad.values()):,} lines are not documents ({found}); the first is in "
