@@ -102,7 +102,9 @@ def _json_reader(spark: SparkSession, schema: str | None, config: DatasetConfig)
         struct = StructType.fromJson(json.loads(schema))
         if CORRUPT not in struct.fieldNames():
             struct = struct.add(CORRUPT, StringType())
-        if _field_type(struct, config.text_col) is not None:
+        # Inferred as a string (a mix of strings and numbers is too): check each value's own type. Any
+        # other inferred type fails early, in _resolve_text.
+        if isinstance(_field_type(struct, config.text_col), StringType):
             struct = _with_variant_text(struct, config.text_col.replace("`", "").split("."))
         reader = reader.schema(struct)
     return reader

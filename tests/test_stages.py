@@ -142,6 +142,13 @@ def assert_nothing_written(tmp_path: Path):
     assert not (tmp_path / "run" / "counts").exists()
 
 
+def test_transform_takes_column_names(spark, small_run, tmp_path):
+    run_dir, dsir = small_run
+    frame = spark.createDataFrame([(r["id"], r["text"]) for r in RAW], "doc_id long, body string")
+    scored = dsir.model.transform(frame, text_col="body", id_col="doc_id")
+    assert_df_equality(scored, spark.read.parquet(f"{run_dir}/scores"), ignore_row_order=True, ignore_nullable=True)
+
+
 def test_missing_text_column(spark, tmp_path):
     dsir = make(spark, tmp_path, text_col="body")
     with pytest.raises(InputError, match=r"dataset raw: text column 'body' not found; columns are \['id', 'text'\]"):
