@@ -45,6 +45,15 @@ _COMPRESSION = (".gz", ".bz2", ".zst", ".snappy", ".lz4", ".deflate")
 _SUFFIXES = {"json": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".parq")}
 
 
+def _path_not_found(dataset: str, path: str) -> InputError:
+    return InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob")
+
+
+def _name_parts(dotted: str) -> list[str]:
+    """The parts of a (possibly nested, possibly back-quoted) column name: ``metadata.text``."""
+    return dotted.replace("`", "").split(".")
+
+
 def _format_by_suffix(path: str) -> str | None:
     lowered = path.lower()
     for suffix in _COMPRESSION:
@@ -76,7 +85,7 @@ def _format_of(spark: SparkSession, path: str, declared: str, dataset: str) -> s
     try:
         files = list_files(spark, path)
     except AnalysisException as exc:
-        raise InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob") from exc
+        raise _path_not_found(dataset, path) from exc
     kinds = {name: _format_by_suffix(name) for name, _, _ in files}
     found = {kind for kind in kinds.values() if kind}
     expected = {declared} if declared != "auto" else found
@@ -105,7 +114,7 @@ def _json_reader(spark: SparkSession, schema: str | None, config: DatasetConfig)
         # Inferred as a string (a mix of strings and numbers is too): check each value's own type. Any
         # other inferred type fails early, in _resolve_text.
         if isinstance(_field_type(struct, config.text_col), StringType):
-            struct = _with_variant_text(struct, config.text_col.replace("`", "").split("."))
+            struct = _with_variant_text(struct, _name_parts(config.text_col))
         reader = reader.schema(struct)
     return reader
 
@@ -123,7 +132,7 @@ def _read_one(spark: SparkSession, path: str, fmt: str, config: DatasetConfig, s
     except AnalysisException as exc:
         message = str(exc).split("\n")[0]
         if "PATH_NOT_FOUND" in message or "does not exist" in message.lower():
-            raise InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob") from exc
+            raise _path_not_found(dataset, path) from exc
         if "TABLE_OR_VIEW_NOT_FOUND" in message:
             raise InputError(f"dataset {dataset}: table {path} not found in the catalog; check its catalog, "
                              "schema and table name") from exc
@@ -171,7 +180,7 @@ def _row_status(df: DataFrame, config: DatasetConfig, limit: int) -> DataFrame:
     df = df.withColumn("__dsir_bad", bad).drop(CORRUPT)
     if variant:  # the status is set from the VARIANT; from here on the text is a string again
         value = F.when(kind == F.lit("STRING"), F.variant_get(text, "$", "string"))
-        df = _replace_text(df, config.text_col.replace("`", "").split("."), value)
+        df = _replace_text(df, _name_parts(config.text_col), value)
     return df
 
 
@@ -189,7 +198,7 @@ def _with_source(df: DataFrame, index: int, path: str, fmt: str) -> DataFrame:
 def _field_type(schema: StructType, dotted: str):
     """The type of a (possibly nested, dotted) field, or None; no query is analyzed, so nothing is logged."""
     node = schema
-    for part in dotted.replace("`", "").split("."):
+    for part in _name_parts(dotted):
         if not isinstance(node, StructType) or part not in node.fieldNames():
             return None
         node = node[part].dataType
