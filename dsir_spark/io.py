@@ -14,7 +14,9 @@ such data.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pyspark.errors import AnalysisException
@@ -304,6 +306,50 @@ def first_bad_file(df: DataFrame) -> tuple[str, int] | None:
     row = df.where(F.col("__dsir_bad") != F.lit(GOOD)).select(
         "__dsir_file", "__dsir_bad", "__dsir_id", F.length("__dsir_text")).first()
     return None if row is None else (row["__dsir_file"], int(row["__dsir_bad"]))
+
+
+def files_without_text(df: DataFrame, config: DatasetConfig, limit: int = 20) -> list[str]:
+    """Files of a dataset that lack its text column. Spark reads a Parquet folder or glob with one file's
+    schema, so another file's missing column reads as null texts. Files whose every text is null (at most
+    ``limit``, one small pass over file names and text nullness) have their own schema read: a missing
+    column is told apart from real null texts. JSON and tables need no check (see ``_row_status``)."""
+    if config.format in ("json", "table") or all(_format_by_suffix(p) == "json" for p in config.paths):
+        return []
+    suspects = (df.groupBy("__dsir_file").agg(F.count("__dsir_text").alias("texts"))
+                .where(F.col("texts") == 0).select("__dsir_file").limit(limit).collect())
+    spark = df.sparkSession
+    tables = {p.removeprefix(TABLE_PREFIX) for p in config.paths if p.startswith(TABLE_PREFIX)}
+    missing = []
+    for row in suspects:
+        path = row["__dsir_file"]
+        if _format_by_suffix(path) == "json" or path in tables:
+            continue  # a JSON file's missing fields are bad records; a table has one schema
+        if _field_type(_read_one(spark, path, "parquet", config).schema, config.text_col) is None:
+            missing.append(path)
+    return missing
+
+
+_TYPE_MISMATCH = re.compile(r"PARQUET_COLUMN_DATA_TYPE_MISMATCH\] Encountered error while reading file (\S+)\. "
+                            r"Data type mismatches when reading Parquet column \[(.*?)\]\. Expected Spark type "
+                            r"(\S+), actual Parquet type (\S+?)\.")
+
+
+@contextmanager
+def reading(config: DatasetConfig):
+    """Turns Spark's failure on a Parquet file whose column has another type than the first file's (found
+    only when the file is read) into one line naming the dataset and the file."""
+    try:
+        yield
+    except Exception as exc:  # Py4JJavaError locally, a gRPC error through Spark Connect
+        found = _TYPE_MISMATCH.search(str(exc))
+        if not found:
+            raise
+        path, column, expected, actual = found.groups()
+        raise InputError(
+            f"dataset {config.name}: in {path}, column {column} is Parquet type {actual} where the other files "
+            f"have {expected}; every file of a dataset needs the same column types (the text column "
+            f"{config.text_col!r} a string): fix that file or move it out"
+        ) from None
 
 
 def original_columns(df: DataFrame) -> list[str]:

@@ -170,3 +170,46 @@ def test_null_texts_in_well_formed_records_stay_empty_documents(spark, tmp_path)
     records = run_pipeline(spark, config(tmp_path / "run", [raw]), stages=("count",))
     assert records["count"]["raw"]["documents"] == 51 and records["count"]["raw"]["null_texts"] == 1
     assert records["count"]["bad_records"]["raw"] == {}
+
+
+def parquet_file(path, rows, schema=None):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), str(path))
+    return path
+
+
+def test_a_parquet_file_without_the_text_column_inside_a_folder_is_named(spark, tmp_path):
+    parquet_file(tmp_path / "raw" / "a.parquet", ROWS[:60])
+    other = parquet_file(tmp_path / "raw" / "b.parquet", [{"id": 9000 + i, "body": "elsewhere", "source": "x"}
+                                                          for i in range(15)])
+    with pytest.raises(InputError, match=rf"^dataset raw: \S*{other} has no text column 'contents', which the "
+                                         "dataset's other files have; every file needs it"):
+        run_pipeline(spark, config(tmp_path / "run", [tmp_path / "raw"]), stages=("count",))
+    # The same with a fit sample: the file's rows fall outside it, and are still noticed.
+    sampled = config(tmp_path / "run2", [tmp_path / "raw" / "*.parquet"])
+    sampled = RunConfig(**{**sampled.__dict__, "fit": FitConfig(num_tokens_to_fit=2000)})
+    with pytest.raises(InputError, match=rf"{other} has no text column"):
+        run_pipeline(spark, sampled, stages=("count",))
+
+
+def test_null_texts_in_a_parquet_folder_stay_empty_documents(spark, tmp_path):
+    parquet_file(tmp_path / "raw" / "a.parquet", ROWS[:60])
+    import pyarrow as pa
+    schema = pa.schema([("id", pa.int64()), ("contents", pa.string()), ("source", pa.string())])
+    parquet_file(tmp_path / "raw" / "b.parquet", [{"id": 9000 + i, "contents": None, "source": "x"} for i in range(5)],
+                 schema)
+    records = run_pipeline(spark, config(tmp_path / "run", [tmp_path / "raw"]), stages=("count",))
+    assert records["count"]["raw"]["documents"] == 65 and records["count"]["raw"]["null_texts"] == 5
+
+
+def test_a_parquet_file_whose_text_has_another_type_is_named(spark, tmp_path):
+    parquet_file(tmp_path / "raw" / "a.parquet", ROWS[:60])
+    other = parquet_file(tmp_path / "raw" / "b.parquet", [{"id": 9000 + i, "contents": i, "source": "x"}
+                                                          for i in range(15)])
+    with pytest.raises(InputError) as error:
+        run_pipeline(spark, config(tmp_path / "run", [tmp_path / "raw"]), stages=("count",))
+    message = str(error.value)
+    assert message.startswith(f"dataset raw: in file://{other}, column contents is Parquet type INT64 where the "
+                              "other files have string; ") and "\n" not in message

@@ -23,7 +23,9 @@ from dsir_spark.io import (
     TOO_LONG,
     InputError,
     documents,
+    files_without_text,
     first_bad_file,
+    reading,
     require_rows,
     rows,
 )
@@ -44,7 +46,18 @@ def read_inputs(spark: SparkSession, config: RunConfig, refresh: bool) -> tuple[
     return raw, targets
 
 
-OUT_OF_SAMPLE = -1  # a group for documents outside the fit sample: counted nowhere, never featurized
+# Groups for documents outside the fit sample: counted nowhere, never featurized (null texts apart, so that
+# a file without the text column is noticed wherever its rows fall).
+OUT_OF_SAMPLE, OUT_OF_SAMPLE_NULL = -1, -2
+
+
+def _require_text_in_every_file(df: DataFrame, dataset: DatasetConfig) -> None:
+    missing = files_without_text(df, dataset)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"dataset {dataset.name}: {missing[0]}{more} has no text column {dataset.text_col!r}, "
+                         "which the dataset's other files have; every file needs it, as a string: fix that file "
+                         "or move it out")
 
 
 def dataset_counts(df: DataFrame, dataset: DatasetConfig, features: FeatureConfig,
@@ -53,9 +66,15 @@ def dataset_counts(df: DataFrame, dataset: DatasetConfig, features: FeatureConfi
     reader could not parse, by reason, in one pass; fails on such lines unless on_bad_records: skip."""
     group = F.col(BAD)
     if in_sample is not None:
-        group = F.when((F.col(BAD) == F.lit(GOOD)) & ~in_sample, F.lit(OUT_OF_SAMPLE)).otherwise(F.col(BAD))
+        outside = F.when(F.col(TEXT).isNull(), F.lit(OUT_OF_SAMPLE_NULL)).otherwise(F.lit(OUT_OF_SAMPLE))
+        group = F.when((F.col(BAD) == F.lit(GOOD)) & ~in_sample, outside).otherwise(F.col(BAD))
     frame = rows(df).withColumn(TEXT, F.when(group == F.lit(GOOD), F.col(TEXT)))
-    by_group = grouped_bucket_counts(frame, features, group)
+    with reading(dataset):
+        by_group = grouped_bucket_counts(frame, features, group)
+        null_texts = (by_group[GOOD].null_texts if GOOD in by_group else 0) + (
+            by_group[OUT_OF_SAMPLE_NULL].documents if OUT_OF_SAMPLE_NULL in by_group else 0)
+        if null_texts:
+            _require_text_in_every_file(df, dataset)
     bad = {reason: by_group[code].documents for code, reason in BAD_REASONS.items() if code in by_group}
     if bad and dataset.on_bad_records == "fail":
         file, code = first_bad_file(df)
