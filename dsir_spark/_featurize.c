@@ -249,6 +249,8 @@ typedef struct {
     size_t feature_capacity;
     unsigned char *key;
     size_t key_capacity;
+    const unsigned char *classes; /* char_class, or the table given for another tokenizer */
+    PyObject *classes_owner;      /* the bytes object holding a given table */
 } Featurizer;
 
 static uint32_t cached_sha256_bucket(Featurizer *self, const unsigned char *key, size_t len) {
@@ -315,13 +317,13 @@ static Py_ssize_t tokenize_utf8(Featurizer *self, const unsigned char *s, Py_ssi
     while (i < n) {
         int width;
         uint32_t c = decode_utf8(s + i, &width);
-        int cls = char_class[c];
+        int cls = self->classes[c];
         if (cls == CLASS_SPACE) { i += width; continue; }
         Py_ssize_t start = i;
         i += width;
         while (i < n) {
             c = decode_utf8(s + i, &width);
-            if (char_class[c] != cls) break;
+            if (self->classes[c] != cls) break;
             i += width;
         }
         if (grow_tokens(self, (size_t)count + 1) < 0) return -1;
@@ -333,9 +335,12 @@ static Py_ssize_t tokenize_utf8(Featurizer *self, const unsigned char *s, Py_ssi
 }
 
 /* Features of one document, in order (unigrams, bigrams, ...), into self->features.
- * Returns the number of features and sets *num_tokens; -1 on error. None gives no tokens. */
-static Py_ssize_t featurize_one(Featurizer *self, PyObject *text, Py_ssize_t *num_tokens) {
+ * Returns the number of features and sets *num_tokens; -1 on error. None gives no tokens.
+ * With keep != NULL, *keep receives the lower-cased text (a new reference, or NULL without tokens):
+ * the token spans in self->tok_start/tok_len are byte offsets into its UTF-8. */
+static Py_ssize_t featurize_kept(Featurizer *self, PyObject *text, Py_ssize_t *num_tokens, PyObject **keep) {
     *num_tokens = 0;
+    if (keep) *keep = NULL;
     if (text == Py_None) return 0;
     if (!PyUnicode_Check(text)) {
         PyErr_Format(PyExc_TypeError, "texts must be str or None, not %.100s", Py_TYPE(text)->tp_name);
@@ -395,18 +400,40 @@ static Py_ssize_t featurize_one(Featurizer *self, PyObject *text, Py_ssize_t *nu
             }
         }
     }
-    Py_DECREF(lowered);
+    if (keep) *keep = lowered;
+    else Py_DECREF(lowered);
     return (Py_ssize_t)total;
+}
+
+static Py_ssize_t featurize_one(Featurizer *self, PyObject *text, Py_ssize_t *num_tokens) {
+    return featurize_kept(self, text, num_tokens, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------ Python API */
 
 static int Featurizer_init(Featurizer *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"ngrams", "num_buckets", "hash", NULL};
+    static char *kwlist[] = {"ngrams", "num_buckets", "hash", "classes", NULL};
     int ngrams;
     long long num_buckets;
     const char *hash;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLs", kwlist, &ngrams, &num_buckets, &hash)) return -1;
+    PyObject *classes = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLs|O", kwlist, &ngrams, &num_buckets, &hash, &classes)) return -1;
+    Py_CLEAR(self->classes_owner);
+    self->classes = char_class;
+    if (classes != Py_None) {
+        /* another tokenizer's classes: one byte per code point, CLASS_SPACE / CLASS_WORD / CLASS_OTHER */
+        if (!PyBytes_Check(classes) || PyBytes_GET_SIZE(classes) != 0x110000) {
+            PyErr_SetString(PyExc_ValueError, "classes must be bytes with one class per code point (0x110000)");
+            return -1;
+        }
+        const unsigned char *table = (const unsigned char *)PyBytes_AS_STRING(classes);
+        for (Py_ssize_t c = 0; c < 0x110000; c++) {
+            if (table[c] > CLASS_OTHER) { PyErr_SetString(PyExc_ValueError, "classes: values must be 0, 1 or 2"); return -1; }
+        }
+        Py_INCREF(classes);
+        self->classes_owner = classes;
+        self->classes = table;
+    }
     if (ngrams < 1) { PyErr_SetString(PyExc_ValueError, "ngrams must be >= 1"); return -1; }
     if (num_buckets < 1 || num_buckets > 0x7FFFFFFFLL) {
         PyErr_SetString(PyExc_ValueError, "num_buckets must be in 1 .. 2**31 - 1");
@@ -432,6 +459,7 @@ static void Featurizer_dealloc(Featurizer *self) {
     PyMem_Free(self->grams);
     PyMem_Free(self->features);
     PyMem_Free(self->key);
+    Py_XDECREF(self->classes_owner);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -609,7 +637,131 @@ static PyObject *Featurizer_token_counts(Featurizer *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Rewrites ascending byte offsets into the lower-cased text's UTF-8 `s` as character offsets into the
+ * original `text`; offsets at odd positions are span ends (exclusive). Lower-casing keeps the length of
+ * almost every text; where it does not (U+0130 lowers to two characters), a lower-cased character maps
+ * to the original character it came from. */
+static int to_original_chars(PyObject *text, PyObject *lowered, const unsigned char *s, int64_t *pos, Py_ssize_t count) {
+    Py_ssize_t byte = 0, ch = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        for (; byte < pos[i]; byte++) ch += (s[byte] & 0xC0) != 0x80;
+        pos[i] = ch;
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    if (length == PyUnicode_GET_LENGTH(lowered)) return 0;
+    Py_ssize_t j = 0, below = 0, width = 0; /* original char j covers lowered chars [below, below + width) */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int64_t target = (i & 1) ? pos[i] - 1 : pos[i]; /* an end maps through its last character */
+        for (;;) {
+            if (j >= length) break;
+            if (width == 0) {
+                PyObject *one = PyUnicode_FromOrdinal(PyUnicode_READ_CHAR(text, j));
+                PyObject *low = one ? PyObject_CallMethodNoArgs(one, str_lower) : NULL;
+                Py_XDECREF(one);
+                if (low == NULL) return -1;
+                width = PyUnicode_GET_LENGTH(low);
+                Py_DECREF(low);
+            }
+            if (target < below + width) break;
+            below += width;
+            width = 0;
+            j++;
+        }
+        pos[i] = (i & 1) ? j + 1 : j;
+    }
+    return 0;
+}
+
+typedef struct {
+    char *data;
+    size_t used, capacity;
+} Bytes;
+
+static int append(Bytes *out, const void *item, size_t size) {
+    if (grow((void **)&out->data, &out->capacity, out->used + size, 1) < 0) return -1;
+    memcpy(out->data + out->used, item, size);
+    out->used += size;
+    return 0;
+}
+
+PyDoc_STRVAR(score_chunks_doc,
+"score_chunks(texts, log_diff, chunk_tokens, min_tokens) -> (doc, chunk, start, end, num_tokens, sums)\n\n"
+"Splits each document's tokens into consecutive chunks of chunk_tokens (a shorter last chunk is kept\n"
+"with at least min_tokens tokens) and scores each chunk by the n-grams inside it, from one\n"
+"tokenization. Returns bytes: doc index (int64), chunk index (int32), character span in the original\n"
+"text (int64 start, int64 end), token count (int32), and sums (float64, one row of log_diff rows per chunk).");
+
+static PyObject *Featurizer_score_chunks(Featurizer *self, PyObject *args) {
+    PyObject *texts, *diff_obj;
+    Py_ssize_t chunk_tokens, min_tokens;
+    if (!PyArg_ParseTuple(args, "OOnn", &texts, &diff_obj, &chunk_tokens, &min_tokens)) return NULL;
+    if (chunk_tokens < 1) { PyErr_SetString(PyExc_ValueError, "chunk_tokens must be >= 1"); return NULL; }
+    if (self->ngrams > 64) { PyErr_SetString(PyExc_ValueError, "chunks are scored for ngrams <= 64"); return NULL; }
+    PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_buffer diff;
+    if (PyObject_GetBuffer(diff_obj, &diff, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) { Py_DECREF(seq); return NULL; }
+    Py_ssize_t rows = diff.len / 8 / self->num_buckets;
+    if (diff.itemsize != 8 || rows < 1 || diff.len != rows * 8 * (Py_ssize_t)self->num_buckets) {
+        PyErr_SetString(PyExc_ValueError, "log_diff: expected float64 rows of num_buckets values");
+        PyBuffer_Release(&diff); Py_DECREF(seq); return NULL;
+    }
+    const double *table = diff.buf;
+    Bytes doc = {0}, chunk = {0}, start = {0}, end = {0}, ntok = {0}, sums = {0};
+    int64_t *spans = NULL;
+    size_t span_capacity = 0;
+    int failed = 0;
+    Py_ssize_t docs = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t d = 0; d < docs && !failed; d++) {
+        PyObject *text = PySequence_Fast_GET_ITEM(seq, d), *lowered = NULL;
+        Py_ssize_t tokens;
+        if (featurize_kept(self, text, &tokens, &lowered) < 0) { failed = 1; break; }
+        Py_ssize_t chunks = tokens / chunk_tokens, rest = tokens % chunk_tokens;
+        if (rest > 0 && rest >= min_tokens) chunks++;
+        if (chunks == 0) { Py_XDECREF(lowered); continue; }
+        if (grow((void **)&spans, &span_capacity, 2 * (size_t)chunks, sizeof(int64_t)) < 0) { failed = 1; Py_DECREF(lowered); break; }
+        /* feature block k (1-based) starts at offset[k]: unigrams, then bigrams, ... of the whole document */
+        Py_ssize_t offset[64 + 1] = {0}, maxk = self->ngrams;
+        for (int k = 2; k <= maxk; k++) offset[k] = offset[k - 1] + (tokens - (k - 1) + 1 > 0 ? tokens - (k - 1) + 1 : 0);
+        for (Py_ssize_t c = 0; c < chunks && !failed; c++) {
+            Py_ssize_t a = c * chunk_tokens, b = a + chunk_tokens < tokens ? a + chunk_tokens : tokens;
+            int64_t di = d;
+            int32_t ci = (int32_t)c, nt = (int32_t)(b - a);
+            spans[2 * c] = self->tok_start[a];
+            spans[2 * c + 1] = (int64_t)self->tok_start[b - 1] + self->tok_len[b - 1];
+            failed |= append(&doc, &di, 8) < 0 || append(&chunk, &ci, 4) < 0 || append(&ntok, &nt, 4) < 0;
+            for (Py_ssize_t t = 0; t < rows && !failed; t++) {
+                const double *row = table + t * (Py_ssize_t)self->num_buckets;
+                double acc = 0.0; /* the chunk's features in the document's order: its unigrams, bigrams, ... */
+                for (int k = 1; k <= maxk && k <= b - a; k++)
+                    for (Py_ssize_t i = a; i + k <= b; i++) acc += row[self->features[offset[k] + i]];
+                failed |= append(&sums, &acc, 8) < 0;
+            }
+        }
+        const unsigned char *s = failed ? NULL : (const unsigned char *)PyUnicode_AsUTF8(lowered);
+        if (s == NULL || to_original_chars(text, lowered, s, spans, 2 * chunks) < 0) failed = 1;
+        for (Py_ssize_t c = 0; c < chunks && !failed; c++)
+            failed |= append(&start, &spans[2 * c], 8) < 0 || append(&end, &spans[2 * c + 1], 8) < 0;
+        Py_DECREF(lowered);
+    }
+    PyObject *result = NULL;
+    if (!failed) {
+        result = Py_BuildValue("(y#y#y#y#y#y#)", doc.data ? doc.data : "", (Py_ssize_t)doc.used,
+                               chunk.data ? chunk.data : "", (Py_ssize_t)chunk.used,
+                               start.data ? start.data : "", (Py_ssize_t)start.used,
+                               end.data ? end.data : "", (Py_ssize_t)end.used,
+                               ntok.data ? ntok.data : "", (Py_ssize_t)ntok.used,
+                               sums.data ? sums.data : "", (Py_ssize_t)sums.used);
+    }
+    PyMem_Free(doc.data); PyMem_Free(chunk.data); PyMem_Free(start.data); PyMem_Free(end.data);
+    PyMem_Free(ntok.data); PyMem_Free(sums.data); PyMem_Free(spans);
+    PyBuffer_Release(&diff);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef Featurizer_methods[] = {
+    {"score_chunks", (PyCFunction)Featurizer_score_chunks, METH_VARARGS, score_chunks_doc},
     {"count", (PyCFunction)Featurizer_count, METH_VARARGS, count_doc},
     {"score", (PyCFunction)Featurizer_score, METH_VARARGS, score_doc},
     {"features", (PyCFunction)Featurizer_features, METH_O, features_doc},

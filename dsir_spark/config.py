@@ -22,6 +22,8 @@ INPUT_FORMATS = ("auto", "parquet", "json", "table")
 OUTPUT_FORMATS = ("parquet", "json")
 TABLE_MODES = ("error", "overwrite")
 BAD_RECORD_MODES = ("fail", "skip")
+LENGTH_CORRECTIONS = ("none", "poisson", "mean")
+TOKENIZERS = ("wordpunct", "wordpunct_regex")
 TABLE_PREFIX = "table:"
 # One part of a table name: a plain identifier or a `back-quoted` one.
 _NAME_PART = re.compile(r"[A-Za-z0-9_]+|`[^`]+`")
@@ -97,8 +99,12 @@ class FeatureConfig:
     ngrams: int = 2
     num_buckets: int = 10000
     hash: str = "sha256"
+    # wordpunct: Python's re, the reference as published; wordpunct_regex: the `regex` module, as NLTK >= 3.10
+    tokenizer: str = "wordpunct"
 
     def __post_init__(self) -> None:
+        if self.tokenizer not in TOKENIZERS:
+            raise ConfigError(f"features.tokenizer={self.tokenizer!r}; use one of {TOKENIZERS}")
         if self.ngrams < 1:
             raise ConfigError(f"features.ngrams={self.ngrams}; it must be >= 1 (1 = unigrams only)")
         if self.num_buckets < 1:
@@ -144,8 +150,15 @@ class ResampleConfig:
     out_dir: str | None = None
     add_dsir_columns: bool = True
     table_mode: str = "error"
+    # Resample by another scores table (Parquet folder or table:<name>) with an id and a log-weight column.
+    scores: str | None = None
+    weight_col: str | None = None
 
     def __post_init__(self) -> None:
+        if self.scores and self.scores.startswith(TABLE_PREFIX):
+            table_name_parts(self.scores[len(TABLE_PREFIX):], "resample.scores")
+        if self.weight_col is not None and not self.weight_col.strip():
+            raise ConfigError("resample.weight_col is empty; name the scores' log-weight column, or leave it null")
         if self.num_to_sample < 0:
             raise ConfigError(f"resample.num_to_sample={self.num_to_sample}; it must be >= 0")
         if self.min_example_length < 0:
@@ -159,13 +172,30 @@ class ResampleConfig:
 
 
 @dataclass(frozen=True)
+class ChunkingConfig:
+    """Raw documents split into equal-length chunks of wordpunct tokens before scoring (0 = off)."""
+
+    tokens: int = 0
+    min_tokens: int | None = None  # a shorter last chunk is kept with at least this many tokens
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            raise ConfigError(f"chunking.tokens={self.tokens}; it must be >= 0 (0 = whole documents)")
+        if self.min_tokens is not None and self.min_tokens < 0:
+            raise ConfigError(f"chunking.min_tokens={self.min_tokens}; it must be >= 0")
+
+
+@dataclass(frozen=True)
 class ScoreConfig:
-    """Where the scores go besides ``<run_dir>/scores``: optionally a catalog table too."""
+    """How documents are weighted, and where the scores go besides ``<run_dir>/scores``."""
 
     table: str | None = None
     table_mode: str = "error"
+    length_correction: str = "none"
 
     def __post_init__(self) -> None:
+        if self.length_correction not in LENGTH_CORRECTIONS:
+            raise ConfigError(f"score.length_correction={self.length_correction!r}; use one of {LENGTH_CORRECTIONS}")
         if self.table_mode not in TABLE_MODES:
             raise ConfigError(f"score.table_mode={self.table_mode!r}; use one of {TABLE_MODES}")
         if self.table is not None:
@@ -191,6 +221,7 @@ class RunConfig:
     targets: tuple[DatasetConfig, ...]
     features: FeatureConfig = field(default_factory=FeatureConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     resample: ResampleConfig = field(default_factory=ResampleConfig)
     report: ReportConfig = field(default_factory=ReportConfig)

@@ -40,14 +40,79 @@ HASH_DEFINITIONS = {
 FEATURIZER_ENV = "DSIR_SPARK_FEATURIZER"
 IMPLEMENTATIONS = ("auto", "compiled", "python")
 WORDPUNCT = re.compile(r"\w+|[^\w\s]+")
+# NLTK's WordPunctTokenizer flags; NLTK >= 3.10 compiles its pattern with the `regex` module instead of re.
+_NLTK_FLAGS = re.UNICODE | re.MULTILINE | re.DOTALL
 # Caches are per worker process and bounded, so memory stays flat on any corpus.
 _CACHE_LIMIT = 1 << 20
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def tokenize(text: str | None) -> list[str]:
+_PATTERNS: dict[str, re.Pattern] = {"wordpunct": WORDPUNCT}
+
+
+def tokenizer_pattern(tokenizer: str = "wordpunct"):
+    """The compiled wordpunct pattern of a tokenizer: Python's re (``wordpunct``), or the ``regex``
+    module as NLTK >= 3.10 compiles it (``wordpunct_regex``)."""
+    pattern = _PATTERNS.get(tokenizer)
+    if pattern is None:
+        if tokenizer != "wordpunct_regex":
+            raise ValueError(f"unknown tokenizer {tokenizer!r}")
+        try:
+            import regex
+        except ImportError as exc:
+            raise RuntimeError("features.tokenizer: wordpunct_regex needs the `regex` module on every node; "
+                               "pip install 'dsir-spark[regex]' (or regex), or use tokenizer: wordpunct") from exc
+        pattern = _PATTERNS[tokenizer] = regex.compile(WORDPUNCT.pattern, _NLTK_FLAGS)
+    return pattern
+
+
+def tokenize(text: str | None, tokenizer: str = "wordpunct") -> list[str]:
     """Lower-case and split into word and punctuation runs; None and "" give no tokens."""
-    return WORDPUNCT.findall(text.lower()) if text else []
+    return tokenizer_pattern(tokenizer).findall(text.lower()) if text else []
+
+
+_CLASSES: dict[str, bytes] = {}
+
+
+def character_classes(tokenizer: str) -> bytes | None:
+    """For the compiled featurizer, a tokenizer's class of every code point (0 space, 1 word, 2 other),
+    read from its own regex engine; None for ``wordpunct``, whose classes the C module reads from CPython.
+    The wordpunct pattern splits text into maximal runs of word or of other characters, so the classes
+    define the tokens."""
+    if tokenizer == "wordpunct":
+        return None
+    if tokenizer not in _CLASSES:
+        pattern = tokenizer_pattern(tokenizer)
+        engine = type(pattern).__module__.split(".")[0]
+        module = __import__(engine)
+        every = "".join(map(chr, range(0x110000)))
+        classes = bytearray([2]) * 0x110000
+        for name, value in (("\\s", 0), ("\\w", 1)):
+            for match in module.finditer(f"{name}+", every, _NLTK_FLAGS):
+                classes[match.start():match.end()] = bytes([value]) * (match.end() - match.start())
+        _CLASSES[tokenizer] = bytes(classes)
+    return _CLASSES[tokenizer]
+
+
+@dataclass(frozen=True)
+class ChunkScores:
+    """Chunks of a batch of documents: chunk i is chunk ``chunk[i]`` of document ``doc[i]``, the
+    characters ``start[i]:end[i]`` of its original text, with ``num_tokens[i]`` tokens and log-weight
+    sums ``sums[t, i]``."""
+
+    doc: np.ndarray
+    chunk: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    num_tokens: np.ndarray
+    sums: np.ndarray
+
+
+def chunks_of(num_tokens: int, chunk_tokens: int, min_tokens: int) -> int:
+    """How many chunks a document of ``num_tokens`` tokens gives: full ones, and a shorter last one
+    with at least ``min_tokens`` tokens (never an empty one)."""
+    full, rest = divmod(num_tokens, chunk_tokens)
+    return full + (1 if rest and rest >= min_tokens else 0)
 
 
 def sha256_bucket(gram: str, num_buckets: int) -> int:
@@ -140,10 +205,42 @@ class Featurizer:
         return features.num_tokens.astype(np.int32), sums
 
     def token_counts(self, texts: Sequence[str | None]) -> np.ndarray:
-        return np.fromiter((len(tokenize(t)) for t in texts), dtype=np.int64, count=len(texts))
+        tokenizer = self.config.tokenizer
+        return np.fromiter((len(tokenize(t, tokenizer)) for t in texts), dtype=np.int64, count=len(texts))
+
+    def score_chunks(self, texts: Sequence[str | None], log_diff: np.ndarray, chunk_tokens: int,
+                     min_tokens: int) -> ChunkScores:
+        """Each document's tokens in consecutive chunks of ``chunk_tokens``, each scored by the n-grams
+        inside it; one tokenization gives both the chunks' features and their character spans."""
+        pattern = tokenizer_pattern(self.config.tokenizer)
+        rows: list[tuple[int, int, int, int]] = []
+        token_lists: list[list[str]] = []
+        for d, text in enumerate(texts):
+            if not text:
+                continue
+            lowered = text.lower()
+            matches = list(pattern.finditer(lowered))
+            chunks = chunks_of(len(matches), chunk_tokens, min_tokens)
+            # Lower-casing keeps the length of almost every text (U+0130 becomes two characters): map back.
+            origin = None if len(lowered) == len(text) else np.repeat(
+                np.arange(len(text)), [len(c.lower()) for c in text])
+            for c in range(chunks):
+                part = matches[c * chunk_tokens:(c + 1) * chunk_tokens]
+                start, end = part[0].start(), part[-1].end()
+                if origin is not None:
+                    start, end = int(origin[start]), int(origin[end - 1]) + 1
+                rows.append((d, c, start, end))
+                token_lists.append([m.group() for m in part])
+        features = self._features_of(token_lists)
+        table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        return ChunkScores(doc=table[:, 0], chunk=table[:, 1].astype(np.int32), start=table[:, 2], end=table[:, 3],
+                           num_tokens=features.num_tokens.astype(np.int32),
+                           sums=np.stack([features.document_sums(row) for row in log_diff]))
 
     def featurize(self, texts: Sequence[str | None]) -> Features:
-        token_lists = [tokenize(t) for t in texts]
+        return self._features_of([tokenize(t, self.config.tokenizer) for t in texts])
+
+    def _features_of(self, token_lists: list[list[str]]) -> Features:
         num_tokens = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
         if self.config.hash == "sha256":
             buckets, doc_index = self._sha256(token_lists)
@@ -194,7 +291,8 @@ class CompiledFeaturizer:
         from dsir_spark import _featurize
 
         self.config = config
-        self._native = _featurize.Featurizer(config.ngrams, config.num_buckets, config.hash)
+        self._native = _featurize.Featurizer(config.ngrams, config.num_buckets, config.hash,
+                                             character_classes(config.tokenizer))
 
     def count(self, texts: Sequence[str | None], rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
         num_tokens = np.empty(len(texts), dtype=np.int64)
@@ -211,6 +309,16 @@ class CompiledFeaturizer:
         num_tokens = np.empty(len(texts), dtype=np.int64)
         self._native.token_counts(texts, num_tokens)
         return num_tokens
+
+    def score_chunks(self, texts: Sequence[str | None], log_diff: np.ndarray, chunk_tokens: int,
+                     min_tokens: int) -> ChunkScores:
+        log_diff = np.ascontiguousarray(log_diff, dtype=np.float64)
+        doc, chunk, start, end, num_tokens, sums = self._native.score_chunks(texts, log_diff, chunk_tokens,
+                                                                            min_tokens)
+        return ChunkScores(doc=np.frombuffer(doc, dtype=np.int64), chunk=np.frombuffer(chunk, dtype=np.int32),
+                           start=np.frombuffer(start, dtype=np.int64), end=np.frombuffer(end, dtype=np.int64),
+                           num_tokens=np.frombuffer(num_tokens, dtype=np.int32),
+                           sums=np.frombuffer(sums, dtype=np.float64).reshape(-1, len(log_diff)).T)
 
     def features(self, text: str | None) -> tuple[list[str], list[int]]:
         """One document's tokens and its features' buckets in order (for tests and explanations)."""

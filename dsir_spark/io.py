@@ -158,8 +158,12 @@ def _with_variant_text(schema: StructType, parts: list[str]) -> StructType:
     return StructType(fields)
 
 
+def replace_text(df: DataFrame, text_col: str, value: Column) -> DataFrame:
+    """``df`` with its (possibly nested, dotted) text column replaced by ``value``."""
+    return _replace_text(df, _name_parts(text_col), value)
+
+
 def _replace_text(df: DataFrame, parts: list[str], value: Column) -> DataFrame:
-    """``df`` with its (possibly nested) text field replaced by ``value``."""
     if len(parts) == 1:
         return df.withColumn(parts[0], value)
     return df.withColumn(parts[0], F.col(f"`{parts[0]}`").withField(".".join(parts[1:]), value))

@@ -13,19 +13,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
+from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType
 
 from dsir_spark.config import FeatureConfig, FitConfig
 from dsir_spark.counts import BucketCounts
 from dsir_spark.features import HASH_DEFINITIONS, make_featurizer, requested_implementation
 from dsir_spark.io import ID, TEXT, read_json, write_json
+from dsir_spark.lengths import NONE, POISSON, correct, corrected_column, mean_tokens
 from dsir_spark.version import __version__
 
 EPS = 1e-8
 NUM_TOKENS = "num_tokens"
 LOG_WEIGHT = "log_weight"
+# Scores of chunks (chunking.tokens > 0): ``id`` is "<doc id>/<chunk>", with the document's id, the chunk's
+# index and its characters [start, end) in the document's text.
+DOC_ID, CHUNK, CHAR_START, CHAR_END = "dsir_doc_id", "dsir_chunk", "dsir_char_start", "dsir_char_end"
 
 
 class FitError(ValueError):
@@ -60,22 +65,51 @@ class DSIRModel:
             return [LOG_WEIGHT]
         return [f"{LOG_WEIGHT}_{t}" for t in range(len(self.log_diff))]
 
-    def transform(self, documents: DataFrame, text_col: str = TEXT, id_col: str = ID) -> DataFrame:
+    def mean_lengths(self) -> tuple[list[float], float]:
+        """(mean tokens per document of each weight column's target distribution, of raw), from the
+        count stage's stats: the lambdas of the Poisson length correction."""
+        targets = self.metadata["targets"]
+        if self.separate_targets:
+            target_means = [mean_tokens(targets[name]) for name in self.target_names]
+        else:
+            pooled = {key: sum(t[key] for t in targets.values()) for key in ("documents", "tokens", "null_texts")}
+            target_means = [mean_tokens(pooled)]
+        return target_means, mean_tokens(self.metadata["raw"])
+
+    def selection_columns(self, length_correction: str = NONE) -> list[str]:
+        """The weight columns that resampling uses: the log weights, or their length-corrected twins."""
+        return [corrected_column(name, length_correction) for name in self.weight_columns()]
+
+    def transform(self, documents: DataFrame, text_col: str = TEXT, id_col: str = ID, *,
+                  length_correction: str = NONE, chunk_tokens: int = 0, chunk_min_tokens: int = 0) -> DataFrame:
         """Scores documents: ``id``, ``num_tokens`` and one log weight per target distribution, from the
-        frame's ``text_col`` (may be nested, ``doc.body``) and ``id_col`` columns.
+        frame's ``text_col`` (may be nested, ``doc.body``) and ``id_col`` columns. With a
+        ``length_correction`` (see dsir_spark.lengths) each log weight gets a corrected twin column.
+        With ``chunk_tokens`` > 0 each document is scored as consecutive chunks of that many tokens (a
+        shorter last chunk kept with at least ``chunk_min_tokens``): one row per chunk, with DOC_ID,
+        CHUNK, CHAR_START and CHAR_END, ``id`` being "<doc id>/<chunk>".
 
         The log-ratio table travels inside the scoring function, so every Python worker gets it once
         per task (Spark Connect has no broadcast variables; this is the portable broadcast).
         """
         documents = documents.select(F.col(id_col).alias(ID), F.col(text_col).alias(TEXT))
         id_field = documents.schema[ID]
-        schema = StructType(
-            [StructField(ID, id_field.dataType, id_field.nullable), StructField(NUM_TOKENS, IntegerType(), False)]
-            + [StructField(name, DoubleType(), False) for name in self.weight_columns()]
-        )
-        return documents.select(ID, TEXT).mapInArrow(
-            _scorer(self.features, self.log_diff, self.weight_columns(), requested_implementation()), schema
-        )
+        if chunk_tokens:
+            leading = [StructField(ID, StringType(), id_field.nullable),
+                       StructField(DOC_ID, id_field.dataType, id_field.nullable),
+                       StructField(CHUNK, IntegerType(), False), StructField(CHAR_START, LongType(), False),
+                       StructField(CHAR_END, LongType(), False)]
+        else:
+            leading = [StructField(ID, id_field.dataType, id_field.nullable)]
+        names = self.weight_columns()
+        if length_correction != NONE:
+            names = names + self.selection_columns(length_correction)
+        schema = StructType(leading + [StructField(NUM_TOKENS, IntegerType(), False)]
+                            + [StructField(name, DoubleType(), False) for name in names])
+        lambdas = self.mean_lengths() if length_correction == POISSON else None
+        scorer = _Scorer(self.features, self.log_diff, self.weight_columns(), requested_implementation(),
+                         length_correction, lambdas, chunk_tokens, chunk_min_tokens)
+        return documents.select(ID, TEXT).mapInArrow(scorer, schema)
 
     # ------------------------------------------------------------------------------------------ persistence
 
@@ -87,6 +121,7 @@ class DSIRModel:
                 "ngrams": self.features.ngrams,
                 "num_buckets": self.features.num_buckets,
                 "hash": self.features.hash,
+                "tokenizer": self.features.tokenizer,
                 "hash_definition": HASH_DEFINITIONS[self.features.hash],
             },
             "target_names": self.target_names,
@@ -146,15 +181,42 @@ class DSIRModel:
         )
 
 
-def _scorer(config: FeatureConfig, log_diff: np.ndarray, names: Sequence[str], implementation: str):
-    def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        featurizer = make_featurizer(config, implementation)
-        for batch in batches:
-            num_tokens, sums = featurizer.score(batch.column(TEXT).to_pylist(), log_diff)
-            columns = [batch.column(ID), pa.array(num_tokens)] + [pa.array(row) for row in sums]
-            yield pa.RecordBatch.from_arrays(columns, names=[ID, NUM_TOKENS, *names])
+@dataclass(frozen=True)
+class _Scorer:
+    """The scoring function shipped to the Python workers (a picklable object holding the table)."""
 
-    return score_partition
+    config: FeatureConfig
+    log_diff: np.ndarray
+    names: Sequence[str]
+    implementation: str
+    length_correction: str
+    lambdas: tuple[list[float], float] | None
+    chunk_tokens: int
+    chunk_min_tokens: int
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        featurizer = make_featurizer(self.config, self.implementation)
+        for batch in batches:
+            texts = batch.column(TEXT).to_pylist()
+            if self.chunk_tokens:
+                chunks = featurizer.score_chunks(texts, self.log_diff, self.chunk_tokens, self.chunk_min_tokens)
+                doc_ids = batch.column(ID).take(pa.array(chunks.doc))
+                ids = pc.binary_join_element_wise(pc.cast(doc_ids, pa.string()),
+                                                  pc.cast(pa.array(chunks.chunk), pa.string()), "/")
+                leading = {ID: ids, DOC_ID: doc_ids, CHUNK: pa.array(chunks.chunk), CHAR_START: pa.array(chunks.start),
+                           CHAR_END: pa.array(chunks.end)}
+                num_tokens, sums = chunks.num_tokens, chunks.sums
+            else:
+                num_tokens, sums = featurizer.score(texts, self.log_diff)
+                leading = {ID: batch.column(ID)}
+            columns = {**leading, NUM_TOKENS: pa.array(num_tokens)}
+            columns.update({name: pa.array(row) for name, row in zip(self.names, sums)})
+            if self.length_correction != NONE:
+                for t, (name, row) in enumerate(zip(self.names, sums)):
+                    means = (self.lambdas[0][t], self.lambdas[1]) if self.lambdas else (1.0, 1.0)
+                    columns[corrected_column(name, self.length_correction)] = pa.array(
+                        correct(row, num_tokens, self.length_correction, *means))
+            yield pa.RecordBatch.from_pydict(columns)
 
 
 def fit_model(

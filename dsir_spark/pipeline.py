@@ -26,7 +26,9 @@ def plan(spark: SparkSession, config: RunConfig, force: bool, stages: tuple[str,
     settings, or when an earlier stage runs (its output is this stage's input)."""
     steps, rerun, inputs = [], force, input_fingerprint(spark, config)
     for stage in stages:
-        runs = rerun or not stage_complete(spark, config, stage, inputs)
+        # Scores from elsewhere (resample.scores) are not fingerprinted: the selection is made again.
+        external = stage == "resample" and config.resample.scores is not None
+        runs = rerun or external or not stage_complete(spark, config, stage, inputs)
         steps.append((stage, runs))
         rerun = rerun or runs
     return steps
@@ -49,7 +51,9 @@ def run_pipeline(
     """Runs the stages in order, skipping those already complete with the same settings, under the run
     directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
     with held(spark, config.run_dir, config.lease_timeout_seconds, take_over) as lease:
-        steps = plan(spark, config, force, stages or STAGES)
+        if stages is None:  # scores from elsewhere (resample.scores) replace the score stage
+            stages = tuple(s for s in STAGES if s != "score" or not config.resample.scores)
+        steps = plan(spark, config, force, stages)
         check_output_tables(spark, config, steps)
         records = {}
         for stage, runs in steps:

@@ -117,6 +117,24 @@ def top_k_boundary(keys: DataFrame, k: int, total: int) -> Boundary:
         log.debug("top-k band narrowed to %d rows, %d still to pick", band_size, need)
 
 
+def _invalid(weight: Column) -> Column:
+    """A weight that cannot take part: null, NaN or infinite (never selected silently, never ranked)."""
+    as_double = weight.cast("double")
+    return as_double.isNull() | F.isnan(as_double) | (F.abs(as_double) == F.lit(float("inf")))
+
+
+def _reject_invalid(scores: DataFrame, column: str, count: int, total: int) -> None:
+    weight = F.col(column).cast("double")
+    kinds = scores.agg(F.count(F.when(weight.isNull(), 1)).alias("null"),
+                       F.count(F.when(F.isnan(weight), 1)).alias("NaN"),
+                       F.count(F.when(F.abs(weight) == F.lit(float("inf")), 1)).alias("infinite")).first()
+    found = ", ".join(f"{kinds[kind]:,} {kind}" for kind in ("NaN", "infinite", "null") if kinds[kind])
+    raise ResampleError(
+        f"weight column {column!r}: {count:,} of {total:,} values are not finite numbers ({found}); fix or "
+        "filter those rows of the scores (a weight of -inf would mean never; give a very low finite one)"
+    )
+
+
 def split_across_targets(num_to_sample: int, proportions: list[float]) -> list[int]:
     """The reference's split: floor of k * p for each target, the remainder to the last."""
     per_target = [int(num_to_sample * p) for p in proportions]
@@ -144,8 +162,13 @@ def select(
     started = time.time()
     long_enough = F.col(NUM_TOKENS) >= F.lit(min_example_length)
     eligible = scores.where(long_enough)
-    sizes = scores.agg(F.count("*").alias("total"), F.count(F.when(long_enough, 1)).alias("eligible")).first()
+    invalid = [F.count(F.when(_invalid(F.col(c)), 1)).alias(f"invalid_{i}") for i, c in enumerate(weight_cols)]
+    sizes = scores.agg(F.count("*").alias("total"), F.count(F.when(long_enough, 1)).alias("eligible"),
+                       *invalid).first()
     total, eligible_count = int(sizes["total"]), int(sizes["eligible"])
+    for i, column in enumerate(weight_cols):
+        if sizes[f"invalid_{i}"]:
+            _reject_invalid(scores, column, int(sizes[f"invalid_{i}"]), total)
     if num_to_sample > eligible_count:
         raise ResampleError(
             f"resample.num_to_sample={num_to_sample} but only {eligible_count} of {total} documents are eligible "

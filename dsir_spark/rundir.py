@@ -23,7 +23,7 @@ from typing import Any
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-from dsir_spark.config import TABLE_PREFIX, DatasetConfig, RunConfig
+from dsir_spark.config import TABLE_PREFIX, ChunkingConfig, DatasetConfig, FeatureConfig, RunConfig, ScoreConfig
 from dsir_spark.counts import BucketCounts, dense_counts
 from dsir_spark.io import json_schemas, list_files, read_dataset, read_json, write_json
 
@@ -117,6 +117,12 @@ def input_fingerprint(spark: SparkSession, config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
+def _without_defaults(settings: dict[str, Any], default: Any, newer: tuple[str, ...]) -> dict[str, Any]:
+    """``settings`` without the ``newer`` keys that hold their default: records made before they existed
+    stay valid."""
+    return {k: v for k, v in settings.items() if k not in newer or v != getattr(default, k)}
+
+
 def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]:
     """The settings a stage's output depends on, with the ``input_fingerprint``: each stage's include the
     earlier stages', so a change reruns everything after it. Plain JSON types, so a stored record
@@ -127,14 +133,18 @@ def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]
     settings: dict[str, Any] = {
         "inputs": inputs,
         "datasets": {"raw": asdict(config.raw), "targets": [asdict(t) for t in config.targets]},
-        "features": asdict(config.features),
+        "features": _without_defaults(asdict(config.features), FeatureConfig(), ("tokenizer",)),
         "num_tokens_to_fit": fit["num_tokens_to_fit"],
         "sample_seed": fit["sample_seed"],
     }
     if stage in ("fit", "score", "resample"):
         settings["fit"] = fit
-    if stage == "score" and config.score.table:  # only then: older score records stay valid
-        settings["score"] = asdict(config.score)
+    if stage in ("score", "resample", "report"):
+        # Only what differs from the defaults: records written before a setting existed stay valid.
+        for name, section, default in (("score", config.score, ScoreConfig()),
+                                       ("chunking", config.chunking, ChunkingConfig())):
+            if section != default:
+                settings[name] = asdict(section)
     if stage in ("resample", "report"):
         settings["resample"] = asdict(config.resample)
     if stage == "report":

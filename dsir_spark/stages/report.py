@@ -10,6 +10,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig
 from dsir_spark.io import good_rows, read_json, require_column, write_json
 from dsir_spark.model import DSIRModel
@@ -24,6 +25,7 @@ from dsir_spark.rundir import (
     stage_dir,
     stage_settings,
 )
+from dsir_spark.scores import open_scores, weight_columns
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
@@ -65,16 +67,18 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
     def work() -> dict[str, Any]:
         model = DSIRModel.load(spark, stage_dir(config, "fit"))
         buckets = config.features.num_buckets
+        scores = open_scores(spark, config)
+        columns = weight_columns(spark, config, scores)
         report = build_report(
             spark,
-            scores=spark.read.parquet(stage_dir(config, "score")),
-            raw=raw,
+            scores=scores,
+            raw=expand_chunks(raw, scores, config.raw) if is_chunked(scores) else raw,
             selection=spark.read.parquet(f"{stage_dir(config, 'resample')}/ids"),
             raw_counts=load_counts(spark, counts_path(config, config.raw), buckets),
             target_counts=[load_counts(spark, counts_path(config, t), buckets) for t in config.targets],
             target_names=[t.name for t in config.targets],
-            weight_cols=model.weight_columns(),
-            proportions=model.target_proportions,
+            weight_cols=columns,
+            proportions=model.target_proportions if len(columns) > 1 else None,
             features=config.features,
             min_example_length=config.resample.min_example_length,
             seed=config.resample.seed,

@@ -3,11 +3,13 @@ their original columns."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig
 from dsir_spark.io import ID, check_ids, good_rows, original_columns, output_table, require_writable_table, write_table
 from dsir_spark.model import DSIRModel
@@ -23,7 +25,10 @@ from dsir_spark.rundir import (
     stage_dir,
     stage_settings,
 )
+from dsir_spark.scores import open_scores, scores_location, weight_columns
 from dsir_spark.stages.runner import run_stage
+
+log = logging.getLogger("dsir_spark")
 
 
 def write_selection(
@@ -65,9 +70,11 @@ def write_selection(
 
 
 def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
-    """Reads ``<run_dir>/scores``, writes ``<run_dir>/selection`` (ids, keys) and the selected documents."""
+    """Reads the scores (``<run_dir>/scores`` or resample.scores), writes ``<run_dir>/selection`` (ids,
+    keys) and the selected documents (or chunks)."""
     inputs = input_fingerprint(spark, config)
-    require_stage(spark, config, "score", inputs)
+    if not config.resample.scores:
+        require_stage(spark, config, "score", inputs)
     settings = config.resample
     selection_dir = stage_dir(config, "resample")
     out_dir = default_out_dir(config)
@@ -78,26 +85,37 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
     def work() -> dict[str, Any]:
         # A selection made again makes the earlier output and report stale, whatever happens next.
         invalidate_outputs(spark, config)
-        model = DSIRModel.load(spark, stage_dir(config, "fit"))
-        scores = spark.read.parquet(stage_dir(config, "score"))
-        if not read_record(spark, stage_dir(config, "score")).get("ids_checked"):  # scored by an older version
-            check_ids(scores.select(ID), f"scores in {stage_dir(config, 'score')}")
+        scores = open_scores(spark, config)
+        columns = weight_columns(spark, config, scores)
+        proportions = None
+        if not settings.scores:
+            if not read_record(spark, stage_dir(config, "score")).get("ids_checked"):  # scored by an older version
+                check_ids(scores.select(ID), f"scores in {stage_dir(config, 'score')}")
+            proportions = DSIRModel.load(spark, stage_dir(config, "fit")).target_proportions
+        else:
+            check_ids(scores.select(ID), f"resample.scores {settings.scores}")
         selection, summary = select(
             scores,
-            model.weight_columns(),
+            columns,
             settings.num_to_sample,
-            proportions=model.target_proportions,
+            proportions=proportions,
             min_example_length=settings.min_example_length,
             seed=settings.seed,
             top_k=settings.top_k,
         )
+        raw = good_rows(open_dataset(spark, config, config.raw))
+        if is_chunked(scores):
+            raw = expand_chunks(raw, scores.join(selection.select(ID), on=ID), config.raw)
         written = write_selection(
-            selection, good_rows(open_dataset(spark, config, config.raw)), selection_dir, out_dir,
+            selection, raw, selection_dir, out_dir,
             expected=settings.num_to_sample, output_format=settings.output_format,
             add_dsir_columns=settings.add_dsir_columns, generated_ids=config.raw.id_col is None,
             table_mode=settings.table_mode,
         )
+        log.info("stage resample: selected by %s of %s", columns, scores_location(config))
         return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
-                "rows_in": summary["documents"], "rows_out": written}
+                "weight_columns": columns, "scores": scores_location(config),
+                "length_correction": None if settings.scores else config.score.length_correction,
+                "chunks": is_chunked(scores), "rows_in": summary["documents"], "rows_out": written}
 
     return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample", inputs), work, force)

@@ -6,11 +6,12 @@ import logging
 from typing import Any
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from dsir_spark.config import RunConfig
 from dsir_spark.features import compiled_available, requested_implementation
 from dsir_spark.io import ID, check_ids, documents, write_table
-from dsir_spark.model import DSIRModel
+from dsir_spark.model import DOC_ID, DSIRModel
 from dsir_spark.rundir import input_fingerprint, open_dataset, require_stage, stage_dir, stage_settings
 from dsir_spark.stages.runner import run_stage
 
@@ -29,16 +30,27 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
 
     id_source = f"id_col {config.raw.id_col!r}" if config.raw.id_col else "generated ids"
 
+    chunking = config.chunking
+    min_tokens = chunking.min_tokens if chunking.min_tokens is not None else config.resample.min_example_length
+
     def work() -> dict[str, Any]:
         model = DSIRModel.load(spark, stage_dir(config, "fit"))
-        model.transform(documents(raw)).write.mode("overwrite").parquet(out)
+        correction = config.score.length_correction
+        model.transform(documents(raw), length_correction=correction, chunk_tokens=chunking.tokens,
+                        chunk_min_tokens=min_tokens).write.mode("overwrite").parquet(out)
         scores = spark.read.parquet(out)
         # Checked here, once, so that resampling can trust the ids (and fails before it starts).
         check_ids(scores.select(ID), f"raw dataset ({', '.join(config.raw.paths)}), {id_source}")
         rows = scores.count()
         if config.score.table:
             write_table(scores, config.score.table, config.score.table_mode, "score.table")
-        return {"rows_in": rows, "rows_out": rows, "weight_columns": model.weight_columns(),
-                "featurizer": featurizer, "ids_checked": True, "table": config.score.table}
+        record = {"rows_in": rows, "rows_out": rows, "weight_columns": model.weight_columns(),
+                  "featurizer": featurizer, "ids_checked": True, "table": config.score.table,
+                  "length_correction": correction, "selection_columns": model.selection_columns(correction)}
+        if chunking.tokens:
+            chunked = scores.agg(F.countDistinct(DOC_ID).alias("documents")).first()
+            record["chunking"] = {"tokens": chunking.tokens, "min_tokens": min_tokens, "chunks": rows,
+                                  "documents_with_chunks": int(chunked["documents"])}
+        return record
 
     return run_stage(spark, "score", out, stage_settings(config, "score", inputs), work, force)
