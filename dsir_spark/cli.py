@@ -1,4 +1,5 @@
-"""``dsir-spark count|fit|score|resample|report|run --config FILE [--set section.key=value ...]``.
+"""``dsir-spark count|fit|score|resample|report|run --config FILE [--set section.key=value ...]``, and
+``dsir-spark explain --config FILE --id ID [--id ID ...]``.
 
 The same ``main`` serves the console script, ``jobs/dsir_job.py`` under spark-submit and a Databricks
 wheel task. It returns a process exit code; errors in the input or the config print one clear line.
@@ -15,18 +16,22 @@ from collections.abc import Sequence
 from dsir_spark.config import ConfigError, load_config
 from dsir_spark.features import requested_implementation
 
-COMMANDS = ("count", "fit", "score", "resample", "report", "run")
+COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsir-spark", description="DSIR data selection on Apache Spark.")
-    parser.add_argument("command", choices=COMMANDS, help="a single stage, or run = all stages in order")
+    parser.add_argument("command", choices=COMMANDS,
+                        help="a single stage, run = all stages in order, or explain = why documents got their weight")
     parser.add_argument("--config", required=True, help="YAML config (see conf/default.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a setting, e.g. --set resample.seed=7 (repeatable)")
     parser.add_argument("--force", action="store_true", help="run: recompute stages that are already complete")
     parser.add_argument("--take-over", action="store_true",
                         help="take the run directory's lease from a run that stopped refreshing it")
+    parser.add_argument("--id", dest="ids", action="append", default=[], metavar="ID",
+                        help="explain: a document's id (repeatable)")
+    parser.add_argument("--top", type=int, default=10, help="explain: n-grams shown per side (default 10)")
     parser.add_argument("--log-level", default="INFO", help="driver log level (default INFO)")
     return parser
 
@@ -55,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SessionError as exc:
         print(f"dsir-spark: {exc}", file=sys.stderr)
         return 1
+    if args.command == "explain":
+        return _explain(spark, config, args.ids, args.top)
     try:
         stages = None if args.command == "run" else (args.command,)
         force = args.force or args.command != "run"
@@ -65,6 +72,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, record in records.items():
         shown = {k: record[k] for k in ("seconds", "rows_in", "rows_out", "skipped") if k in record}
         print(f"{name}: {json.dumps(shown)}")
+    return 0
+
+
+def _explain(spark, config, ids: list[str], top: int) -> int:
+    from dsir_spark.io import InputError
+    from dsir_spark.model import FitError
+    from dsir_spark.stages.explain import explain, format_explanation
+
+    if not ids:
+        print("dsir-spark: explain needs at least one --id", file=sys.stderr)
+        return 2
+    try:
+        explanations = explain(spark, config, ids, top)
+    except (InputError, FitError, FileNotFoundError) as exc:
+        print(f"dsir-spark: {exc}", file=sys.stderr)
+        return 1
+    print("\n\n".join(format_explanation(e) for e in explanations))
     return 0
 
 

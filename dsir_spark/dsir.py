@@ -23,6 +23,7 @@ from dsir_spark.model import DSIRModel
 from dsir_spark.rundir import stage_dir
 from dsir_spark.session import active_session
 from dsir_spark.stages.count import count_stage
+from dsir_spark.stages.explain import explain
 from dsir_spark.stages.fit import fit_from_counts, fit_stage
 from dsir_spark.stages.report import report_stage
 from dsir_spark.stages.resample import resample_stage
@@ -134,6 +135,12 @@ class HashedNgramDSIR:
         self.config = replace(self.config, report=ReportConfig(enabled=True, label_col=label_col))
         with self._lease():
             return report_stage(self.spark, self.config)["report"]
+
+    def explain(self, ids, top: int = 10) -> list[dict]:
+        """Why documents got their weights: for each id, its total log weight and its ``top`` n-grams
+        pulling toward and away from the target (counts, log ratios); see dsir_spark.stages.explain."""
+        self._fitted()
+        return explain(self.spark, self.config, list(ids), top)
 
     def save(self, path: str | None = None) -> None:
         """Saves the fitted model (Parquet + JSON) to path, by default ``<cache_dir>/model``."""

@@ -108,6 +108,14 @@ class ChunkScores:
     sums: np.ndarray
 
 
+def ngram_strings(tokens: Sequence[str], ngrams: int) -> list[str]:
+    """A document's n-grams as strings, in feature order (its unigrams, then bigrams, ...)."""
+    grams = list(tokens)
+    for k in range(2, ngrams + 1):
+        grams += map(" ".join, zip(*(tokens[i:] for i in range(k))))
+    return grams
+
+
 def chunks_of(num_tokens: int, chunk_tokens: int, min_tokens: int) -> int:
     """How many chunks a document of ``num_tokens`` tokens gives: full ones, and a shorter last one
     with at least ``min_tokens`` tokens (never an empty one)."""
@@ -236,6 +244,11 @@ class Featurizer:
         return ChunkScores(doc=table[:, 0], chunk=table[:, 1].astype(np.int32), start=table[:, 2], end=table[:, 3],
                            num_tokens=features.num_tokens.astype(np.int32),
                            sums=np.stack([features.document_sums(row) for row in log_diff]))
+
+    def features(self, text: str | None) -> tuple[list[str], list[int]]:
+        """One document's tokens and its features' buckets in order (unigrams, bigrams, ...)."""
+        tokens = tokenize(text, self.config.tokenizer)
+        return tokens, self._features_of([tokens]).buckets.tolist()
 
     def featurize(self, texts: Sequence[str | None]) -> Features:
         return self._features_of([tokenize(t, self.config.tokenizer) for t in texts])

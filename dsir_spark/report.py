@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from dsir_spark.counts import BucketCounts, grouped_bucket_counts
 from dsir_spark.io import ID, TEXT
 from dsir_spark.model import EPS, NUM_TOKENS
+from dsir_spark.ngrams import pulling_buckets, strings_by_bucket, top_ngrams
 from dsir_spark.resampling import select
 
 log = logging.getLogger("dsir_spark")
@@ -42,9 +43,10 @@ def kl_reduction(targets: Sequence[np.ndarray], raw: np.ndarray, selected: Seque
     return float(np.mean(gains))
 
 
-def _histogram(eligible: DataFrame, column: str, chosen: DataFrame) -> dict[str, Any]:
-    """Log-weight histogram of the eligible documents and of the selection, on shared bin edges that span
-    the central 99% of each (quantiles 0.5% to 99.5%); values outside are counted, not drawn."""
+def _histogram(eligible: DataFrame, column: str, chosen: DataFrame, population: str = "eligible") -> dict[str, Any]:
+    """Histogram of a column over the ``population`` of raw documents given and over the selection, on
+    shared bin edges that span the central 99% of each (quantiles 0.5% to 99.5%); values outside are
+    counted, not drawn."""
     selected = eligible.join(chosen.select(ID), on=ID, how="left_semi")
     spans = [frame.approxQuantile(column, [0.005, 0.995], 1e-3) for frame in (eligible, selected)]
     lo = min(span[0] for span in spans if span)
@@ -63,7 +65,27 @@ def _histogram(eligible: DataFrame, column: str, chosen: DataFrame) -> dict[str,
     (raw, raw_out), (chosen_bins, chosen_out) = counts(eligible), counts(selected)
     return {"column": column, "edges": [lo + i * width for i in range(HISTOGRAM_BINS + 1)],
             "raw": raw, "selected": chosen_bins, "outside": {"raw": raw_out, "selected": chosen_out},
-            "raw_documents": "eligible"}
+            "raw_documents": population}
+
+
+PULLING = 30
+
+
+def _pulling_ngrams(log_diff: np.ndarray, target_probs: np.ndarray, raw_probs: np.ndarray,
+                    target_strings: dict[int, list[str]], raw_docs: DataFrame, features) -> dict[str, list]:
+    """The PULLING n-grams that pull documents toward the target most (log ratio x target probability;
+    strings from the targets) and away from it most (log ratio x raw probability; strings from the
+    random baseline's documents, a sample of raw)."""
+    toward = pulling_buckets(log_diff, target_probs, PULLING, toward=True)
+    away = pulling_buckets(log_diff, raw_probs, PULLING, toward=False)
+    raw_strings = strings_by_bucket(top_ngrams(raw_docs, features, buckets=away).collect()) if away else {}
+
+    def rows(buckets: list[int], strings: dict[int, list[str]], probs: np.ndarray, side: str) -> list[dict]:
+        return [{"ngrams": strings.get(b, []), "bucket": b, "log_ratio": float(log_diff[b]),
+                 f"{side}_prob": float(probs[b]), "pull": float(log_diff[b] * probs[b])} for b in buckets]
+
+    return {"toward": rows(toward, target_strings, target_probs, "target"),
+            "away": rows(away, raw_strings, raw_probs, "raw")}
 
 
 def _label_shares(labelled: DataFrame, label_col: str) -> dict[str, dict[str, float]]:
@@ -92,8 +114,12 @@ def build_report(
     min_example_length: int,
     seed: int,
     label_col: str | None = None,
+    log_diff: np.ndarray | None = None,
+    target_strings: dict[int, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target."""
+    """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target.
+    With the model's ``log_diff`` (its first row) and the targets' n-gram strings by bucket, it lists the
+    n-grams that pull documents toward the target and away from it."""
     k = selection.count()
     if k == 0:
         raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
@@ -151,6 +177,12 @@ def build_report(
         _histogram(eligible, column, selection.where(F.col("target") == t) if separate else selection)
         for t, column in enumerate(weight_cols)
     ]
+    report["lengths"] = _histogram(scores, NUM_TOKENS, selection, population="all")
+    if log_diff is not None:
+        target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
+        random_docs = documents.where(F.col("__sel") == F.lit(SELECTIONS.index("random")))
+        report["ngrams"] = _pulling_ngrams(log_diff, target_probs, raw_probs, target_strings or {}, random_docs,
+                                           features)
     report["min_example_length"] = min_example_length
     report["seed"] = seed
     report["targets"] = list(target_names)
@@ -165,6 +197,11 @@ def build_report(
 
 
 # ---------------------------------------------------------------------------------------------- writing
+
+
+def _cell(text: str) -> str:
+    """An n-gram as a Markdown table cell: code, with pipes and backticks that would break it escaped."""
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
 
 
 def to_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
@@ -196,6 +233,15 @@ def to_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         for label in shares["raw"]:
             lines.append(f"| {label} | {shares['raw'][label]:.3f} | {shares['selected'].get(label, 0):.3f} | "
                          f"{shares['random'].get(label, 0):.3f} |")
+    for side, title, prob in (("toward", "pull documents toward the target", "target_prob"),
+                              ("away", "pull documents away from the target", "raw_prob")):
+        rows = report.get("ngrams", {}).get(side)
+        if rows:
+            lines += ["", f"## N-grams that {title}", "",
+                      f"| n-grams (most frequent in the bucket first) | bucket | log ratio | {prob} |",
+                      "|---|---|---|---|"]
+            lines += [f"| {', '.join(_cell(g) for g in row['ngrams']) or '(not seen)'} | {row['bucket']} | "
+                      f"{row['log_ratio']:.2f} | {row[prob]:.2e} |" for row in rows]
     lines += [""] + [f"![{os.path.basename(f)}]({os.path.basename(f)})" for f in figures]
     return "\n".join(lines) + "\n"
 
@@ -211,18 +257,20 @@ def draw_figures(report: dict[str, Any], folder: str) -> list[str]:
         log.info("matplotlib not installed (pip install 'dsir-spark[report]'): report without figures")
         return []
     paths = []
-    for hist in report["log_weights"]:
+    for hist in report["log_weights"] + ([report["lengths"]] if "lengths" in report else []):
         edges = np.array(hist["edges"])
         fig, ax = plt.subplots(figsize=(7, 4))
-        for name, label, color in (("raw", "eligible raw", "tab:gray"), ("selected", "selected", "tab:blue")):
+        raw_label = f"{hist.get('raw_documents', 'eligible')} raw"
+        for name, label, color in (("raw", raw_label, "tab:gray"), ("selected", "selected", "tab:blue")):
             counts = np.array(hist[name], dtype=float)
             total = counts.sum() + sum(hist["outside"][name].values())
             ax.stairs(counts / max(1.0, total), edges, label=label, color=color, fill=name == "raw", alpha=0.6)
         ax.set_xlabel(hist["column"])
         ax.set_ylabel("share of documents")
-        ax.set_title(f"Log importance weights: eligible raw vs selected ({hist['column']})")
+        what = "Document length (tokens)" if hist["column"] == NUM_TOKENS else "Log importance weights"
+        ax.set_title(f"{what}: {raw_label} vs selected ({hist['column']})")
         outside = hist["outside"]
-        fig.text(0.01, 0.01, f"Axis: the central 99% of each. Outside it: eligible raw {outside['raw']['below']:,} "
+        fig.text(0.01, 0.01, f"Axis: the central 99% of each. Outside it: {raw_label} {outside['raw']['below']:,} "
                              f"below, {outside['raw']['above']:,} above; selected {outside['selected']['below']:,} "
                              f"below, {outside['selected']['above']:,} above.", fontsize=7)
         ax.legend()

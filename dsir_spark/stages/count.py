@@ -30,7 +30,16 @@ from dsir_spark.io import (
     rows,
 )
 from dsir_spark.model import FitError
-from dsir_spark.rundir import counts_path, input_fingerprint, open_dataset, stage_dir, stage_settings, write_counts
+from dsir_spark.ngrams import top_ngrams
+from dsir_spark.rundir import (
+    counts_path,
+    input_fingerprint,
+    ngrams_path,
+    open_dataset,
+    stage_dir,
+    stage_settings,
+    write_counts,
+)
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
@@ -116,6 +125,12 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
             summary["targets"][target_config.name] = target_counts.stats()
             summary["bad_records"][target_config.name] = bad
             target_counts_all.append(target_counts)
+        # What the buckets stand for: the targets' most frequent n-gram strings of each (report, explain).
+        target_docs = [documents(t) for t in targets]
+        pooled = target_docs[0]
+        for other in target_docs[1:]:
+            pooled = pooled.unionByName(other)
+        top_ngrams(pooled, config.features).write.mode("overwrite").parquet(ngrams_path(config))
         in_sample, sample_info = None, {"fraction": 1.0}
         budget = config.fit.num_tokens_to_fit
         if budget != "all":

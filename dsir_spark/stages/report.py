@@ -14,12 +14,14 @@ from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig
 from dsir_spark.io import good_rows, read_json, require_column, write_json
 from dsir_spark.model import DSIRModel
+from dsir_spark.ngrams import strings_by_bucket
 from dsir_spark.report import build_report, draw_figures, to_markdown
 from dsir_spark.rundir import (
     counts_path,
     input_fingerprint,
     load_counts,
     local_path,
+    ngrams_path,
     open_dataset,
     require_stage,
     stage_dir,
@@ -83,6 +85,8 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             min_example_length=config.resample.min_example_length,
             seed=config.resample.seed,
             label_col=label_col,
+            log_diff=model.log_diff[0] if not model.separate_targets else None,
+            target_strings=strings_by_bucket(spark.read.parquet(ngrams_path(config)).collect()),
         )
         # Lines the reader could not parse, left out of every dataset (on_bad_records: skip), by reason.
         report["bad_records"] = {

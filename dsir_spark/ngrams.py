@@ -1,0 +1,87 @@
+"""What hashed buckets stand for: the n-gram strings behind them, and which of them move a document's
+log weight. Hashing hides the n-grams; these tables and explanations bring them back."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from dsir_spark.config import FeatureConfig
+from dsir_spark.features import make_featurizer, ngram_strings, requested_implementation
+from dsir_spark.io import TEXT
+
+BUCKET, NGRAM, COUNT = "bucket", "ngram", "count"
+STRINGS_PER_BUCKET = 3
+
+
+def _partial_ngrams(config: FeatureConfig, implementation: str, buckets: frozenset[int] | None):
+    def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        featurizer = make_featurizer(config, implementation)
+        seen: Counter = Counter()
+        for batch in batches:
+            for text in batch.column(TEXT).to_pylist():
+                tokens, features = featurizer.features(text)
+                pairs = zip(features, ngram_strings(tokens, config.ngrams))
+                seen.update(pairs if buckets is None else (p for p in pairs if p[0] in buckets))
+        if seen:
+            (keys, counts) = zip(*seen.items())
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([k[0] for k in keys], pa.int32()), pa.array([k[1] for k in keys], pa.string()),
+                 pa.array(counts, pa.int64())], names=[BUCKET, NGRAM, COUNT])
+
+    return count
+
+
+def top_ngrams(documents: DataFrame, config: FeatureConfig, per_bucket: int = STRINGS_PER_BUCKET,
+               buckets: Iterable[int] | None = None) -> DataFrame:
+    """(bucket, ngram, count): the ``per_bucket`` most frequent n-gram strings of each bucket (of the
+    given ``buckets`` only, if any) in ``documents`` (``text``); at most num_buckets x per_bucket rows."""
+    wanted = None if buckets is None else frozenset(int(b) for b in buckets)
+    partials = documents.select(TEXT).mapInArrow(_partial_ngrams(config, requested_implementation(), wanted),
+                                                 f"{BUCKET} int, {NGRAM} string, {COUNT} long")
+    totals = partials.groupBy(BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
+    rank = F.row_number().over(Window.partitionBy(BUCKET).orderBy(F.desc(COUNT), F.asc(NGRAM)))
+    return totals.withColumn("rank", rank).where(F.col("rank") <= per_bucket).drop("rank")
+
+
+def strings_by_bucket(rows: Iterable) -> dict[int, list[str]]:
+    """bucket -> its n-gram strings, most frequent first, from rows of ``top_ngrams``."""
+    table: dict[int, list[tuple[int, str]]] = {}
+    for row in rows:
+        table.setdefault(int(row[BUCKET]), []).append((-int(row[COUNT]), row[NGRAM]))
+    return {bucket: [gram for _, gram in sorted(grams)] for bucket, grams in table.items()}
+
+
+def pulling_buckets(log_diff: np.ndarray, weights: np.ndarray, top: int, toward: bool) -> list[int]:
+    """The ``top`` buckets that pull a document toward the target most (largest log ratio x ``weights``,
+    the target's probabilities) or away from it most (most negative log ratio x ``weights``, raw's)."""
+    contribution = log_diff * weights
+    order = np.argsort(-contribution if toward else contribution, kind="stable")[:top]
+    return [int(b) for b in order if (contribution[b] > 0 if toward else contribution[b] < 0)]
+
+
+@dataclass(frozen=True)
+class Contribution:
+    ngram: str
+    bucket: int
+    count: int
+    log_ratio: float
+
+    @property
+    def total(self) -> float:
+        return self.count * self.log_ratio
+
+
+def contributions(text: str | None, config: FeatureConfig, log_diff_row: np.ndarray) -> list[Contribution]:
+    """Every distinct n-gram of a document with its count and its bucket's log ratio, largest effect first."""
+    featurizer = make_featurizer(config, requested_implementation())
+    tokens, buckets = featurizer.features(text)
+    counted = Counter(zip(ngram_strings(tokens, config.ngrams), buckets))
+    found = [Contribution(gram, int(bucket), n, float(log_diff_row[bucket])) for (gram, bucket), n in counted.items()]
+    return sorted(found, key=lambda c: (-abs(c.total), c.ngram))

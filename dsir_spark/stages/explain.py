@@ -1,0 +1,70 @@
+"""Why a document got its weight: its n-grams that add most to its log weight and those that take most
+away, with their counts and their buckets' log ratios (``dsir-spark explain``, ``dsir.explain``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from dsir_spark.chunks import expand_chunks, is_chunked
+from dsir_spark.config import RunConfig
+from dsir_spark.features import make_featurizer, requested_implementation
+from dsir_spark.io import ID, InputError, good_rows
+from dsir_spark.model import DSIRModel
+from dsir_spark.ngrams import contributions
+from dsir_spark.rundir import open_dataset, read_record, stage_dir
+
+
+def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int = 10) -> list[dict[str, Any]]:
+    """For each id (a raw document's id, or a chunk's "<doc id>/<chunk>" when the scores are chunks),
+    its total log weight (as the score stage computes it) and its ``top`` n-grams pulling toward and away
+    from each target distribution."""
+    model = DSIRModel.load(spark, stage_dir(config, "fit"))
+    wanted = [str(i) for i in ids]
+    raw = good_rows(open_dataset(spark, config, config.raw))
+    if read_record(spark, stage_dir(config, "score")) is not None:
+        scores = spark.read.parquet(stage_dir(config, "score"))
+        if is_chunked(scores):
+            raw = expand_chunks(raw, scores.where(F.col(ID).cast("string").isin(wanted)), config.raw)
+    found = {str(r["__dsir_id"]): r["__dsir_text"] for r in raw.where(
+        F.col("__dsir_id").cast("string").isin(wanted)).select("__dsir_id", "__dsir_text").collect()}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise InputError(f"explain: no document with id {', '.join(missing[:5])} in the raw dataset "
+                         f"({', '.join(config.raw.paths)}); give ids from its id column (or the scores' id column)")
+    featurizer = make_featurizer(model.features, requested_implementation())
+    explanations = []
+    for ident in wanted:
+        text = found[ident]
+        num_tokens, sums = featurizer.score([text], model.log_diff)
+        per_target = []
+        for t, column in enumerate(model.weight_columns()):
+            parts = contributions(text, model.features, model.log_diff[t])
+            per_target.append({
+                "column": column, "log_weight": float(sums[t][0]),
+                "toward": [_row(c) for c in sorted(parts, key=lambda c: -c.total)[:top] if c.total > 0],
+                "away": [_row(c) for c in sorted(parts, key=lambda c: c.total)[:top] if c.total < 0],
+            })
+        explanations.append({"id": ident, "num_tokens": int(num_tokens[0]), "weights": per_target})
+    return explanations
+
+
+def _row(contribution) -> dict[str, Any]:
+    return {"ngram": contribution.ngram, "count": contribution.count, "log_ratio": contribution.log_ratio,
+            "total": contribution.total}
+
+
+def format_explanation(explanation: dict[str, Any]) -> str:
+    """An explanation as text for a terminal."""
+    lines = [f"document {explanation['id']}: {explanation['num_tokens']} tokens"]
+    for weight in explanation["weights"]:
+        lines.append(f"  {weight['column']} = {weight['log_weight']:.4f} (the sum over all its n-grams of count x "
+                     "log ratio)")
+        for side, label in (("toward", "toward the target"), ("away", "away from the target")):
+            lines.append(f"  pulling {label}:" if weight[side] else f"  nothing pulls {label}")
+            lines += [f"    {row['total']:+10.3f}  {row['count']:4d} x {row['log_ratio']:+.3f}  {row['ngram']!r}"
+                      for row in weight[side]]
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""A report that says why, and explanations of single documents."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import PILE, TARGET_C
+
+from dsir_spark.cli import main
+from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
+from dsir_spark.io import InputError
+from dsir_spark.ngrams import STRINGS_PER_BUCKET
+from dsir_spark.pipeline import run_pipeline
+from dsir_spark.rundir import ngrams_path, stage_dir
+from dsir_spark.stages.explain import explain
+
+
+@pytest.fixture(scope="module")
+def run(spark, tmp_path_factory):
+    config = RunConfig(
+        run_dir=str(tmp_path_factory.mktemp("explain") / "run"),
+        raw=DatasetConfig(paths=(str(PILE),), text_col="contents", id_col="id"),
+        targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
+        fit=FitConfig(num_tokens_to_fit="all"),
+        resample=ResampleConfig(num_to_sample=50),
+        report=ReportConfig(label_col="metadata.pile_set_name"),
+    )
+    return config, run_pipeline(spark, config)
+
+
+def test_the_ngram_table_is_bounded_and_the_report_names_the_targets_distinctive_words(spark, run):
+    config, records = run
+    table = spark.read.parquet(ngrams_path(config))
+    per_bucket = table.groupBy("bucket").count().agg({"count": "max"}).first()[0]
+    assert per_bucket <= STRINGS_PER_BUCKET and table.count() <= config.features.num_buckets * STRINGS_PER_BUCKET
+    report = records["report"]["report"]
+    toward = [gram for row in report["ngrams"]["toward"] for gram in row["ngrams"]]
+    # The C target is a source file's license header: its words pull toward it.
+    assert {"software", "copyright", "permission", "*"} <= set(toward)
+    away = report["ngrams"]["away"]
+    assert len(away) == 30 and all(row["log_ratio"] < 0 for row in away)
+    assert sum(report["lengths"]["selected"]) + sum(report["lengths"]["outside"]["selected"].values()) == 50
+    assert report["lengths"]["raw_documents"] == "all"
+    assert "## N-grams that pull documents toward the target" in (
+        open(f"{stage_dir(config, 'report')}/report.md", encoding="utf-8").read())
+
+
+def test_an_explanation_adds_up_to_the_documents_score_and_names_its_ngrams(spark, run, capsys):
+    config, _ = run
+    scores = spark.read.parquet(stage_dir(config, "score"))
+    best = scores.orderBy("log_weight", ascending=False).first()
+    worst = scores.where("num_tokens > 50").orderBy("log_weight").first()
+    explained = {e["id"]: e for e in explain(spark, config, [best["id"], worst["id"]], top=5)}
+    for row in (best, worst):
+        weight = explained[str(row["id"])]["weights"][0]
+        assert weight["log_weight"] == row["log_weight"]  # the score stage's value, bit for bit
+        assert explained[str(row["id"])]["num_tokens"] == row["num_tokens"]
+    top = explained[str(best["id"])]["weights"][0]["toward"]
+    assert len(top) == 5 and {"software", "*"} & {r["ngram"] for r in top}
+    assert all(r["total"] == pytest.approx(r["count"] * r["log_ratio"]) for r in top)
+    assert explained[str(worst["id"])]["weights"][0]["away"][0]["total"] < -10
+
+    argv = ["explain", "--config", "conf/sample.yaml", "--set", f"run_dir={config.run_dir}",
+            "--set", "resample.num_to_sample=50", "--set", "fit.num_tokens_to_fit=all", "--id", str(best["id"])]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"document {best['id']}: {best['num_tokens']} tokens") and "'software'" in out
+    with pytest.raises(InputError, match="explain: no document with id 123456789"):
+        explain(spark, config, [123456789])
