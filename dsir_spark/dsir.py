@@ -48,6 +48,7 @@ class HashedNgramDSIR:
         ngrams: int = 2,
         num_buckets: int = 10000,
         hash: str = "sha256",
+        tokenizer: str = "wordpunct",
         min_example_length: int = 100,
         target_laplace_smoothing: float = 0.0,
         separate_targets: bool = False,
@@ -66,7 +67,7 @@ class HashedNgramDSIR:
             run_dir=str(cache_dir),
             raw=DatasetConfig(paths=_paths(raw_datasets), text_col=text_col, id_col=id_col),
             targets=target_configs,
-            features=FeatureConfig(ngrams=ngrams, num_buckets=num_buckets, hash=hash),
+            features=FeatureConfig(ngrams=ngrams, num_buckets=num_buckets, hash=hash, tokenizer=tokenizer),
             fit=FitConfig(
                 target_laplace_smoothing=target_laplace_smoothing,
                 separate_targets=separate_targets,

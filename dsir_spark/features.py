@@ -55,15 +55,22 @@ def tokenizer_pattern(tokenizer: str = "wordpunct"):
     module as NLTK >= 3.10 compiles it (``wordpunct_regex``)."""
     pattern = _PATTERNS.get(tokenizer)
     if pattern is None:
-        if tokenizer != "wordpunct_regex":
-            raise ValueError(f"unknown tokenizer {tokenizer!r}")
-        try:
-            import regex
-        except ImportError as exc:
-            raise RuntimeError("features.tokenizer: wordpunct_regex needs the `regex` module on every node; "
-                               "pip install 'dsir-spark[regex]' (or regex), or use tokenizer: wordpunct") from exc
-        pattern = _PATTERNS[tokenizer] = regex.compile(WORDPUNCT.pattern, _NLTK_FLAGS)
+        pattern = _PATTERNS[tokenizer] = _engine(tokenizer).compile(WORDPUNCT.pattern, _NLTK_FLAGS)
     return pattern
+
+
+def _engine(tokenizer: str):
+    """The regular-expression module a tokenizer runs on."""
+    if tokenizer == "wordpunct":
+        return re
+    if tokenizer != "wordpunct_regex":
+        raise ValueError(f"unknown tokenizer {tokenizer!r}")
+    try:
+        import regex
+    except ImportError as exc:
+        raise RuntimeError("features.tokenizer: wordpunct_regex needs the `regex` module on every node; "
+                           "pip install 'dsir-spark[regex]' (or regex), or use tokenizer: wordpunct") from exc
+    return regex
 
 
 def tokenize(text: str | None, tokenizer: str = "wordpunct") -> list[str]:
@@ -82,9 +89,7 @@ def character_classes(tokenizer: str) -> bytes | None:
     if tokenizer == "wordpunct":
         return None
     if tokenizer not in _CLASSES:
-        pattern = tokenizer_pattern(tokenizer)
-        engine = type(pattern).__module__.split(".")[0]
-        module = __import__(engine)
+        module = _engine(tokenizer)
         every = "".join(map(chr, range(0x110000)))
         classes = bytearray([2]) * 0x110000
         for name, value in (("\\s", 0), ("\\w", 1)):

@@ -24,8 +24,11 @@ TEXTS = EDGE_TEXTS + [r["contents"] for r in read_jsonl(PILE)[:200]]
 MODES = ["sha256", "xxhash64"]
 
 
+TOKENIZERS = ["wordpunct", "wordpunct_regex"]
+
+
 def python_features(config: FeatureConfig, text: str) -> tuple[list[str], list[int]]:
-    return tokenize(text), Featurizer(config).featurize([text]).buckets.tolist()
+    return tokenize(text, config.tokenizer), Featurizer(config).featurize([text]).buckets.tolist()
 
 
 def test_the_compiled_featurizer_is_built_and_chosen():
@@ -59,10 +62,11 @@ def test_hashes_follow_their_specifications(sha_backend, data, seed):
         assert _featurize.sha256_bucket(data, m) == int(hashlib.sha256(data).hexdigest(), 16) % m
 
 
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("ngrams,num_buckets", [(1, 10000), (2, 10000), (3, 50000), (5, 97)])
-def test_compiled_scores_and_counts_equal_python_bit_for_bit(sha_backend, mode, ngrams, num_buckets):
-    config = FeatureConfig(ngrams=ngrams, num_buckets=num_buckets, hash=mode)
+def test_compiled_scores_and_counts_equal_python_bit_for_bit(sha_backend, mode, ngrams, num_buckets, tokenizer):
+    config = FeatureConfig(ngrams=ngrams, num_buckets=num_buckets, hash=mode, tokenizer=tokenizer)
     python, compiled = Featurizer(config), CompiledFeaturizer(config)
     log_diff = np.random.default_rng(ngrams).normal(size=(3, num_buckets))
     tokens_py, sums_py = python.score(TEXTS, log_diff)
@@ -86,10 +90,12 @@ def test_compiled_sha256_counts_equal_the_reference(ngrams):
         np.testing.assert_array_equal(np.bincount(buckets, minlength=10000), expected, err_msg=text[:40])
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_every_unicode_code_point_tokenizes_and_hashes_alike(mode):
-    """Each code point inside a word and beside punctuation: tokens and buckets equal on both paths."""
-    config = FeatureConfig(ngrams=2, hash=mode)
+@pytest.mark.parametrize("mode,tokenizer", [("sha256", "wordpunct"), ("xxhash64", "wordpunct"),
+                                            ("sha256", "wordpunct_regex")])
+def test_every_unicode_code_point_tokenizes_and_hashes_alike(mode, tokenizer):
+    """Each code point inside a word and beside punctuation: tokens and buckets equal on both paths (for
+    wordpunct_regex, the Python path is the `regex` module's findall with NLTK >= 3.10's pattern and flags)."""
+    config = FeatureConfig(ngrams=2, hash=mode, tokenizer=tokenizer)
     compiled = CompiledFeaturizer(config)
     points = [c for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
     for start in range(0, len(points), 65536):
@@ -98,6 +104,14 @@ def test_every_unicode_code_point_tokenizes_and_hashes_alike(mode):
         expected_tokens, expected_buckets = python_features(config, text)
         assert tokens == expected_tokens, f"code points from U+{points[start]:04X}"
         assert buckets == expected_buckets, f"code points from U+{points[start]:04X}"
+
+
+def test_wordpunct_regex_keeps_combining_marks_inside_words_where_re_splits_them():
+    text = "हिन्दी x² café"
+    assert tokenize(text) == ["ह", "ि", "न", "्", "द", "ी", "x²", "café"]  # re: vowel signs are not \w
+    assert tokenize(text, "wordpunct_regex") == ["हिन्दी", "x", "²", "café"]  # regex: marks are, ² is not
+    config = FeatureConfig(tokenizer="wordpunct_regex")
+    assert CompiledFeaturizer(config).features(text) == python_features(config, text)
 
 
 def test_lone_surrogates_fail_on_both_paths_as_in_the_reference():
