@@ -1,0 +1,180 @@
+"""Selection quality: length corrections and chunking against the reference's selection and a random one.
+
+    python benchmarks/bench_selection.py [--corpus pile|system|both] [--fraction 0.1]
+
+Two labeled corpora of real text, one domain split in two: a held-out part is the target, the rest stays
+in the raw corpus among the other domains. A good selection holds much of that domain.
+- pile: the bundled 1,000 Pile documents (tests/data), labels = pile_set_name; target = half of a domain.
+- system: text files of this machine, labels = their kind (Python stdlib modules, C headers from
+  /usr/include, man pages, Debian copyright files); target = 100 C headers held out.
+For each setting: the target domain's share of the selected documents (and tokens), the KL reduction
+(the report's), and selected vs eligible raw median length in tokens. Settings: dsir-spark with
+length_correction none / poisson / mean and with chunking of 128 tokens; the reference package's own
+resample (data-selection 1.0.3, same data, same k); a seeded uniform random selection of eligible ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import gzip
+import json
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = Path(__file__).parent / "out" / "selection"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    return str(path)
+
+
+def pile_corpus(domain: str) -> tuple[list[dict], list[dict]]:
+    rows = [json.loads(line) for line in open(ROOT / "tests/data/toy_pile_data.jsonl", encoding="utf-8")]
+    docs = [{"id": r["id"], "text": r["contents"], "label": r["metadata"]["pile_set_name"]} for r in rows]
+    held = [d for d in docs if d["label"] == domain][::2]
+    held_ids = {d["id"] for d in held}
+    return [d for d in docs if d["id"] not in held_ids], held
+
+
+def _read(path: str) -> str:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        return handle.read()[:200_000]
+
+
+def system_corpus(per_domain: int = 600, held_out: int = 100) -> tuple[list[dict], list[dict]]:
+    import sysconfig
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    sources = {
+        "python": sorted(glob.glob(f"{stdlib}/**/*.py", recursive=True)),
+        "c_header": sorted(glob.glob("/usr/include/**/*.h", recursive=True)),
+        "man_page": sorted(glob.glob("/usr/share/man/man*/*.gz")),
+        "copyright": sorted(glob.glob("/usr/share/doc/*/copyright")),
+    }
+    rng = random.Random(0)
+    docs, held = [], []
+    for label, paths in sources.items():
+        rng.shuffle(paths)
+        texts = [t for t in (_read(p) for p in paths[: per_domain + held_out]) if t.strip()]
+        if label == "c_header":
+            held += [{"id": f"{label}/{i}", "text": t, "label": label} for i, t in enumerate(texts[:held_out])]
+            texts = texts[held_out:]
+        docs += [{"id": f"{label}/{i + held_out}", "text": t, "label": label} for i, t in enumerate(texts[:per_domain])]
+    return docs, held
+
+
+def reference_selection(raw: str, target: str, k: int, work: Path) -> list[dict]:
+    from data_selection import HashedNgramDSIR
+
+    parse = lambda ex: ex["text"]  # noqa: E731
+    dsir = HashedNgramDSIR([raw], [target], str(work / "cache"), raw_parse_example_fn=parse,
+                           target_parse_example_fn=parse, num_proc=1, min_example_length=100)
+    dsir.fit_importance_estimator(num_tokens_to_fit="all")
+    dsir.compute_importance_weights()
+    dsir.resample(out_dir=str(work / "out"), num_to_sample=k)
+    return [json.loads(line) for path in sorted((work / "out").glob("*.jsonl")) for line in open(path)]
+
+
+def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fraction: float) -> list[dict]:
+    from dsir_spark.config import (ChunkingConfig, DatasetConfig, FitConfig, ReportConfig, ResampleConfig,
+                                   RunConfig, ScoreConfig)
+    from dsir_spark.counts import BucketCounts
+    from dsir_spark.features import FeatureConfig, make_featurizer, tokenize
+    from dsir_spark.pipeline import run_pipeline
+    from dsir_spark.report import kl_reduction
+    from dsir_spark.rundir import counts_path
+
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    work = Path(tempfile.mkdtemp(dir=OUT))
+    raw_path = write_jsonl(work / "raw.jsonl", docs)
+    target_path = write_jsonl(work / "target.jsonl", held)
+    lengths = {d["id"]: len(tokenize(d["text"])) for d in docs}
+    eligible = [d for d in docs if lengths[d["id"]] >= 100]
+    k = int(fraction * len(eligible))
+    label_of = {d["id"]: d["label"] for d in docs}
+    featurizer = make_featurizer(FeatureConfig())
+
+    def kl_of(texts: list[str], config: RunConfig) -> float:
+        from dsir_spark.rundir import load_counts
+        counts = np.zeros((1, 10000), dtype=np.int64)
+        featurizer.count(texts, np.zeros(len(texts), dtype=np.int64), counts)
+        raw_counts = load_counts(spark, counts_path(config, config.raw), 10000)
+        target = load_counts(spark, counts_path(config, config.targets[0]), 10000)
+        return kl_reduction([target.probabilities()], raw_counts.probabilities(), [counts[0] / counts[0].sum()])
+
+    def row(name: str, selected: list[dict], config: RunConfig, text_key: str = "text") -> dict:
+        texts = [s[text_key] for s in selected]
+        tokens = [len(tokenize(t)) for t in texts]
+        in_domain = [label_of[s.get("dsir_doc_id", s["id"])] == domain for s in selected]
+        domain_tokens = sum(t for t, d in zip(tokens, in_domain) if d)
+        return {"corpus": corpus, "setting": name, "k": len(selected), "domain_share": float(np.mean(in_domain)),
+                "domain_token_share": domain_tokens / max(1, sum(tokens)), "kl_reduction": kl_of(texts, config),
+                "median_tokens": float(np.median(tokens)),
+                "eligible_median_tokens": float(np.median([lengths[d["id"]] for d in eligible]))}
+
+    def config_for(name: str, **sections) -> RunConfig:
+        return RunConfig(run_dir=str(work / name), raw=DatasetConfig(paths=(raw_path,), id_col="id"),
+                         targets=(DatasetConfig(paths=(target_path,)),), fit=FitConfig(num_tokens_to_fit="all"),
+                         resample=ResampleConfig(num_to_sample=k, seed=0, output_format="json"),
+                         report=ReportConfig(enabled=False), **sections)
+
+    results = []
+    settings = {"none": {}, "poisson": {"score": ScoreConfig(length_correction="poisson")},
+                "mean": {"score": ScoreConfig(length_correction="mean")},
+                "chunks128": {"chunking": ChunkingConfig(tokens=128)}}
+    base = None
+    for name, sections in settings.items():
+        config = config_for(name, **sections)
+        run_pipeline(spark, config)
+        selected = [json.loads(line) for path in sorted((work / name / "output").glob("*.json"))
+                    for line in open(path)]
+        results.append(row(f"dsir-spark {name}", selected, config))
+        base = base or config
+    results.append(row("reference (data-selection)", reference_selection(raw_path, target_path, k, work / "ref"),
+                       base))
+    rng = random.Random(0)
+    results.append(row("random", rng.sample(eligible, k), base))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corpus", choices=["pile", "system", "both"], default="both")
+    parser.add_argument("--fraction", type=float, default=0.1)
+    args = parser.parse_args()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = []
+    if args.corpus in ("pile", "both"):
+        for domain in ("Github", "PubMed Central"):
+            raw, held = pile_corpus(domain)
+            results += measure(f"pile/{domain}", raw, held, domain, args.fraction)
+    if args.corpus in ("system", "both"):
+        raw, held = system_corpus()
+        results += measure("system/c_header", raw, held, "c_header", args.fraction)
+    print("| corpus (target domain) | setting | k | domain share (docs) | domain share (tokens) | KL reduction | "
+          "median tokens selected / eligible |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['corpus']} | {r['setting']} | {r['k']} | {r['domain_share']:.3f} | {r['domain_token_share']:.3f} "
+              f"| {r['kl_reduction']:.3f} | {r['median_tokens']:.0f} / {r['eligible_median_tokens']:.0f} |")
+    (OUT / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
