@@ -89,15 +89,21 @@ def reference_selection(raw: str, target: str, k: int, work: Path) -> list[dict]
 
 
 def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fraction: float) -> list[dict]:
-    from dsir_spark.config import (ChunkingConfig, DatasetConfig, FitConfig, ReportConfig, ResampleConfig,
-                                   RunConfig, ScoreConfig)
-    from dsir_spark.counts import BucketCounts
+    from pyspark.sql import SparkSession
+
+    from dsir_spark.config import (
+        ChunkingConfig,
+        DatasetConfig,
+        FitConfig,
+        ReportConfig,
+        ResampleConfig,
+        RunConfig,
+        ScoreConfig,
+    )
     from dsir_spark.features import FeatureConfig, make_featurizer, tokenize
     from dsir_spark.pipeline import run_pipeline
     from dsir_spark.report import kl_reduction
     from dsir_spark.rundir import counts_path
-
-    from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
     work = Path(tempfile.mkdtemp(dir=OUT))

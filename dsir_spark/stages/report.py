@@ -8,6 +8,7 @@ import logging
 import os
 from typing import Any
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from dsir_spark.chunks import expand_chunks, is_chunked
@@ -52,6 +53,17 @@ def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> di
     return report
 
 
+def _target_strings(spark: SparkSession, config: RunConfig) -> dict[int, list[str]]:
+    """The targets' n-gram strings per bucket; none (the report says "not seen") for counts made before
+    the count stage kept them."""
+    try:
+        return strings_by_bucket(spark.read.parquet(ngrams_path(config)).collect())
+    except AnalysisException:
+        log.warning("stage report: no n-gram strings in %s (counted by an older version); rerun the count "
+                    "stage (dsir-spark run --force) to see them", ngrams_path(config))
+        return {}
+
+
 def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
     inputs = input_fingerprint(spark, config)
@@ -86,7 +98,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             seed=config.resample.seed,
             label_col=label_col,
             log_diff=model.log_diff[0] if not model.separate_targets else None,
-            target_strings=strings_by_bucket(spark.read.parquet(ngrams_path(config)).collect()),
+            target_strings=_target_strings(spark, config),
         )
         # Lines the reader could not parse, left out of every dataset (on_bad_records: skip), by reason.
         report["bad_records"] = {
