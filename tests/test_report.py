@@ -89,7 +89,7 @@ def test_report_files_and_figures(wikipedia_run):
     report = json.loads((folder / "report.json").read_text())
     for key in ("kl_reduction", "documents", "tokens", "log_weights", "labels", "figures", "seed"):
         assert key in report
-    assert set(report["figures"]) == {"log_weight_histogram.png", "label_shares.png"}
+    assert set(report["figures"]) == {"log_weight_histogram.png", "num_tokens_histogram.png", "label_shares.png"}
     for name in report["figures"]:
         is_png(folder / name)
     markdown = (folder / "report.md").read_text()

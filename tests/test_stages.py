@@ -63,7 +63,7 @@ def test_counts_json_reports_documents_tokens_and_null_texts(spark, small_run):
     assert stats["tokens"] == 6 + 6  # "the cat sat on the mat" + "the dog , the cat !"
     assert stats["num_features"] == 11 + 11
     assert stats["num_features"] == int(expected_counts([r["text"] for r in RAW]).sum())
-    assert stats["features"] == {"ngrams": 2, "num_buckets": NUM_BUCKETS, "hash": "sha256"}
+    assert stats["features"] == {"ngrams": 2, "num_buckets": NUM_BUCKETS, "hash": "sha256", "tokenizer": "wordpunct"}
     assert stats["dataset"]["text_col"] == "text"
 
 
@@ -79,7 +79,7 @@ def test_model_table_schema_and_values(spark, small_run):
     )
     assert_approx_df_equality(actual, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
     meta = read_json(spark, f"{run_dir}/model/model.json")
-    assert meta["features"] == {"ngrams": 2, "num_buckets": NUM_BUCKETS, "hash": "sha256",
+    assert meta["features"] == {"ngrams": 2, "num_buckets": NUM_BUCKETS, "hash": "sha256", "tokenizer": "wordpunct",
                                 "hash_definition": "sha256-hexdigest-mod-v1"}
     assert meta["raw"]["tokens"] == 12 and meta["targets"]["target_0"]["tokens"] == 5
     assert meta["version"] == "0.1.0"
