@@ -66,3 +66,12 @@ def test_an_explanation_adds_up_to_the_documents_score_and_names_its_ngrams(spar
     assert out.startswith(f"document {best['id']}: {best['num_tokens']} tokens") and "'software'" in out
     with pytest.raises(InputError, match="explain: no document with id 123456789"):
         explain(spark, config, [123456789])
+
+
+def test_the_python_api_explains_like_the_command(spark, run):
+    from dsir_spark import HashedNgramDSIR
+
+    config, _ = run
+    dsir = HashedNgramDSIR(str(PILE), str(TARGET_C), config.run_dir, text_col="contents", id_col="id", spark=spark)
+    dsir.load()
+    assert dsir.explain([0, 9], top=4) == explain(spark, config, [0, 9], top=4)
