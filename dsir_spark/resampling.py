@@ -117,22 +117,25 @@ def top_k_boundary(keys: DataFrame, k: int, total: int) -> Boundary:
         log.debug("top-k band narrowed to %d rows, %d still to pick", band_size, need)
 
 
-def _invalid(weight: Column) -> Column:
-    """A weight that cannot take part: null, NaN or infinite (never selected silently, never ranked)."""
-    as_double = weight.cast("double")
-    return as_double.isNull() | F.isnan(as_double) | (F.abs(as_double) == F.lit(float("inf")))
+_NOT_FINITE = ("NaN", "infinite", "null")
 
 
-def _reject_invalid(scores: DataFrame, column: str, count: int, total: int) -> None:
+def _not_finite_counts(column: str, index: int) -> list[Column]:
+    """Counts of the values of a weight column that cannot take part (never selected silently)."""
     weight = F.col(column).cast("double")
-    kinds = scores.agg(F.count(F.when(weight.isNull(), 1)).alias("null"),
-                       F.count(F.when(F.isnan(weight), 1)).alias("NaN"),
-                       F.count(F.when(F.abs(weight) == F.lit(float("inf")), 1)).alias("infinite")).first()
-    found = ", ".join(f"{kinds[kind]:,} {kind}" for kind in ("NaN", "infinite", "null") if kinds[kind])
-    raise ResampleError(
-        f"weight column {column!r}: {count:,} of {total:,} values are not finite numbers ({found}); fix or "
-        "filter those rows of the scores (a weight of -inf would mean never; give a very low finite one)"
-    )
+    kinds = (F.isnan(weight), F.abs(weight) == F.lit(float("inf")), weight.isNull())
+    return [F.count(F.when(kind, 1)).alias(f"{name}_{index}") for name, kind in zip(_NOT_FINITE, kinds)]
+
+
+def _require_finite(sizes, column: str, index: int, total: int) -> None:
+    found = {name: int(sizes[f"{name}_{index}"]) for name in _NOT_FINITE}
+    if any(found.values()):
+        kinds = ", ".join(f"{n:,} {name}" for name, n in found.items() if n)
+        raise ResampleError(
+            f"weight column {column!r}: {sum(found.values()):,} of {total:,} values are not finite numbers "
+            f"({kinds}); fix or filter those rows of the scores (a weight of -inf would mean never; give a "
+            "very low finite one)"
+        )
 
 
 def split_across_targets(num_to_sample: int, proportions: list[float]) -> list[int]:
@@ -162,13 +165,12 @@ def select(
     started = time.time()
     long_enough = F.col(NUM_TOKENS) >= F.lit(min_example_length)
     eligible = scores.where(long_enough)
-    invalid = [F.count(F.when(_invalid(F.col(c)), 1)).alias(f"invalid_{i}") for i, c in enumerate(weight_cols)]
+    not_finite = [count for i, c in enumerate(weight_cols) for count in _not_finite_counts(c, i)]
     sizes = scores.agg(F.count("*").alias("total"), F.count(F.when(long_enough, 1)).alias("eligible"),
-                       *invalid).first()
+                       *not_finite).first()
     total, eligible_count = int(sizes["total"]), int(sizes["eligible"])
     for i, column in enumerate(weight_cols):
-        if sizes[f"invalid_{i}"]:
-            _reject_invalid(scores, column, int(sizes[f"invalid_{i}"]), total)
+        _require_finite(sizes, column, i, total)
     if num_to_sample > eligible_count:
         raise ResampleError(
             f"resample.num_to_sample={num_to_sample} but only {eligible_count} of {total} documents are eligible "
