@@ -522,6 +522,18 @@ static PyObject *Featurizer_count(Featurizer *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* log_diff as a C-contiguous float64 buffer of rows x num_buckets; returns the rows, or -1 (released). */
+static Py_ssize_t get_log_diff(Featurizer *self, PyObject *obj, Py_buffer *diff) {
+    if (PyObject_GetBuffer(obj, diff, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    Py_ssize_t rows = diff->len / 8 / self->num_buckets;
+    if (diff->itemsize != 8 || rows < 1 || diff->len != rows * 8 * (Py_ssize_t)self->num_buckets) {
+        PyErr_SetString(PyExc_ValueError, "log_diff: expected float64 rows of num_buckets values");
+        PyBuffer_Release(diff);
+        return -1;
+    }
+    return rows;
+}
+
 PyDoc_STRVAR(score_doc,
 "score(texts, log_diff, num_tokens, sums)\n\n"
 "For each document d and each row t of log_diff (float64, rows x num_buckets): sums[t * len(texts) + d]\n"
@@ -534,12 +546,8 @@ static PyObject *Featurizer_score(Featurizer *self, PyObject *args) {
     if (seq == NULL) return NULL;
     Py_ssize_t docs = PySequence_Fast_GET_SIZE(seq);
     Py_buffer diff, tokens, sums;
-    if (PyObject_GetBuffer(diff_obj, &diff, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) { Py_DECREF(seq); return NULL; }
-    Py_ssize_t rows = diff.len / 8 / self->num_buckets;
-    if (diff.itemsize != 8 || rows < 1 || diff.len != rows * 8 * (Py_ssize_t)self->num_buckets) {
-        PyErr_SetString(PyExc_ValueError, "log_diff: expected float64 rows of num_buckets values");
-        PyBuffer_Release(&diff); Py_DECREF(seq); return NULL;
-    }
+    Py_ssize_t rows = get_log_diff(self, diff_obj, &diff);
+    if (rows < 0) { Py_DECREF(seq); return NULL; }
     if (get_buffer(tokens_obj, &tokens, docs, 4, "num_tokens") < 0) { PyBuffer_Release(&diff); Py_DECREF(seq); return NULL; }
     if (get_buffer(sums_obj, &sums, docs * rows, 8, "sums") < 0) {
         PyBuffer_Release(&tokens); PyBuffer_Release(&diff); Py_DECREF(seq); return NULL;
@@ -700,12 +708,8 @@ static PyObject *Featurizer_score_chunks(Featurizer *self, PyObject *args) {
     PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
     if (seq == NULL) return NULL;
     Py_buffer diff;
-    if (PyObject_GetBuffer(diff_obj, &diff, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) { Py_DECREF(seq); return NULL; }
-    Py_ssize_t rows = diff.len / 8 / self->num_buckets;
-    if (diff.itemsize != 8 || rows < 1 || diff.len != rows * 8 * (Py_ssize_t)self->num_buckets) {
-        PyErr_SetString(PyExc_ValueError, "log_diff: expected float64 rows of num_buckets values");
-        PyBuffer_Release(&diff); Py_DECREF(seq); return NULL;
-    }
+    Py_ssize_t rows = get_log_diff(self, diff_obj, &diff);
+    if (rows < 0) { Py_DECREF(seq); return NULL; }
     const double *table = diff.buf;
     Bytes doc = {0}, chunk = {0}, start = {0}, end = {0}, ntok = {0}, sums = {0};
     int64_t *spans = NULL;
