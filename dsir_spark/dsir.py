@@ -11,13 +11,15 @@ decides the parallelism. ``cache_dir`` is the run directory (any path Spark can 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
+from dsir_spark.io import one_listing
 from dsir_spark.lease import held
 from dsir_spark.model import DSIRModel
 from dsir_spark.rundir import stage_dir
@@ -97,9 +99,11 @@ class HashedNgramDSIR:
         props = self._fitted().target_proportions
         return None if props is None else np.asarray(props)
 
-    def _lease(self):
-        """The run directory's lease (see dsir_spark.lease) for one step."""
-        return held(self.spark, self.config.run_dir, self.config.lease_timeout_seconds)
+    @contextmanager
+    def _lease(self) -> Iterator[None]:
+        """The run directory's lease (see dsir_spark.lease) for one step, whose inputs are listed once."""
+        with one_listing(), held(self.spark, self.config.run_dir, self.config.lease_timeout_seconds):
+            yield
 
     def _fitted(self) -> DSIRModel:
         if self.model is None:

@@ -1,4 +1,4 @@
-"""Reading datasets and small JSON records, only through Spark's readers and writers.
+"""Reading datasets, only through Spark's readers (small records: ``dsir_spark.records``).
 
 Every path goes through the DataFrame API, so local paths, HDFS, s3://, abfss:// and dbfs:/ work alike,
 from a Spark Connect client too.
@@ -13,11 +13,13 @@ such data.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from contextvars import ContextVar
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -25,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, VariantType
 
 from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
+from dsir_spark.records import direct_path
 
 GENERATED_ID = "dsir_id"
 ID = "id"
@@ -66,12 +69,71 @@ def _format_by_suffix(path: str) -> str | None:
     return None
 
 
+_LISTINGS: ContextVar[dict[str, list[tuple[str, int, int]]] | None] = ContextVar("dsir_listings", default=None)
+
+
+@contextmanager
+def one_listing() -> Iterator[None]:
+    """Within this block every input path is listed once: the plan, the fingerprints and each stage
+    reuse the first listing (a run's inputs are taken to stay as they were when it started)."""
+    if _LISTINGS.get() is not None:  # an enclosing block already lists once
+        yield
+        return
+    token = _LISTINGS.set({})
+    try:
+        yield
+    finally:
+        _LISTINGS.reset(token)
+
+
 def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
-    """(path, bytes, modification time in ms) of every file a path, folder or glob holds, from Spark's
+    """(path, bytes, modification time in seconds) of every file a path, folder or glob holds, from Spark's
     own file listing (no contents read; Spark's hidden and ``_`` files are left out)."""
-    listing = spark.read.format("binaryFile").load(path).select(
-        "path", "length", F.col("modificationTime").cast("long").alias("mtime"))
-    return sorted((r["path"], int(r["length"]), int(r["mtime"])) for r in listing.collect())
+    listings = _LISTINGS.get()
+    if listings is not None and path in listings:
+        return listings[path]
+    files = _local_listing(spark, path)
+    if files is None:
+        listing = spark.read.format("binaryFile").load(path).select(
+            "path", "length", F.col("modificationTime").cast("long").alias("mtime"))
+        files = sorted((r["path"], int(r["length"]), int(r["mtime"])) for r in listing.collect())
+    if listings is not None:
+        listings[path] = files
+    return files
+
+
+# Paths whose URI form is the path itself (Spark would escape other characters), globs of * and ? only.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+=@,:*?-]+")
+
+
+def _local_listing(spark: SparkSession, path: str) -> list[tuple[str, int, int]] | None:
+    """Spark's listing of a local file, folder of files or glob of files, read without a Spark job; None
+    where Spark's rules might differ (remote storage, Spark Connect, subfolders, names Spark hides or
+    escapes, nothing found), and Spark lists instead."""
+    local = direct_path(spark, path)
+    if local is None or not _PLAIN_PATH.fullmatch(local):
+        return None
+    if glob.has_magic(local):
+        found = glob.glob(local)
+    elif os.path.isdir(local):
+        found = [entry.path for entry in os.scandir(local)]
+    else:
+        found = [local] if os.path.isfile(local) else []
+    names = [os.path.basename(f) for f in found]
+    hidden = [n for n in names if n.startswith(("_", ".")) or n.endswith("._COPYING_")]
+    if not found or any(os.path.isdir(f) for f in found if not os.path.basename(f).startswith(("_", "."))):
+        return None
+    if glob.has_magic(local) and hidden:
+        return None
+    files = []
+    for name, file in zip(names, found):
+        if name.startswith(("_", ".")) or name.endswith("._COPYING_"):
+            if name.startswith(("_metadata", "_common_metadata")):
+                return None  # Spark keeps these
+            continue
+        stat = os.stat(file)
+        files.append((f"file:{os.path.abspath(file)}", stat.st_size, stat.st_mtime_ns // 1_000_000_000))
+    return sorted(files)
 
 
 def _format_of(spark: SparkSession, path: str, declared: str, dataset: str) -> str:
@@ -423,29 +485,3 @@ def write_table(frame: DataFrame, name: str, mode: str, setting: str) -> None:
             raise InputError(f"{setting}: table {name} already exists; drop it, name another, or set "
                              "table_mode: overwrite to replace it") from exc
         raise
-
-
-# ---------------------------------------------------------------------------------------------- JSON records
-
-
-def write_json(spark: SparkSession, path: str, record: dict[str, Any]) -> None:
-    """Writes one JSON document as a one-line text dataset (a folder with one part file)."""
-    line = json.dumps(record, sort_keys=True, default=str)
-    frame = spark.createDataFrame([(line,)], StructType().add("value", StringType()))
-    frame.coalesce(1).write.mode("overwrite").text(path)
-
-
-def read_json(spark: SparkSession, path: str) -> dict[str, Any] | None:
-    """The JSON document at ``path``, or None when there is none (never written, or half written)."""
-    try:
-        # Two (equal) paths: Spark then skips its streaming-metadata probe of a single path, which logs
-        # a Java FileNotFoundException stack trace for a record that does not exist yet.
-        lines = {row.value for row in spark.read.text([path, path]).collect()}
-    except AnalysisException:
-        return None
-    if len(lines) != 1:
-        return None
-    try:
-        return json.loads(lines.pop())
-    except json.JSONDecodeError:
-        return None

@@ -28,7 +28,7 @@ from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
-from dsir_spark.io import read_json, write_json
+from dsir_spark.records import read_json, write_json
 from dsir_spark.rundir import RunDirError
 
 log = logging.getLogger("dsir_spark")

@@ -21,8 +21,9 @@ from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, Str
 from dsir_spark.config import FeatureConfig, FitConfig
 from dsir_spark.counts import BucketCounts
 from dsir_spark.features import HASH_DEFINITIONS, make_featurizer, requested_implementation
-from dsir_spark.io import ID, TEXT, read_json, write_json
+from dsir_spark.io import ID, TEXT
 from dsir_spark.lengths import NONE, POISSON, correct, corrected_column, mean_tokens
+from dsir_spark.records import read_json, read_table, write_json, write_table
 from dsir_spark.version import __version__
 
 EPS = 1e-8
@@ -141,8 +142,7 @@ class DSIRModel:
 
     def save(self, spark: SparkSession, path: str) -> None:
         """Writes ``<path>/log_diff/`` (Parquet) and then ``<path>/model.json``."""
-        frame = spark.createDataFrame(self.to_pandas())
-        frame.coalesce(1).write.mode("overwrite").parquet(f"{path}/log_diff")
+        write_table(spark, f"{path}/log_diff", self.to_pandas())
         write_json(spark, f"{path}/model.json", self.to_json())
 
     @classmethod
@@ -160,7 +160,10 @@ class DSIRModel:
                 f"{HASH_DEFINITIONS.get(features.get('hash'))!r}: its buckets would not match; "
                 "fit the model again (rerun the count and fit stages) with this version"
             )
-        table = spark.read.parquet(f"{path}/log_diff").toPandas().sort_values("bucket")
+        table = read_table(spark, f"{path}/log_diff")
+        if table is None:
+            raise FileNotFoundError(f"no complete model at {path} (log_diff missing); run the fit stage")
+        table = table.sort_values("bucket")
         separate = bool(meta["separate_targets"])
         columns = range(len(meta["target_names"])) if separate else [None]
 

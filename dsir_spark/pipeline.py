@@ -3,40 +3,52 @@ and once one stage runs again, every stage after it does too. Layout: ``dsir_spa
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
-from dsir_spark.io import output_table, require_writable_table
+from dsir_spark.io import one_listing, output_table, require_writable_table
 from dsir_spark.lease import held
-from dsir_spark.rundir import STAGES, input_fingerprint, stage_complete
+from dsir_spark.rundir import STAGES, complete_record, input_fingerprint
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
 from dsir_spark.stages.report import report_stage
 from dsir_spark.stages.resample import resample_stage
 from dsir_spark.stages.score import score_stage
 
+log = logging.getLogger("dsir_spark")
+
+
+@dataclass(frozen=True)
+class Step:
+    stage: str
+    runs: bool
+    record: dict[str, Any] | None  # the stage's record when it is complete and skipped
+
+
 RUNNERS = {"count": count_stage, "fit": fit_stage, "score": score_stage, "resample": resample_stage,
            "report": report_stage}
 
 
-def plan(spark: SparkSession, config: RunConfig, force: bool, stages: tuple[str, ...]) -> list[tuple[str, bool]]:
-    """(stage, runs) in order: a stage runs when forced, when it is not complete with the current
-    settings, or when an earlier stage runs (its output is this stage's input)."""
+def plan(spark: SparkSession, config: RunConfig, force: bool, stages: tuple[str, ...]) -> list[Step]:
+    """The steps in order: a stage runs when forced, when it is not complete with the current settings,
+    or when an earlier stage runs (its output is this stage's input); a complete one keeps its record."""
     steps, rerun, inputs = [], force, input_fingerprint(spark, config)
     for stage in stages:
         # Scores from elsewhere (resample.scores) are not fingerprinted: the selection is made again.
         external = stage == "resample" and config.resample.scores is not None
-        runs = rerun or external or not stage_complete(spark, config, stage, inputs)
-        steps.append((stage, runs))
-        rerun = rerun or runs
+        record = None if rerun or external else complete_record(spark, config, stage, inputs)
+        steps.append(Step(stage, record is None, record))
+        rerun = rerun or record is None
     return steps
 
 
-def check_output_tables(spark: SparkSession, config: RunConfig, steps: list[tuple[str, bool]]) -> None:
+def check_output_tables(spark: SparkSession, config: RunConfig, steps: list[Step]) -> None:
     """Output tables of the stages that will run must be writable, checked before any heavy work."""
-    running = {stage for stage, runs in steps if runs}
+    running = {step.stage for step in steps if step.runs}
     if "score" in running and config.score.table:
         require_writable_table(spark, config.score.table, config.score.table_mode, "score.table")
     table = output_table(config.resample.out_dir)
@@ -50,13 +62,17 @@ def run_pipeline(
 ) -> dict[str, dict[str, Any]]:
     """Runs the stages in order, skipping those already complete with the same settings, under the run
     directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
-    with held(spark, config.run_dir, config.lease_timeout_seconds, take_over) as lease:
+    with one_listing(), held(spark, config.run_dir, config.lease_timeout_seconds, take_over) as lease:
         if stages is None:  # scores from elsewhere (resample.scores) replace the score stage
             stages = tuple(s for s in STAGES if s != "score" or not config.resample.scores)
         steps = plan(spark, config, force, stages)
         check_output_tables(spark, config, steps)
         records = {}
-        for stage, runs in steps:
+        for step in steps:
+            if not step.runs:  # complete with the same settings: nothing of it is read again
+                log.info("stage %s: complete with the same settings, skipped", step.stage)
+                records[step.stage] = {**step.record, "skipped": True}
+                continue
             lease.check()  # stop here if another run took the run directory over
-            records[stage] = RUNNERS[stage](spark, config, force=runs)
+            records[step.stage] = RUNNERS[step.stage](spark, config, force=True)
         return records

@@ -25,7 +25,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from dsir_spark.config import TABLE_PREFIX, ChunkingConfig, DatasetConfig, FeatureConfig, RunConfig, ScoreConfig
 from dsir_spark.counts import BucketCounts, dense_counts
-from dsir_spark.io import json_schemas, list_files, read_dataset, read_json, write_json
+from dsir_spark.io import json_schemas, list_files, read_dataset
+from dsir_spark.records import local_path, read_json, read_table, write_json, write_table
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
@@ -92,15 +93,6 @@ def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
         for name in os.listdir(local):
             if name.startswith("report.") or name.endswith(".png"):
                 os.remove(os.path.join(local, name))
-
-
-def local_path(path: str) -> str | None:
-    """The local file-system path of ``path``, or None for remote storage (s3://, hdfs://, dbfs:/ ...)."""
-    if path.startswith("file:"):
-        return path[len("file:"):] or "/"
-    if "://" in path or path.startswith("dbfs:"):
-        return None
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -189,10 +181,17 @@ def write_record(spark: SparkSession, folder: str, record: dict[str, Any]) -> No
     write_json(spark, f"{folder}/{RECORD}", record)
 
 
+def complete_record(spark: SparkSession, config: RunConfig, stage: str, inputs: str) -> dict[str, Any] | None:
+    """The record of ``stage`` if it finished with the settings of ``config`` on the same input files."""
+    record = read_record(spark, stage_dir(config, stage))
+    if record is None or record.get("fingerprint") != fingerprint(stage_settings(config, stage, inputs)):
+        return None
+    return record
+
+
 def stage_complete(spark: SparkSession, config: RunConfig, stage: str, inputs: str) -> bool:
     """Whether ``stage`` finished with the settings of ``config`` on the same input files."""
-    record = read_record(spark, stage_dir(config, stage))
-    return record is not None and record.get("fingerprint") == fingerprint(stage_settings(config, stage, inputs))
+    return complete_record(spark, config, stage, inputs) is not None
 
 
 def require_stage(spark: SparkSession, config: RunConfig, stage: str, inputs: str) -> None:
@@ -220,7 +219,7 @@ def require_stage(spark: SparkSession, config: RunConfig, stage: str, inputs: st
 
 
 def write_counts(spark: SparkSession, path: str, counts: BucketCounts, extra: dict[str, Any]) -> None:
-    spark.createDataFrame(counts.to_pandas()).coalesce(1).write.mode("overwrite").parquet(path)
+    write_table(spark, path, counts.to_pandas())
     write_json(spark, f"{path}.json", {**counts.stats(), **extra})
 
 
@@ -228,6 +227,8 @@ def load_counts(spark: SparkSession, path: str, num_buckets: int) -> BucketCount
     stats = read_json(spark, f"{path}.json")
     if stats is None:
         raise StageOrderError(f"no bucket counts at {path}; run the count stage first")
-    table = spark.read.parquet(path).toPandas()
+    table = read_table(spark, path)
+    if table is None:
+        raise StageOrderError(f"no bucket counts at {path}; run the count stage first")
     counts = dense_counts(table["bucket"].to_numpy(), table["count"].to_numpy(), num_buckets)
     return BucketCounts(counts, stats["documents"], stats["tokens"], stats["null_texts"])

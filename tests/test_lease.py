@@ -13,9 +13,9 @@ from conftest import PILE, TARGET_C
 
 from dsir_spark.cli import main
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
-from dsir_spark.io import read_json, write_json
 from dsir_spark.lease import LEASE, LeaseError
 from dsir_spark.pipeline import run_pipeline
+from dsir_spark.records import read_json, write_json
 
 
 def config(run_dir, timeout: float = 600) -> RunConfig:

@@ -15,8 +15,9 @@ from pyspark.sql.types import DoubleType, IntegerType, LongType, StructField, St
 from dsir_spark import ConfigError, HashedNgramDSIR
 from dsir_spark.config import DatasetConfig, FitConfig, RunConfig
 from dsir_spark.features import tokenize
-from dsir_spark.io import InputError, read_json
+from dsir_spark.io import InputError
 from dsir_spark.model import FitError
+from dsir_spark.records import read_json
 from dsir_spark.stages.count import count_stage
 
 NUM_BUCKETS = 64

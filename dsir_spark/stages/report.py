@@ -13,9 +13,10 @@ from pyspark.sql import SparkSession
 
 from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig
-from dsir_spark.io import good_rows, read_json, require_column, write_json
+from dsir_spark.io import good_rows, require_column
 from dsir_spark.model import DSIRModel
 from dsir_spark.ngrams import strings_by_bucket
+from dsir_spark.records import read_json, write_json
 from dsir_spark.report import build_report, draw_figures, to_markdown
 from dsir_spark.rundir import (
     counts_path,
