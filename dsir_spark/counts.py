@@ -7,7 +7,7 @@ counts by bucket; the driver receives at most num_buckets + 3 rows, never per-do
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,12 +20,16 @@ from pyspark.sql import functions as F
 from dsir_spark.config import FeatureConfig
 from dsir_spark.features import make_featurizer, requested_implementation
 from dsir_spark.io import TEXT
+from dsir_spark.ngrams import BUCKET, COUNT, NGRAM, STRINGS_PER_BUCKET, NgramTally, rank_in_bucket
 
 # Totals ride along with the bucket counts under negative "buckets".
 _DOCS, _TOKENS, _NULL_TEXTS, _COMPILED_DOCS = -1, -2, -3, -4
 _TOTALS = 4
-_PARTIAL_SCHEMA = "grp int, bucket int, count long"
+_PARTIAL_SCHEMA = f"grp int, {BUCKET} int, {COUNT} long, {NGRAM} string"
 GROUP = "__dsir_group"
+# The group of the n-gram string rows of a count pass, and how much text per task they come from.
+STRINGS = -1_000_000
+STRING_SAMPLE_CHARS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -61,17 +65,20 @@ def dense_counts(buckets: np.ndarray, values: np.ndarray, num_buckets: int) -> n
     return counts
 
 
-def _partial_counts(config: FeatureConfig, implementation: str):
+def _partial_counts(config: FeatureConfig, implementation: str, string_groups: frozenset[int], string_chars: int,
+                    string_buckets: frozenset[int] | None):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = make_featurizer(config, implementation)
         compiled = int(featurizer.name == "compiled")
         totals: dict[int, np.ndarray] = {}  # group -> [totals..., bucket counts...]
+        tally = NgramTally(config, implementation, string_chars, string_buckets) if string_groups else None
         for batch in batches:
             texts = batch.column(TEXT)
             groups = batch.column(GROUP).to_numpy(zero_copy_only=False)
             present, rows = np.unique(groups, return_inverse=True)
             counts = np.zeros((len(present), config.num_buckets), dtype=np.int64)
-            num_tokens = featurizer.count(texts.to_pylist(), rows.astype(np.int64), counts)
+            pylist = texts.to_pylist()
+            num_tokens = featurizer.count(pylist, rows.astype(np.int64), counts)
             nulls = texts.is_null().to_numpy(zero_copy_only=False)
             for row, group in enumerate(present):
                 total = totals.setdefault(int(group), np.zeros(config.num_buckets + _TOTALS, dtype=np.int64))
@@ -81,36 +88,70 @@ def _partial_counts(config: FeatureConfig, implementation: str):
                 total[1] += int(num_tokens[in_group].sum())
                 total[2] += int(nulls[in_group].sum())
                 total[3] += int(in_group.sum()) * compiled
+                if tally is not None and int(group) in string_groups and not tally.full:
+                    for d in np.flatnonzero(in_group):
+                        tally.add(pylist[d])
         for group, total in totals.items():
             nonzero = np.flatnonzero(total[_TOTALS:])
             buckets = np.concatenate([nonzero, [_DOCS, _TOKENS, _NULL_TEXTS, _COMPILED_DOCS]]).astype(np.int32)
             values = np.concatenate([total[_TOTALS:][nonzero], total[:_TOTALS]]).astype(np.int64)
             yield pa.RecordBatch.from_arrays(
-                [pa.array(np.full(len(buckets), group, dtype=np.int32)), pa.array(buckets), pa.array(values)],
-                names=["grp", "bucket", "count"],
+                [pa.array(np.full(len(buckets), group, dtype=np.int32)), pa.array(buckets), pa.array(values),
+                 pa.nulls(len(buckets), pa.string())],
+                names=["grp", BUCKET, COUNT, NGRAM],
             )
+        if tally is not None and tally.seen:
+            buckets, grams, counts = tally.columns()
+            yield pa.RecordBatch.from_arrays([pa.array(np.full(len(buckets), STRINGS, dtype=np.int32)), buckets,
+                                              counts, grams], names=["grp", BUCKET, COUNT, NGRAM])
 
     return count_partition
 
 
+@dataclass(frozen=True)
+class CountPass:
+    """What one pass over documents counted: bucket counts per group, and (when asked for) the most
+    frequent n-gram strings of each bucket in the chosen groups' documents (bucket, ngram, count)."""
+
+    counts: dict[int, BucketCounts]
+    strings: pd.DataFrame
+
+
+def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
+               string_groups: Iterable[int] = (), string_chars: int = STRING_SAMPLE_CHARS,
+               string_buckets: Iterable[int] | None = None, per_bucket: int = STRINGS_PER_BUCKET) -> CountPass:
+    """Counts per value of an integer ``group`` expression in one pass over ``documents`` (``text``);
+    with ``string_groups``, the n-gram strings behind each bucket (of ``string_buckets`` only, if given)
+    too, from at most ``string_chars`` characters of those groups' text per task (see ngrams.NgramTally).
+    The driver receives at most (groups + per_bucket) x num_buckets rows."""
+    wanted = frozenset(int(g) for g in string_groups)
+    buckets = None if string_buckets is None else frozenset(int(b) for b in string_buckets)
+    partials = documents.select(TEXT, group.cast("int").alias(GROUP)).mapInArrow(
+        _partial_counts(config, requested_implementation(), wanted, string_chars, buckets), _PARTIAL_SCHEMA
+    )
+    totals = partials.groupBy("grp", BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
+    if wanted:
+        ranked = totals.withColumn("rank", F.when(F.col("grp") == F.lit(STRINGS), rank_in_bucket("grp")))
+        totals = ranked.where(F.col("rank").isNull() | (F.col("rank") <= per_bucket)).drop("rank")
+    rows = totals.toPandas()
+    strings = rows[rows["grp"] == STRINGS][[BUCKET, NGRAM, COUNT]].reset_index(drop=True)
+    result = {}
+    for grp, part in rows[rows["grp"] != STRINGS].groupby("grp"):
+        sums = dict(zip(part[BUCKET].astype(int), part[COUNT].astype(np.int64)))
+        real = part[part[BUCKET] >= 0]
+        result[int(grp)] = BucketCounts(
+            counts=dense_counts(real[BUCKET].to_numpy(), real[COUNT].to_numpy(), config.num_buckets),
+            documents=int(sums.get(_DOCS, 0)),
+            tokens=int(sums.get(_TOKENS, 0)),
+            null_texts=int(sums.get(_NULL_TEXTS, 0)),
+            compiled_documents=int(sums.get(_COMPILED_DOCS, 0)),
+        )
+    return CountPass(result, strings)
+
+
 def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Column) -> dict[int, BucketCounts]:
     """Counts per value of an integer ``group`` expression, in one pass over ``documents`` (``text``)."""
-    partials = documents.select(TEXT, group.cast("int").alias(GROUP)).mapInArrow(
-        _partial_counts(config, requested_implementation()), _PARTIAL_SCHEMA
-    )
-    rows = partials.groupBy("grp", "bucket").agg(F.sum("count").alias("count")).toPandas()
-    result = {}
-    for grp, part in rows.groupby("grp"):
-        totals = dict(zip(part["bucket"].astype(int), part["count"].astype(np.int64)))
-        real = part[part["bucket"] >= 0]
-        result[int(grp)] = BucketCounts(
-            counts=dense_counts(real["bucket"].to_numpy(), real["count"].to_numpy(), config.num_buckets),
-            documents=int(totals.get(_DOCS, 0)),
-            tokens=int(totals.get(_TOKENS, 0)),
-            null_texts=int(totals.get(_NULL_TEXTS, 0)),
-            compiled_documents=int(totals.get(_COMPILED_DOCS, 0)),
-        )
-    return result
+    return count_pass(documents, config, group).counts
 
 
 def bucket_counts(documents: DataFrame, config: FeatureConfig) -> BucketCounts:
@@ -147,15 +188,19 @@ def _token_totals(documents: DataFrame) -> tuple[int, int]:
     return int(row["tokens"] or 0), int(row["chars"] or 0)
 
 
-def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int) -> tuple[Column | None, dict]:
+def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int,
+                   max_chars: int | None = None) -> tuple[Column | None, dict]:
     """A deterministic sample of about ``num_tokens`` tokens: documents whose hash of (seed, ``id``) is
     small. Returns the condition that picks them (None: use every document) and how it was chosen.
 
-    Tokens never outnumber characters, so a dataset with fewer characters than the budget is used whole.
+    Tokens never outnumber characters, so a dataset with fewer characters than the budget is used whole:
+    known without a pass when ``max_chars`` (e.g. the bytes of uncompressed JSON files) is under it.
     Otherwise tokens per character are estimated on a small hashed sample and the fraction set from it.
     """
     from dsir_spark.randomness import uniform
 
+    if max_chars is not None and max_chars <= num_tokens:
+        return None, {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}
     chars = documents.agg(F.sum(F.length(TEXT)).alias("c")).first()["c"] or 0
     if chars <= num_tokens:
         return None, {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}

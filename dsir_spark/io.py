@@ -13,6 +13,7 @@ such data.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import os
@@ -401,7 +402,7 @@ _TYPE_MISMATCH = re.compile(r"PARQUET_COLUMN_DATA_TYPE_MISMATCH\] Encountered er
 
 
 @contextmanager
-def reading(config: DatasetConfig):
+def reading(*configs: DatasetConfig):
     """Turns Spark's failure on a Parquet file whose column has another type than the first file's (found
     only when the file is read) into one line naming the dataset and the file."""
     try:
@@ -411,11 +412,41 @@ def reading(config: DatasetConfig):
         if not found:
             raise
         path, column, expected, actual = found.groups()
+        config = _dataset_of(path, configs)
         raise InputError(
             f"dataset {config.name}: in {path}, column {column} is Parquet type {actual} where the other files "
             f"have {expected}; every file of a dataset needs the same column types (the text column "
             f"{config.text_col!r} a string): fix that file or move it out"
         ) from None
+
+
+def _dataset_of(file: str, configs: Sequence[DatasetConfig]) -> DatasetConfig:
+    """The dataset among ``configs`` whose paths hold ``file`` (a file URI from Spark); the first if unsure."""
+    plain = re.sub(r"^file:/+", "/", file)
+    for config in configs:
+        for path in config.paths:
+            local = os.path.abspath(path.removeprefix("file:")) if "://" not in path else path
+            if plain.startswith(local.rstrip("*")) or fnmatch.fnmatch(plain, local) or file.startswith(path):
+                return config
+    return configs[0]
+
+
+def plain_text_bytes(spark: SparkSession, config: DatasetConfig) -> int | None:
+    """The bytes of a dataset's files when all are uncompressed JSON Lines (which bound its characters
+    of text, and so its tokens), from the run's listing; None for other formats."""
+    total = 0
+    for path in config.paths:
+        if path.startswith(TABLE_PREFIX) or config.format not in ("auto", "json"):
+            return None
+        try:
+            files = list_files(spark, path)
+        except AnalysisException:
+            return None
+        if not files or any(_format_by_suffix(name) != "json" or name.lower().endswith(_COMPRESSION)
+                            for name, _, _ in files):
+            return None
+        total += sum(size for _, size, _ in files)
+    return total
 
 
 def original_columns(df: DataFrame) -> list[str]:

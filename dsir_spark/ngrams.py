@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from dsir_spark.config import FeatureConfig
@@ -20,20 +20,46 @@ BUCKET, NGRAM, COUNT = "bucket", "ngram", "count"
 STRINGS_PER_BUCKET = 3
 
 
+class NgramTally:
+    """Counts of (bucket, n-gram string) in one task, from at most ``max_chars`` characters of text (the
+    first documents it is given; None: all), so a task's memory is bounded whatever the dataset's size.
+    The strings only name what a bucket stands for: counted on a sample, the most frequent ones are
+    the same, and the bucket counts themselves are always exact."""
+
+    def __init__(self, config: FeatureConfig, implementation: str, max_chars: int | None = None,
+                 buckets: frozenset[int] | None = None) -> None:
+        self.config, self.buckets, self.chars_left = config, buckets, max_chars
+        self.featurizer = make_featurizer(config, implementation)
+        self.seen: Counter = Counter()
+
+    @property
+    def full(self) -> bool:
+        return self.chars_left is not None and self.chars_left <= 0
+
+    def add(self, text: str | None) -> None:
+        if not text or self.full:
+            return
+        if self.chars_left is not None:
+            self.chars_left -= len(text)
+        tokens, features = self.featurizer.features(text)
+        pairs = zip(features, ngram_strings(tokens, self.config.ngrams))
+        self.seen.update(pairs if self.buckets is None else (p for p in pairs if p[0] in self.buckets))
+
+    def columns(self) -> tuple[pa.Array, pa.Array, pa.Array]:
+        """(bucket, ngram, count) arrays of everything counted."""
+        keys = list(self.seen)
+        return (pa.array([k[0] for k in keys], pa.int32()), pa.array([k[1] for k in keys], pa.string()),
+                pa.array(list(self.seen.values()), pa.int64()))
+
+
 def _partial_ngrams(config: FeatureConfig, implementation: str, buckets: frozenset[int] | None):
     def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        featurizer = make_featurizer(config, implementation)
-        seen: Counter = Counter()
+        tally = NgramTally(config, implementation, buckets=buckets)
         for batch in batches:
             for text in batch.column(TEXT).to_pylist():
-                tokens, features = featurizer.features(text)
-                pairs = zip(features, ngram_strings(tokens, config.ngrams))
-                seen.update(pairs if buckets is None else (p for p in pairs if p[0] in buckets))
-        if seen:
-            (keys, counts) = zip(*seen.items())
-            yield pa.RecordBatch.from_arrays(
-                [pa.array([k[0] for k in keys], pa.int32()), pa.array([k[1] for k in keys], pa.string()),
-                 pa.array(counts, pa.int64())], names=[BUCKET, NGRAM, COUNT])
+                tally.add(text)
+        if tally.seen:
+            yield pa.RecordBatch.from_arrays(list(tally.columns()), names=[BUCKET, NGRAM, COUNT])
 
     return count
 
@@ -46,8 +72,13 @@ def top_ngrams(documents: DataFrame, config: FeatureConfig, per_bucket: int = ST
     partials = documents.select(TEXT).mapInArrow(_partial_ngrams(config, requested_implementation(), wanted),
                                                  f"{BUCKET} int, {NGRAM} string, {COUNT} long")
     totals = partials.groupBy(BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
-    rank = F.row_number().over(Window.partitionBy(BUCKET).orderBy(F.desc(COUNT), F.asc(NGRAM)))
-    return totals.withColumn("rank", rank).where(F.col("rank") <= per_bucket).drop("rank")
+    return totals.withColumn("rank", rank_in_bucket()).where(F.col("rank") <= per_bucket).drop("rank")
+
+
+def rank_in_bucket(group: str | None = None) -> Column:
+    """Each n-gram's rank in its bucket (and ``group``), most frequent first, ties by string."""
+    keys = [group, BUCKET] if group else [BUCKET]
+    return F.row_number().over(Window.partitionBy(*keys).orderBy(F.desc(COUNT), F.asc(NGRAM)))
 
 
 def strings_by_bucket(rows: Iterable) -> dict[int, list[str]]:

@@ -14,16 +14,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dsir_spark.counts import BucketCounts, grouped_bucket_counts
+from dsir_spark.counts import BucketCounts, count_pass
 from dsir_spark.io import ID, TEXT
 from dsir_spark.model import EPS, NUM_TOKENS
-from dsir_spark.ngrams import pulling_buckets, strings_by_bucket, top_ngrams
+from dsir_spark.ngrams import pulling_buckets, strings_by_bucket
 from dsir_spark.resampling import select
 
 log = logging.getLogger("dsir_spark")
@@ -43,42 +44,73 @@ def kl_reduction(targets: Sequence[np.ndarray], raw: np.ndarray, selected: Seque
     return float(np.mean(gains))
 
 
-def _histogram(eligible: DataFrame, column: str, chosen: DataFrame, population: str = "eligible") -> dict[str, Any]:
-    """Histogram of a column over the ``population`` of raw documents given and over the selection, on
-    shared bin edges that span the central 99% of each (quantiles 0.5% to 99.5%); values outside are
-    counted, not drawn."""
-    selected = eligible.join(chosen.select(ID), on=ID, how="left_semi")
-    spans = [frame.approxQuantile(column, [0.005, 0.995], 1e-3) for frame in (eligible, selected)]
-    lo = min(span[0] for span in spans if span)
-    hi = max(span[1] for span in spans if span)
-    width = (hi - lo) / HISTOGRAM_BINS or 1.0
-    value = F.col(column)
-    index = (F.when(value < F.lit(lo), F.lit(-1)).when(value > F.lit(hi), F.lit(HISTOGRAM_BINS))
-             .otherwise(F.least(F.floor((value - F.lit(lo)) / F.lit(width)).cast("int"), F.lit(HISTOGRAM_BINS - 1))))
+@dataclass(frozen=True)
+class _HistogramSpec:
+    """A histogram of ``column`` over raw rows where ``population`` holds, against the selected ones where
+    ``chosen`` holds (on the scores joined with the selection's ``target``)."""
 
-    def counts(frame: DataFrame) -> tuple[list[int], dict[str, int]]:
-        bins = [0] * (HISTOGRAM_BINS + 2)  # [below, bins..., above]
-        for row in frame.select(index.alias("bin")).groupBy("bin").count().collect():
-            bins[row["bin"] + 1] = int(row["count"])
-        return bins[1:-1], {"below": bins[0], "above": bins[-1]}
+    column: str
+    population: Column
+    chosen: Column
+    population_name: str
 
-    (raw, raw_out), (chosen_bins, chosen_out) = counts(eligible), counts(selected)
-    return {"column": column, "edges": [lo + i * width for i in range(HISTOGRAM_BINS + 1)],
-            "raw": raw, "selected": chosen_bins, "outside": {"raw": raw_out, "selected": chosen_out},
-            "raw_documents": population}
+
+def _histograms(scores: DataFrame, selection: DataFrame, specs: Sequence[_HistogramSpec]) -> list[dict[str, Any]]:
+    """Histograms on shared bin edges that span the central 99% of each side (quantiles 0.5% to 99.5%);
+    values outside are counted, not drawn. Two passes in all: quantiles, then every bin of every spec."""
+    selected = scores.join(selection.select(ID, F.col("target").alias("__target")), on=ID)
+    sides = (("raw", scores, lambda spec: spec.population), ("selected", selected, lambda spec: spec.chosen))
+
+    def aggregate(frame: DataFrame, columns: list[Column]) -> list[Any]:
+        return list(frame.agg(*[c.alias(f"c{i}") for i, c in enumerate(columns)]).first())
+
+    spans = [aggregate(frame, [F.percentile_approx(F.when(where(spec), F.col(spec.column)), [0.005, 0.995], 1000)
+                               for spec in specs]) for _, frame, where in sides]
+    edges = []
+    for i in range(len(specs)):
+        found = [side[i] for side in spans if side[i]]
+        lo, hi = min(span[0] for span in found), max(span[1] for span in found)
+        edges.append((lo, hi, (hi - lo) / HISTOGRAM_BINS or 1.0))
+
+    def bin_of(i: int, spec: _HistogramSpec, where: Column, lo: float, hi: float, width: float) -> Column:
+        """The (spec, bin) of a row as one number, i x span + bin + 1 (bins -1 and
+        HISTOGRAM_BINS: below and above the axis); null outside the spec's rows."""
+        value = F.col(spec.column)
+        index = (F.when(value < F.lit(lo), F.lit(-1)).when(value > F.lit(hi), F.lit(HISTOGRAM_BINS))
+                 .otherwise(F.least(F.floor((value - F.lit(lo)) / F.lit(width)).cast("int"),
+                                    F.lit(HISTOGRAM_BINS - 1))))
+        return F.when(where & value.isNotNull(), index + F.lit(i * span + 1))
+
+    span = HISTOGRAM_BINS + 2  # [below, bins..., above]
+    counted = {}
+    for name, frame, where in sides:
+        cells = F.array(*[bin_of(i, spec, where(spec), *edge) for i, (spec, edge) in enumerate(zip(specs, edges))])
+        values = [0] * (span * len(specs))
+        for row in frame.select(F.explode(cells).alias("cell")).where(F.col("cell").isNotNull()).groupBy(
+                "cell").count().collect():
+            values[row["cell"]] = int(row["count"])
+        counted[name] = [values[i * span:(i + 1) * span] for i in range(len(specs))]
+    result = []
+    for i, (spec, (lo, _, width)) in enumerate(zip(specs, edges)):
+        raw, chosen = counted["raw"][i], counted["selected"][i]
+        result.append({"column": spec.column, "edges": [lo + b * width for b in range(HISTOGRAM_BINS + 1)],
+                       "raw": raw[1:-1], "selected": chosen[1:-1],
+                       "outside": {"raw": {"below": raw[0], "above": raw[-1]},
+                                   "selected": {"below": chosen[0], "above": chosen[-1]}},
+                       "raw_documents": spec.population_name})
+    return result
 
 
 PULLING = 30
 
 
 def _pulling_ngrams(log_diff: np.ndarray, target_probs: np.ndarray, raw_probs: np.ndarray,
-                    target_strings: dict[int, list[str]], raw_docs: DataFrame, features) -> dict[str, list]:
+                    target_strings: dict[int, list[str]], raw_strings: dict[int, list[str]]) -> dict[str, list]:
     """The PULLING n-grams that pull documents toward the target most (log ratio x target probability;
     strings from the targets) and away from it most (log ratio x raw probability; strings from the
     random baseline's documents, a sample of raw)."""
     toward = pulling_buckets(log_diff, target_probs, PULLING, toward=True)
     away = pulling_buckets(log_diff, raw_probs, PULLING, toward=False)
-    raw_strings = strings_by_bucket(top_ngrams(raw_docs, features, buckets=away).collect()) if away else {}
 
     def rows(buckets: list[int], strings: dict[int, list[str]], probs: np.ndarray, side: str) -> list[dict]:
         return [{"ngrams": strings.get(b, []), "bucket": b, "log_ratio": float(log_diff[b]),
@@ -136,13 +168,18 @@ def build_report(
     documents = raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT)).join(tagged, on=ID)
     separate = len(weight_cols) > 1
     group = F.col("__sel") * F.lit(1000) + (F.col("target") if separate else F.lit(0))
-    counts = grouped_bucket_counts(documents, features, group)
+    raw_probs = raw_counts.probabilities()
+    # The same pass gathers the strings of the buckets that pull away most, from the random baseline.
+    away = pulling_buckets(log_diff, raw_probs, PULLING, toward=False) if log_diff is not None else []
+    random_groups = [SELECTIONS.index("random") * 1000 + t for t in range(len(weight_cols) if separate else 1)]
+    counted = count_pass(documents, features, group, string_groups=random_groups if away else (),
+                         string_buckets=away)
+    counts = counted.counts
 
     targets = [t.probabilities() for t in target_counts]
     if not separate:  # one target distribution: all target datasets together
         total = np.sum([t.counts for t in target_counts], axis=0)
         targets = [total / total.sum()]
-    raw_probs = raw_counts.probabilities()
     empty = np.zeros(features.num_buckets)
 
     def probs(index: int, target: int | None = None) -> np.ndarray:
@@ -172,17 +209,15 @@ def build_report(
     report["documents"] = {"raw": int(totals["n"]), "too_short": int(totals["short"]),
                            "eligible": int(totals["n"]) - int(totals["short"]), "selected": k}
     report["tokens"] = {"raw": int(totals["tokens"] or 0), "selected": int(sum(c.tokens for c in selected_docs))}
-    eligible = scores.where(F.col(NUM_TOKENS) >= min_example_length)
-    report["log_weights"] = [
-        _histogram(eligible, column, selection.where(F.col("target") == t) if separate else selection)
-        for t, column in enumerate(weight_cols)
-    ]
-    report["lengths"] = _histogram(scores, NUM_TOKENS, selection, population="all")
+    eligible = F.col(NUM_TOKENS) >= F.lit(min_example_length)
+    specs = [_HistogramSpec(column, eligible, (F.col("__target") == F.lit(t)) if separate else F.lit(True),
+                            "eligible") for t, column in enumerate(weight_cols)]
+    histograms = _histograms(scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")])
+    report["log_weights"], report["lengths"] = histograms[:-1], histograms[-1]
     if log_diff is not None:
         target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
-        random_docs = documents.where(F.col("__sel") == F.lit(SELECTIONS.index("random")))
-        report["ngrams"] = _pulling_ngrams(log_diff, target_probs, raw_probs, target_strings or {}, random_docs,
-                                           features)
+        report["ngrams"] = _pulling_ngrams(log_diff, target_probs, raw_probs, target_strings or {},
+                                           strings_by_bucket(counted.strings.to_dict("records")))
     report["min_example_length"] = min_example_length
     report["seed"] = seed
     report["targets"] = list(target_names)

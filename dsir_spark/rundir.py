@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict
 from typing import Any
 
@@ -26,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from dsir_spark.config import TABLE_PREFIX, ChunkingConfig, DatasetConfig, FeatureConfig, RunConfig, ScoreConfig
 from dsir_spark.counts import BucketCounts, dense_counts
 from dsir_spark.io import json_schemas, list_files, read_dataset
-from dsir_spark.records import local_path, read_json, read_table, write_json, write_table
+from dsir_spark.records import direct_path, local_path, read_json, read_table, write_json, write_table
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
@@ -83,7 +84,11 @@ def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
     folder is emptied without a ``_SUCCESS`` marker, the report's record marked stale and its local files
     removed. (A ``table:`` output is replaced only when a new selection is complete.)"""
     out_dir = default_out_dir(config)
-    if not out_dir.startswith(TABLE_PREFIX):
+    local_out = direct_path(spark, out_dir)
+    if local_out is not None:
+        shutil.rmtree(local_out, ignore_errors=True)
+        os.makedirs(local_out)
+    elif not out_dir.startswith(TABLE_PREFIX):
         empty = spark.createDataFrame([], "dsir_incomplete string")
         empty.write.mode("overwrite").option(NO_SUCCESS_MARKER, "false").parquet(out_dir)
     report = stage_dir(config, "report")
@@ -93,6 +98,21 @@ def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
         for name in os.listdir(local):
             if name.startswith("report.") or name.endswith(".png"):
                 os.remove(os.path.join(local, name))
+
+
+def publish_folder(spark: SparkSession, staged: str, out_dir: str, fmt: str) -> None:
+    """Makes the complete folder ``staged`` the output ``out_dir``: a rename where the driver reaches
+    both (nothing is written twice), else a copy through Spark."""
+    source, target = direct_path(spark, staged), direct_path(spark, out_dir)
+    if source is not None and target is not None:
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        os.replace(source, target)
+        return
+    if fmt == "json":  # line by line, exactly as staged
+        spark.read.text(staged).write.mode("overwrite").text(out_dir)
+    else:
+        spark.read.parquet(staged).write.mode("overwrite").parquet(out_dir)
 
 
 # ---------------------------------------------------------------------------------------------- settings

@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.config import DatasetConfig, FeatureConfig, RunConfig
-from dsir_spark.counts import BucketCounts, grouped_bucket_counts, sample_for_fit
+from dsir_spark.counts import GROUP, BucketCounts, count_pass, sample_for_fit
 from dsir_spark.features import requested_implementation
 from dsir_spark.io import (
     BAD,
@@ -25,12 +25,12 @@ from dsir_spark.io import (
     documents,
     files_without_text,
     first_bad_file,
+    plain_text_bytes,
     reading,
-    require_rows,
     rows,
 )
 from dsir_spark.model import FitError
-from dsir_spark.ngrams import top_ngrams
+from dsir_spark.records import write_table
 from dsir_spark.rundir import (
     counts_path,
     input_fingerprint,
@@ -45,19 +45,31 @@ from dsir_spark.stages.runner import run_stage
 log = logging.getLogger("dsir_spark")
 
 
-def read_inputs(spark: SparkSession, config: RunConfig, refresh: bool) -> tuple[DataFrame, list[DataFrame]]:
-    """Opens every dataset and checks paths, columns and non-empty targets, before any heavy work."""
-    raw = open_dataset(spark, config, config.raw, refresh)
-    targets = [open_dataset(spark, config, t, refresh) for t in config.targets]
-    for target_config, target in zip(config.targets, targets):
-        require_rows(target, f"target dataset {target_config.name} ({', '.join(target_config.paths)})")
-    require_rows(raw, f"raw dataset ({', '.join(config.raw.paths)})")
-    return raw, targets
+def read_inputs(spark: SparkSession, config: RunConfig, refresh: bool) -> list[DataFrame]:
+    """Opens every dataset (targets first, raw last) and checks paths and columns, before any heavy work."""
+    return [open_dataset(spark, config, dataset, refresh) for dataset in (*config.targets, config.raw)]
 
 
-# Groups for documents outside the fit sample: counted nowhere, never featurized (null texts apart, so that
-# a file without the text column is noticed wherever its rows fall).
+# A count pass's group of a row: its dataset's index x _GROUPS + its kind + _SHIFT, the kinds being the
+# reader's codes (GOOD, or why a line is not a document) and, for raw documents outside the fit sample
+# (counted nowhere, never featurized), OUT_OF_SAMPLE; null texts apart, so that a file without the text
+# column is noticed wherever its rows fall.
 OUT_OF_SAMPLE, OUT_OF_SAMPLE_NULL = -1, -2
+_SHIFT, _GROUPS = 2, 8
+
+
+def _group(index: int, kind: int) -> int:
+    return index * _GROUPS + kind + _SHIFT
+
+
+def _grouped_rows(df: DataFrame, index: int, in_sample: Column | None) -> DataFrame:
+    """(text, group) of every row of a dataset; texts of rows not to be featurized are nulled."""
+    kind = F.col(BAD)
+    if in_sample is not None:
+        outside = F.when(F.col(TEXT).isNull(), F.lit(OUT_OF_SAMPLE_NULL)).otherwise(F.lit(OUT_OF_SAMPLE))
+        kind = F.when((F.col(BAD) == F.lit(GOOD)) & ~in_sample, outside).otherwise(F.col(BAD))
+    group = F.lit(index * _GROUPS + _SHIFT) + kind
+    return rows(df).select(F.when(kind == F.lit(GOOD), F.col(TEXT)).alias(TEXT), group.alias(GROUP))
 
 
 def _require_text_in_every_file(df: DataFrame, dataset: DatasetConfig) -> None:
@@ -69,22 +81,22 @@ def _require_text_in_every_file(df: DataFrame, dataset: DatasetConfig) -> None:
                          "or move it out")
 
 
-def dataset_counts(df: DataFrame, dataset: DatasetConfig, features: FeatureConfig,
-                   in_sample: Column | None = None) -> tuple[BucketCounts, dict[str, int]]:
-    """Bucket counts of a dataset's documents (those ``in_sample``, if given) and the number of lines the
-    reader could not parse, by reason, in one pass; fails on such lines unless on_bad_records: skip."""
-    group = F.col(BAD)
-    if in_sample is not None:
-        outside = F.when(F.col(TEXT).isNull(), F.lit(OUT_OF_SAMPLE_NULL)).otherwise(F.lit(OUT_OF_SAMPLE))
-        group = F.when((F.col(BAD) == F.lit(GOOD)) & ~in_sample, outside).otherwise(F.col(BAD))
-    frame = rows(df).withColumn(TEXT, F.when(group == F.lit(GOOD), F.col(TEXT)))
-    with reading(dataset):
-        by_group = grouped_bucket_counts(frame, features, group)
-        null_texts = (by_group[GOOD].null_texts if GOOD in by_group else 0) + (
-            by_group[OUT_OF_SAMPLE_NULL].documents if OUT_OF_SAMPLE_NULL in by_group else 0)
-        if null_texts:
+def _dataset_result(by_group: dict[int, BucketCounts], df: DataFrame, index: int, dataset: DatasetConfig,
+                    features: FeatureConfig, what: str) -> tuple[BucketCounts, dict[str, int]]:
+    """A dataset's bucket counts and its lines the reader could not parse, by reason, from a count pass;
+    fails on an empty dataset, on a file without the text column, and on such lines unless
+    on_bad_records: skip."""
+    def part(kind: int) -> BucketCounts | None:
+        return by_group.get(_group(index, kind))
+
+    kinds = (GOOD, OUT_OF_SAMPLE, OUT_OF_SAMPLE_NULL, *BAD_REASONS)
+    if not any(part(kind) for kind in kinds):
+        raise InputError(f"{what} ({', '.join(dataset.paths)}) has no documents; check its paths and filters")
+    good, outside_null = part(GOOD), part(OUT_OF_SAMPLE_NULL)
+    if (good.null_texts if good else 0) + (outside_null.documents if outside_null else 0):
+        with reading(dataset):
             _require_text_in_every_file(df, dataset)
-    bad = {reason: by_group[code].documents for code, reason in BAD_REASONS.items() if code in by_group}
+    bad = {reason: part(code).documents for code, reason in BAD_REASONS.items() if part(code)}
     if bad and dataset.on_bad_records == "fail":
         file, code = first_bad_file(df)
         how = {TOO_LONG: "raise the dataset's json_max_string_length (Spark's JSON option maxStringLen)",
@@ -99,55 +111,65 @@ def dataset_counts(df: DataFrame, dataset: DatasetConfig, features: FeatureConfi
     if bad:
         log.warning("dataset %s: left out %s lines the reader could not parse: %s", dataset.name,
                     sum(bad.values()), bad)
-    empty = BucketCounts(np.zeros(features.num_buckets, dtype=np.int64), 0, 0, 0)
-    return by_group.get(GOOD, empty), bad
+    return good or BucketCounts(np.zeros(features.num_buckets, dtype=np.int64), 0, 0, 0), bad
+
+
+def _fit_sample(spark: SparkSession, config: RunConfig, raw: DataFrame) -> tuple[Column | None, dict[str, Any]]:
+    """Which raw documents the fit counts (None: all), and how that was decided."""
+    budget = config.fit.num_tokens_to_fit
+    if budget == "all":
+        return None, {"fraction": 1.0}
+    budget = 100000 * config.features.num_buckets if budget == "auto" else budget
+    return sample_for_fit(documents(raw), budget, config.fit.sample_seed,
+                          max_chars=plain_text_bytes(spark, config.raw))
 
 
 def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     inputs = input_fingerprint(spark, config)
-    raw, targets = read_inputs(spark, config, refresh=force)
+    frames = read_inputs(spark, config, refresh=force)
+    datasets = [*config.targets, config.raw]
     features = asdict(config.features)
+    raw_index = len(datasets) - 1
 
     def work() -> dict[str, Any]:
-        # Targets first: they are small, and an empty one should fail before the raw pass.
+        # One pass over every dataset: bucket counts of targets and raw (its fit sample) by group, and the
+        # targets' most frequent n-gram strings per bucket (what the buckets stand for: report, explain).
+        in_sample, sample_info = _fit_sample(spark, config, frames[raw_index])
+        parts = [_grouped_rows(df, i, in_sample if i == raw_index else None) for i, df in enumerate(frames)]
+        union = parts[0]
+        for other in parts[1:]:
+            union = union.unionByName(other)
+        with reading(*datasets):
+            counted = count_pass(union, config.features, F.col(GROUP),
+                                 string_groups=[_group(i, GOOD) for i in range(raw_index)])
         summary: dict[str, Any] = {"targets": {}, "bad_records": {}}
-        target_counts_all = []
-        for target_config, target in zip(config.targets, targets):
-            target_counts, bad = dataset_counts(target, target_config, config.features)
-            if target_counts.tokens == 0:
+        results = []
+        for index, (dataset, df) in enumerate(zip(datasets, frames)):
+            what = f"target dataset {dataset.name}" if index < raw_index else "raw dataset"
+            counts, bad = _dataset_result(counted.counts, df, index, dataset, config.features, what)
+            if index < raw_index and counts.tokens == 0:
                 raise FitError(
-                    f"target dataset {target_config.name} ({', '.join(target_config.paths)}) has no tokens in "
-                    f"column {target_config.text_col!r} ({target_counts.documents} documents, "
-                    f"{target_counts.null_texts} null texts); check its paths and text_col"
+                    f"target dataset {dataset.name} ({', '.join(dataset.paths)}) has no tokens in column "
+                    f"{dataset.text_col!r} ({counts.documents} documents, {counts.null_texts} null texts); check "
+                    "its paths and text_col"
                 )
-            write_counts(spark, counts_path(config, target_config), target_counts,
-                         {"features": features, "dataset": asdict(target_config), "bad_records": bad})
-            summary["targets"][target_config.name] = target_counts.stats()
-            summary["bad_records"][target_config.name] = bad
-            target_counts_all.append(target_counts)
-        # What the buckets stand for: the targets' most frequent n-gram strings of each (report, explain).
-        target_docs = [documents(t) for t in targets]
-        pooled = target_docs[0]
-        for other in target_docs[1:]:
-            pooled = pooled.unionByName(other)
-        top_ngrams(pooled, config.features).write.mode("overwrite").parquet(ngrams_path(config))
-        in_sample, sample_info = None, {"fraction": 1.0}
-        budget = config.fit.num_tokens_to_fit
-        if budget != "all":
-            budget = 100000 * config.features.num_buckets if budget == "auto" else budget
-            in_sample, sample_info = sample_for_fit(documents(raw), budget, config.fit.sample_seed)
-        raw_counts, bad = dataset_counts(raw, config.raw, config.features, in_sample)
-        write_counts(spark, counts_path(config, config.raw), raw_counts,
-                     {"features": features, "dataset": asdict(config.raw), "fit_sample": sample_info,
-                      "num_tokens_to_fit": config.fit.num_tokens_to_fit, "bad_records": bad})
-        summary["raw"] = raw_counts.stats()
-        summary["bad_records"][config.raw.name] = bad
-        rows_in = raw_counts.documents + sum(t["documents"] for t in summary["targets"].values())
-        compiled = raw_counts.compiled_documents + sum(c.compiled_documents for c in target_counts_all)
+            summary["bad_records"][dataset.name] = bad
+            results.append((counts, bad))
+        for index, (dataset, (counts, bad)) in enumerate(zip(datasets, results)):
+            extra = {"features": features, "dataset": asdict(dataset), "bad_records": bad}
+            if index == raw_index:
+                extra.update(fit_sample=sample_info, num_tokens_to_fit=config.fit.num_tokens_to_fit)
+                summary["raw"] = counts.stats()
+            else:
+                summary["targets"][dataset.name] = counts.stats()
+            write_counts(spark, counts_path(config, dataset), counts, extra)
+        write_table(spark, ngrams_path(config), counted.strings)
+        rows_in = sum(counts.documents for counts, _ in results)
+        compiled = sum(counts.compiled_documents for counts, _ in results)
         summary["featurizer"] = {"requested": requested_implementation(), "documents_compiled": compiled,
                                  "documents_python": rows_in - compiled}
         log.info("stage count: %d documents featurized by the compiled featurizer, %d by pure Python",
                  compiled, rows_in - compiled)
-        return {**summary, "rows_in": rows_in, "rows_out": config.features.num_buckets * (1 + len(targets))}
+        return {**summary, "rows_in": rows_in, "rows_out": config.features.num_buckets * len(datasets)}
 
     return run_stage(spark, "count", stage_dir(config, "count"), stage_settings(config, "count", inputs), work, force)

@@ -19,6 +19,7 @@ from dsir_spark.rundir import (
     input_fingerprint,
     invalidate_outputs,
     open_dataset,
+    publish_folder,
     read_record,
     require_stage,
     stage_complete,
@@ -51,21 +52,22 @@ def write_selection(
         columns.append(F.col("__dsir_id").alias("dsir_id"))
     if add_dsir_columns:
         columns += [F.col("log_weight").alias("dsir_log_weight"), F.col("target").alias("dsir_target")]
+    table = output_table(out_dir)
+    fmt = "parquet" if table else output_format  # staged as it will be published: a rename publishes it
     staged = f"{selection_dir}/documents"
-    joined.select(*columns).write.mode("overwrite").parquet(staged)
-    documents = spark.read.parquet(staged)
-    found = documents.count()
+    writer = joined.select(*columns).write.mode("overwrite")
+    (writer.json if fmt == "json" else writer.parquet)(staged)
+    # A JSON Lines file holds one document per line, so the staged rows are counted without parsing them.
+    found = (spark.read.text(staged) if fmt == "json" else spark.read.parquet(staged)).count()
     if found != expected:
         raise ResampleError(
             f"found {found} of the {expected} selected documents in the raw data, so nothing was written to "
             f"{out_dir}; the raw data changed since scoring (ids missing or duplicated): rerun the score stage"
         )
-    table = output_table(out_dir)
     if table:
-        write_table(documents, table, table_mode, "resample.out_dir")
+        write_table(spark.read.parquet(staged), table, table_mode, "resample.out_dir")
     else:
-        writer = documents.write.mode("overwrite")
-        (writer.json if output_format == "json" else writer.parquet)(out_dir)
+        publish_folder(spark, staged, out_dir, fmt)
     return found
 
 
