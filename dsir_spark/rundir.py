@@ -67,15 +67,18 @@ def default_out_dir(config: RunConfig) -> str:
 def open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, refresh: bool = False) -> DataFrame:
     """``io.read_dataset`` with the JSON schemas inferred once per run directory and dataset settings,
     stored in ``<run_dir>/_dsir/schemas/<dataset>``: later stages and reruns read without inferring.
-    ``refresh`` infers again (the count stage does when it runs: the files may have new columns)."""
+    ``refresh`` (the count stage, when it runs) infers again unless the dataset's files are those the
+    stored schemas were inferred from (same paths, sizes and modification times)."""
     path = f"{config.run_dir.rstrip('/')}/_dsir/schemas/{dataset.name}"
     settings = json.loads(json.dumps(asdict(dataset)))
-    stored = None if refresh else read_json(spark, path)
-    if stored is not None and stored.get("dataset") == settings:
+    stored = read_json(spark, path)
+    files = _files_fingerprint(spark, dataset) if refresh else None
+    if stored is not None and stored.get("dataset") == settings and (not refresh or stored.get("files") == files):
         return read_dataset(spark, dataset, stored["schemas"])
     schemas = json_schemas(spark, dataset)
     if any(schemas):
-        write_json(spark, path, {"dataset": settings, "schemas": schemas})
+        files = files or _files_fingerprint(spark, dataset)
+        write_json(spark, path, {"dataset": settings, "schemas": schemas, "files": files})
     return read_dataset(spark, dataset, schemas)
 
 
@@ -118,19 +121,28 @@ def publish_folder(spark: SparkSession, staged: str, out_dir: str, fmt: str) -> 
 # ---------------------------------------------------------------------------------------------- settings
 
 
-def input_fingerprint(spark: SparkSession, config: RunConfig) -> str:
-    """A hash of every input file's path, size and modification time, from Spark's file listing (no
-    data read); tables count by name. Data changed in place changes it."""
+def _listing_entries(spark: SparkSession, dataset: DatasetConfig) -> list[Any]:
+    """Each path of a dataset with its files (path, size, modification time); tables by name."""
     entries: list[Any] = []
-    for dataset in (config.raw, *config.targets):
-        for path in dataset.paths:
-            if path.startswith(TABLE_PREFIX):
-                entries.append([dataset.name, path])
-                continue
-            try:
-                entries.append([dataset.name, path, list_files(spark, path)])
-            except AnalysisException:  # a missing path: the reader says so, with its own message
-                entries.append([dataset.name, path, None])
+    for path in dataset.paths:
+        if path.startswith(TABLE_PREFIX):
+            entries.append([dataset.name, path])
+            continue
+        try:
+            entries.append([dataset.name, path, list_files(spark, path)])
+        except AnalysisException:  # a missing path: the reader says so, with its own message
+            entries.append([dataset.name, path, None])
+    return entries
+
+
+def _files_fingerprint(spark: SparkSession, dataset: DatasetConfig) -> str:
+    return hashlib.sha256(json.dumps(_listing_entries(spark, dataset)).encode()).hexdigest()[:16]
+
+
+def input_fingerprint(spark: SparkSession, config: RunConfig) -> str:
+    """A hash of every input file's path, size and modification time, from the run's one listing (no
+    data read); tables count by name. Data changed in place changes it."""
+    entries = [entry for dataset in (config.raw, *config.targets) for entry in _listing_entries(spark, dataset)]
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 

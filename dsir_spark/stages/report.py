@@ -8,7 +8,6 @@ import logging
 import os
 from typing import Any
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from dsir_spark.chunks import expand_chunks, is_chunked
@@ -16,7 +15,7 @@ from dsir_spark.config import RunConfig
 from dsir_spark.io import good_rows, require_column
 from dsir_spark.model import DSIRModel
 from dsir_spark.ngrams import strings_by_bucket
-from dsir_spark.records import read_json, write_json
+from dsir_spark.records import read_json, read_table, write_json
 from dsir_spark.report import build_report, draw_figures, to_markdown
 from dsir_spark.rundir import (
     counts_path,
@@ -57,12 +56,12 @@ def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> di
 def _target_strings(spark: SparkSession, config: RunConfig) -> dict[int, list[str]]:
     """The targets' n-gram strings per bucket; none (the report says "not seen") for counts made before
     the count stage kept them."""
-    try:
-        return strings_by_bucket(spark.read.parquet(ngrams_path(config)).collect())
-    except AnalysisException:
+    table = read_table(spark, ngrams_path(config))
+    if table is None:
         log.warning("stage report: no n-gram strings in %s (counted by an older version); rerun the count "
                     "stage (dsir-spark run --force) to see them", ngrams_path(config))
         return {}
+    return strings_by_bucket(table.to_dict("records"))
 
 
 def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
