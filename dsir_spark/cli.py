@@ -50,11 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dsir_spark.io import InputError
     from dsir_spark.lease import LeaseError
     from dsir_spark.model import FitError
-    from dsir_spark.pipeline import run_pipeline
+    from dsir_spark.pipeline import complete_without_session, run_pipeline
     from dsir_spark.resampling import ResampleError
     from dsir_spark.rundir import RunDirError, StageOrderError
     from dsir_spark.session import SessionError, session_for_job
 
+    if args.command == "run" and not args.force:
+        # Nothing to do (every stage complete, all of it readable here): answer without starting Spark.
+        records = complete_without_session(config)
+        if records is not None:
+            _print_records(records)
+            return 0
     try:
         spark = session_for_job(f"dsir-spark {args.command}")
     except SessionError as exc:
@@ -69,10 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, FitError, ResampleError, StageOrderError, RunDirError, ConfigError, LeaseError) as exc:
         print(f"dsir-spark: {exc}", file=sys.stderr)
         return 1
+    _print_records(records)
+    return 0
+
+
+def _print_records(records: dict) -> None:
     for name, record in records.items():
         shown = {k: record[k] for k in ("seconds", "rows_in", "rows_out", "skipped") if k in record}
         print(f"{name}: {json.dumps(shown)}")
-    return 0
 
 
 def _explain(spark, config, ids: list[str], top: int) -> int:

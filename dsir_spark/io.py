@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, VariantType
 
 from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
-from dsir_spark.records import direct_path
+from dsir_spark.records import NeedsSession, direct_path
 
 GENERATED_ID = "dsir_id"
 ID = "id"
@@ -87,13 +87,15 @@ def one_listing() -> Iterator[None]:
         _LISTINGS.reset(token)
 
 
-def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
+def list_files(spark: SparkSession | None, path: str) -> list[tuple[str, int, int]]:
     """(path, bytes, modification time in seconds) of every file a path, folder or glob holds, from Spark's
     own file listing (no contents read; Spark's hidden and ``_`` files are left out)."""
     listings = _LISTINGS.get()
     if listings is not None and path in listings:
         return listings[path]
     files = _local_listing(spark, path)
+    if files is None and spark is None:
+        raise NeedsSession(f"{path} can only be listed through Spark")
     if files is None:
         listing = spark.read.format("binaryFile").load(path).select(
             "path", "length", F.col("modificationTime").cast("long").alias("mtime"))
@@ -107,7 +109,7 @@ def list_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+=@,:*?-]+")
 
 
-def _local_listing(spark: SparkSession, path: str) -> list[tuple[str, int, int]] | None:
+def _local_listing(spark: SparkSession | None, path: str) -> list[tuple[str, int, int]] | None:
     """Spark's listing of a local file, folder of files or glob of files, read without a Spark job; None
     where Spark's rules might differ (remote storage, Spark Connect, subfolders, names Spark hides or
     escapes, nothing found), and Spark lists instead."""

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 from dsir_spark.config import RunConfig
 from dsir_spark.io import one_listing, output_table, require_writable_table
 from dsir_spark.lease import held
+from dsir_spark.records import NeedsSession
 from dsir_spark.rundir import STAGES, complete_record, input_fingerprint
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
@@ -33,9 +34,10 @@ RUNNERS = {"count": count_stage, "fit": fit_stage, "score": score_stage, "resamp
            "report": report_stage}
 
 
-def plan(spark: SparkSession, config: RunConfig, force: bool, stages: tuple[str, ...]) -> list[Step]:
+def plan(spark: SparkSession | None, config: RunConfig, force: bool, stages: tuple[str, ...]) -> list[Step]:
     """The steps in order: a stage runs when forced, when it is not complete with the current settings,
-    or when an earlier stage runs (its output is this stage's input); a complete one keeps its record."""
+    or when an earlier stage runs (its output is this stage's input); a complete one keeps its record.
+    ``spark`` None: read without a session (see complete_without_session)."""
     steps, rerun, inputs = [], force, input_fingerprint(spark, config)
     for stage in stages:
         # Scores from elsewhere (resample.scores) are not fingerprinted: the selection is made again.
@@ -56,6 +58,27 @@ def check_output_tables(spark: SparkSession, config: RunConfig, steps: list[Step
         require_writable_table(spark, table, config.resample.table_mode, "resample.out_dir")
 
 
+def _stages(config: RunConfig, stages: tuple[str, ...] | None) -> tuple[str, ...]:
+    if stages is not None:
+        return stages
+    # Scores from elsewhere (resample.scores) replace the score stage.
+    return tuple(s for s in STAGES if s != "score" or not config.resample.scores)
+
+
+def complete_without_session(config: RunConfig) -> dict[str, dict[str, Any]] | None:
+    """The records of a run whose every stage is complete with the current settings, read with no Spark
+    session at all (a local run directory and local inputs); None when a stage must run or anything
+    needs Spark to be read. It only reads: a run in progress elsewhere leaves a stage not "done"."""
+    try:
+        with one_listing():
+            steps = plan(None, config, False, _stages(config, None))
+    except NeedsSession:
+        return None
+    if any(step.runs for step in steps):
+        return None
+    return {step.stage: {**step.record, "skipped": True} for step in steps}
+
+
 def run_pipeline(
     spark: SparkSession, config: RunConfig, force: bool = False, stages: tuple[str, ...] | None = None,
     take_over: bool = False,
@@ -63,9 +86,7 @@ def run_pipeline(
     """Runs the stages in order, skipping those already complete with the same settings, under the run
     directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
     with one_listing(), held(spark, config.run_dir, config.lease_timeout_seconds, take_over) as lease:
-        if stages is None:  # scores from elsewhere (resample.scores) replace the score stage
-            stages = tuple(s for s in STAGES if s != "score" or not config.resample.scores)
-        steps = plan(spark, config, force, stages)
+        steps = plan(spark, config, force, _stages(config, stages))
         check_output_tables(spark, config, steps)
         records = {}
         for step in steps:

@@ -26,6 +26,10 @@ from pyspark.sql.types import StringType, StructType
 _JSON_PART, _PARQUET_PART = "part-00000.txt", "part-00000.parquet"
 
 
+class NeedsSession(RuntimeError):
+    """A read that only Spark can make (remote storage) was asked for without a session."""
+
+
 def local_path(path: str) -> str | None:
     """The local file-system path of ``path``, or None for remote storage (s3://, hdfs://, dbfs:/ ...)."""
     if path.startswith("file:"):
@@ -40,8 +44,14 @@ def is_connect(spark: SparkSession) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
-def direct_path(spark: SparkSession, path: str) -> str | None:
-    """The path this process can read and write itself for ``path``, or None (go through Spark)."""
+def direct_path(spark: SparkSession | None, path: str) -> str | None:
+    """The path this process can read and write itself for ``path``, or None (go through Spark).
+    ``spark`` None (no session yet): local paths only, anything else raises NeedsSession."""
+    if spark is None:
+        local = local_path(path)
+        if local is None:
+            raise NeedsSession(f"{path} can only be read through Spark")
+        return local
     return None if is_connect(spark) else local_path(path)
 
 
@@ -88,7 +98,7 @@ def write_json(spark: SparkSession, path: str, record: dict[str, Any]) -> None:
     frame.coalesce(1).write.mode("overwrite").text(path)
 
 
-def read_json(spark: SparkSession, path: str) -> dict[str, Any] | None:
+def read_json(spark: SparkSession | None, path: str) -> dict[str, Any] | None:
     """The JSON document at ``path``, or None when there is none (never written, or half written)."""
     folder = direct_path(spark, path)
     if folder is not None:

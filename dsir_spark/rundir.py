@@ -21,6 +21,7 @@ import shutil
 from dataclasses import asdict
 from typing import Any
 
+import pandas as pd
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
@@ -87,10 +88,10 @@ def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
     folder is emptied without a ``_SUCCESS`` marker, the report's record marked stale and its local files
     removed. (A ``table:`` output is replaced only when a new selection is complete.)"""
     out_dir = default_out_dir(config)
-    local_out = direct_path(spark, out_dir)
-    if local_out is not None:
+    local_out = None if out_dir.startswith(TABLE_PREFIX) else direct_path(spark, out_dir)
+    if local_out is not None:  # an empty Parquet part and no marker, without a Spark job
         shutil.rmtree(local_out, ignore_errors=True)
-        os.makedirs(local_out)
+        write_table(spark, out_dir, pd.DataFrame({"dsir_incomplete": pd.Series([], dtype="string")}))
     elif not out_dir.startswith(TABLE_PREFIX):
         empty = spark.createDataFrame([], "dsir_incomplete string")
         empty.write.mode("overwrite").option(NO_SUCCESS_MARKER, "false").parquet(out_dir)
