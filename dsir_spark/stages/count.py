@@ -46,8 +46,10 @@ log = logging.getLogger("dsir_spark")
 
 
 def read_inputs(spark: SparkSession, config: RunConfig, refresh: bool) -> list[DataFrame]:
-    """Opens every dataset (targets first, raw last) and checks paths and columns, before any heavy work."""
-    return [open_dataset(spark, config, dataset, refresh) for dataset in (*config.targets, config.raw)]
+    """Opens every dataset and checks paths and columns, before any heavy work: raw first (its problems
+    are named first), returned after the targets."""
+    raw = open_dataset(spark, config, config.raw, refresh)
+    return [*(open_dataset(spark, config, t, refresh) for t in config.targets), raw]
 
 
 # A count pass's group of a row: its dataset's index x _GROUPS + its kind + _SHIFT, the kinds being the
