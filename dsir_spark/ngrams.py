@@ -4,17 +4,16 @@ log weight. Hashing hides the n-grams; these tables and explanations bring them 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
 from dsir_spark.config import FeatureConfig
 from dsir_spark.features import make_featurizer, ngram_strings, requested_implementation
-from dsir_spark.io import TEXT
 
 BUCKET, NGRAM, COUNT = "bucket", "ngram", "count"
 STRINGS_PER_BUCKET = 3
@@ -52,29 +51,6 @@ class NgramTally:
                 pa.array(list(self.seen.values()), pa.int64()))
 
 
-def _partial_ngrams(config: FeatureConfig, implementation: str, buckets: frozenset[int] | None):
-    def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        tally = NgramTally(config, implementation, buckets=buckets)
-        for batch in batches:
-            for text in batch.column(TEXT).to_pylist():
-                tally.add(text)
-        if tally.seen:
-            yield pa.RecordBatch.from_arrays(list(tally.columns()), names=[BUCKET, NGRAM, COUNT])
-
-    return count
-
-
-def top_ngrams(documents: DataFrame, config: FeatureConfig, per_bucket: int = STRINGS_PER_BUCKET,
-               buckets: Iterable[int] | None = None) -> DataFrame:
-    """(bucket, ngram, count): the ``per_bucket`` most frequent n-gram strings of each bucket (of the
-    given ``buckets`` only, if any) in ``documents`` (``text``); at most num_buckets x per_bucket rows."""
-    wanted = None if buckets is None else frozenset(int(b) for b in buckets)
-    partials = documents.select(TEXT).mapInArrow(_partial_ngrams(config, requested_implementation(), wanted),
-                                                 f"{BUCKET} int, {NGRAM} string, {COUNT} long")
-    totals = partials.groupBy(BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
-    return totals.withColumn("rank", rank_in_bucket()).where(F.col("rank") <= per_bucket).drop("rank")
-
-
 def rank_in_bucket(group: str | None = None) -> Column:
     """Each n-gram's rank in its bucket (and ``group``), most frequent first, ties by string."""
     keys = [group, BUCKET] if group else [BUCKET]
@@ -82,7 +58,7 @@ def rank_in_bucket(group: str | None = None) -> Column:
 
 
 def strings_by_bucket(rows: Iterable) -> dict[int, list[str]]:
-    """bucket -> its n-gram strings, most frequent first, from rows of ``top_ngrams``."""
+    """bucket -> its n-gram strings, most frequent first, from (bucket, ngram, count) rows."""
     table: dict[int, list[tuple[int, str]]] = {}
     for row in rows:
         table.setdefault(int(row[BUCKET]), []).append((-int(row[COUNT]), row[NGRAM]))
