@@ -85,7 +85,7 @@ def run_pipeline(
 ) -> dict[str, dict[str, Any]]:
     """Runs the stages in order, skipping those already complete with the same settings, under the run
     directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
-    with one_listing(), held(spark, config.run_dir, config.lease_timeout_seconds, take_over) as lease:
+    with one_listing(), held(spark, config.run_dir, config.lease_timeout_seconds, take_over):
         steps = plan(spark, config, force, _stages(config, stages))
         check_output_tables(spark, config, steps)
         records = {}
@@ -94,6 +94,5 @@ def run_pipeline(
                 log.info("stage %s: complete with the same settings, skipped", step.stage)
                 records[step.stage] = {**step.record, "skipped": True}
                 continue
-            lease.check()  # stop here if another run took the run directory over
             records[step.stage] = RUNNERS[step.stage](spark, config, force=True)
         return records

@@ -19,10 +19,21 @@ SPARK_HOME = Path(pyspark.__file__).parent
 REPO = Path(__file__).parent.parent
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all bound at once, so that none is handed out twice (a master's UI port
+    taken by a worker's UI once sent the master's UI to the next port and the test to the worker's page)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def spark_env(**extra: str) -> dict[str, str]:
@@ -59,7 +70,7 @@ class StandaloneCluster:
 
     def __init__(self, root: Path, workers: int = 2) -> None:
         self.root = root
-        self.port, self.ui_port = free_port(), free_port()
+        self.port, self.ui_port, *self.worker_ui_ports = free_ports(2 + workers)
         self.url = f"spark://127.0.0.1:{self.port}"
         self.master: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
@@ -77,7 +88,7 @@ class StandaloneCluster:
     def alive_workers(self) -> int:
         try:
             return int(self.state().get("aliveworkers", 0))
-        except OSError:
+        except (OSError, ValueError):  # not listening yet, or a page that is not the master's JSON yet
             return 0
 
     def start(self) -> StandaloneCluster:
@@ -89,7 +100,7 @@ class StandaloneCluster:
             work_dir.mkdir(parents=True, exist_ok=True)
             self.workers.append(self._spawn(
                 ["org.apache.spark.deploy.worker.Worker", self.url, "--host", "127.0.0.1", "--cores", "1",
-                 "--memory", "2g", "--work-dir", str(work_dir), "--webui-port", str(free_port())],
+                 "--memory", "2g", "--work-dir", str(work_dir), "--webui-port", str(self.worker_ui_ports[i])],
                 self.root / f"worker{i}.log"))
         wait_for(lambda: self.alive_workers() == len(self.worker_dirs), 90, "the standalone workers to register")
         return self

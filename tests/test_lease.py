@@ -96,3 +96,49 @@ def test_a_lease_whose_owner_exited_on_this_host_is_taken_over(spark, tmp_path):
         sleeper.wait()
     run_pipeline(spark, config(run_dir))  # the owner is gone: no need to wait for the timeout
     assert lease_of(spark, run_dir)["status"] == "released"
+
+
+def test_of_runs_taking_a_lease_at_the_same_moment_exactly_one_wins(spark, tmp_path):
+    """Ten tries of three runs taking one run directory's lease at once (a barrier releases them
+    together): one wins every time, and the others are told who holds it."""
+    from dsir_spark.lease import acquire
+
+    def take(run_dir, barrier, won, refused) -> None:
+        barrier.wait()
+        try:
+            won.append(acquire(spark, run_dir, 600))
+        except LeaseError as exc:
+            refused.append(str(exc))
+
+    for attempt in range(10):
+        run_dir = str(tmp_path / f"run{attempt}")
+        barrier, won, refused = threading.Barrier(3), [], []
+        threads = [threading.Thread(target=take, args=(run_dir, barrier, won, refused)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(won) == 1 and len(refused) == 2, (won, refused)
+        assert all(f"run_dir {run_dir} is in use by process" in message for message in refused), refused
+        assert lease_of(spark, run_dir)["token"] == won[0].record["token"]
+        won[0].release()
+
+
+def test_a_run_that_loses_its_lease_mid_stage_records_nothing(spark, tmp_path):
+    """Another run takes the run directory while a stage works: the stage writes no "done" record."""
+    from dsir_spark.lease import held
+    from dsir_spark.rundir import RECORD
+    from dsir_spark.stages.runner import run_stage
+
+    run_dir = tmp_path / "run"
+
+    def work():
+        write_lease(spark, run_dir, host="elsewhere", pid=99, age=0)  # taken over meanwhile
+        return {"rows_out": 1}
+
+    with pytest.raises(LeaseError, match=rf"another run took run_dir {run_dir} at 2026-01-01T00:00:00Z: "
+                                         r"process 99 on elsewhere .* writes nothing more"):
+        with held(spark, str(run_dir), 600):
+            run_stage(spark, "count", f"{run_dir}/counts", {"x": 1}, work)
+    assert read_json(spark, f"{run_dir}/counts/{RECORD}")["status"] == "running"
+    assert lease_of(spark, run_dir)["token"] == "other"  # the loser leaves the winner's lease alone

@@ -10,6 +10,7 @@ from typing import Any
 import pyspark
 from pyspark.sql import SparkSession
 
+from dsir_spark.lease import confirm_current
 from dsir_spark.rundir import fingerprint, read_record, write_record
 from dsir_spark.version import __version__
 
@@ -35,7 +36,9 @@ def run_stage(
             log.info("stage %s: complete with the same settings, skipped (%s)", name, stage_dir)
             return {**record, "skipped": True}
     log.info("stage %s: started -> %s", name, stage_dir)
-    # Invalidate any earlier record first: a run killed from here on leaves no "done" behind.
+    # Only the lease holder writes (see dsir_spark.lease). Invalidate any earlier record first: a run
+    # killed from here on leaves no "done" behind.
+    confirm_current()
     write_record(spark, stage_dir, {"stage": name, "status": "running", "fingerprint": print_})
     started = time.time()
     # A job tag names the stage on every Spark job it runs (Spark UI, and Spark Connect too).
@@ -56,6 +59,7 @@ def run_stage(
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **summary,
     }
+    confirm_current()  # a run that lost the run directory meanwhile records nothing
     write_record(spark, stage_dir, record)
     rows = summary.get("rows_out")
     rate = f", {rows / seconds:,.0f} rows/s" if rows and seconds else ""
