@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from dsir_spark.config import FeatureConfig
@@ -30,6 +30,11 @@ GROUP = "__dsir_group"
 # The group of the n-gram string rows of a count pass, and how much text per task they come from.
 STRINGS = -1_000_000
 STRING_SAMPLE_CHARS = 2_000_000
+# The group of the document-id rows of a count pass (bucket 0: an id, as a string; _NULL_ID: null ids),
+# the column holding the ids, and how many duplicated ids are shown.
+IDS, _NULL_ID = -2_000_000, -1
+ID_KEY = "__dsir_id_key"
+ID_EXAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,22 @@ def dense_counts(buckets: np.ndarray, values: np.ndarray, num_buckets: int) -> n
     return counts
 
 
+def _id_rows(batch: pa.RecordBatch, groups: np.ndarray, id_groups: frozenset[int]) -> pa.RecordBatch | None:
+    """One (IDS, 0 or _NULL_ID, 1, id) row per document of ``id_groups``: summed by Spark, an id that
+    occurs twice has a count of 2."""
+    checked = np.isin(groups, list(id_groups))
+    if not checked.any():
+        return None
+    keys = batch.column(ID_KEY).filter(pa.array(checked))
+    buckets = np.where(keys.is_null().to_numpy(zero_copy_only=False), _NULL_ID, 0).astype(np.int32)
+    return pa.RecordBatch.from_arrays(
+        [pa.array(np.full(len(keys), IDS, dtype=np.int32)), pa.array(buckets),
+         pa.array(np.ones(len(keys), dtype=np.int64)), keys.cast(pa.string())],
+        names=["grp", BUCKET, COUNT, NGRAM])
+
+
 def _partial_counts(config: FeatureConfig, implementation: str, string_groups: frozenset[int], string_chars: int,
-                    string_buckets: frozenset[int] | None):
+                    string_buckets: frozenset[int] | None, id_groups: frozenset[int]):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = make_featurizer(config, implementation)
         compiled = int(featurizer.name == "compiled")
@@ -75,6 +94,10 @@ def _partial_counts(config: FeatureConfig, implementation: str, string_groups: f
         for batch in batches:
             texts = batch.column(TEXT)
             groups = batch.column(GROUP).to_numpy(zero_copy_only=False)
+            if id_groups:
+                ids = _id_rows(batch, groups, id_groups)
+                if ids is not None:
+                    yield ids
             present, rows = np.unique(groups, return_inverse=True)
             counts = np.zeros((len(present), config.num_buckets), dtype=np.int64)
             pylist = texts.to_pylist()
@@ -109,34 +132,65 @@ def _partial_counts(config: FeatureConfig, implementation: str, string_groups: f
 
 
 @dataclass(frozen=True)
+class IdCheck:
+    """Document ids that are not unique: null ids, distinct ids that occur more than once, and the
+    most frequent of those as (id, occurrences)."""
+
+    null_ids: int = 0
+    duplicated: int = 0
+    examples: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class CountPass:
-    """What one pass over documents counted: bucket counts per group, and (when asked for) the most
-    frequent n-gram strings of each bucket in the chosen groups' documents (bucket, ngram, count)."""
+    """What one pass over documents counted: bucket counts per group, (when asked for) the most
+    frequent n-gram strings of each bucket in the chosen groups' documents (bucket, ngram, count), and
+    the chosen groups' ids that are null or not unique."""
 
     counts: dict[int, BucketCounts]
     strings: pd.DataFrame
+    ids: IdCheck = IdCheck()
+
+
+def _id_check(rows: pd.DataFrame) -> IdCheck:
+    nulls = rows[rows[BUCKET] == _NULL_ID]
+    duplicated = rows[rows[BUCKET] == 0].sort_values([COUNT, NGRAM], ascending=[False, True])
+    return IdCheck(null_ids=int(nulls[COUNT].sum()),
+                   duplicated=int(duplicated["dsir_ids"].max()) if len(duplicated) else 0,
+                   examples=tuple((str(i), int(c)) for i, c in zip(duplicated[NGRAM], duplicated[COUNT])))
 
 
 def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
                string_groups: Iterable[int] = (), string_chars: int = STRING_SAMPLE_CHARS,
-               string_buckets: Iterable[int] | None = None, per_bucket: int = STRINGS_PER_BUCKET) -> CountPass:
+               string_buckets: Iterable[int] | None = None, per_bucket: int = STRINGS_PER_BUCKET,
+               id_groups: Iterable[int] = ()) -> CountPass:
     """Counts per value of an integer ``group`` expression in one pass over ``documents`` (``text``);
     with ``string_groups``, the n-gram strings behind each bucket (of ``string_buckets`` only, if given)
-    too, from at most ``string_chars`` characters of those groups' text per task (see ngrams.NgramTally).
-    The driver receives at most (groups + per_bucket) x num_buckets rows."""
+    too, from at most ``string_chars`` characters of those groups' text per task (see ngrams.NgramTally);
+    with ``id_groups``, the null and duplicated ids (``ID_KEY``, a string) of those groups' rows.
+    The driver receives at most (groups + per_bucket) x num_buckets + ID_EXAMPLES rows."""
     wanted = frozenset(int(g) for g in string_groups)
+    checked = frozenset(int(g) for g in id_groups)
     buckets = None if string_buckets is None else frozenset(int(b) for b in string_buckets)
-    partials = documents.select(TEXT, group.cast("int").alias(GROUP)).mapInArrow(
-        _partial_counts(config, requested_implementation(), wanted, string_chars, buckets), _PARTIAL_SCHEMA
+    columns = [TEXT, group.cast("int").alias(GROUP)] + ([F.col(ID_KEY).cast("string")] if checked else [])
+    partials = documents.select(*columns).mapInArrow(
+        _partial_counts(config, requested_implementation(), wanted, string_chars, buckets, checked), _PARTIAL_SCHEMA
     )
     totals = partials.groupBy("grp", BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
-    if wanted:
-        ranked = totals.withColumn("rank", F.when(F.col("grp") == F.lit(STRINGS), rank_in_bucket("grp")))
-        totals = ranked.where(F.col("rank").isNull() | (F.col("rank") <= per_bucket)).drop("rank")
+    is_strings, is_ids = F.col("grp") == F.lit(STRINGS), F.col("grp") == F.lit(IDS)
+    if checked:  # only ids that are null or occur twice are ranked; the first few reach the driver
+        totals = totals.where(~is_ids | (F.col(BUCKET) == F.lit(_NULL_ID)) | (F.col(COUNT) > F.lit(1)))
+        distinct = F.count(F.lit(1)).over(Window.partitionBy("grp", BUCKET))
+        totals = totals.withColumn("dsir_ids", F.when(is_ids, distinct))
+    if wanted or checked:
+        ranked = totals.withColumn("rank", F.when(is_strings | is_ids, rank_in_bucket("grp")))
+        limit = F.when(is_strings, F.lit(per_bucket)).otherwise(F.lit(ID_EXAMPLES))
+        totals = ranked.where(F.col("rank").isNull() | (F.col("rank") <= limit)).drop("rank")
     rows = totals.toPandas()
     strings = rows[rows["grp"] == STRINGS][[BUCKET, NGRAM, COUNT]].reset_index(drop=True)
+    ids = _id_check(rows[rows["grp"] == IDS]) if checked else IdCheck()
     result = {}
-    for grp, part in rows[rows["grp"] != STRINGS].groupby("grp"):
+    for grp, part in rows[~rows["grp"].isin([STRINGS, IDS])].groupby("grp"):
         sums = dict(zip(part[BUCKET].astype(int), part[COUNT].astype(np.int64)))
         real = part[part[BUCKET] >= 0]
         result[int(grp)] = BucketCounts(
@@ -146,7 +200,7 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
             null_texts=int(sums.get(_NULL_TEXTS, 0)),
             compiled_documents=int(sums.get(_COMPILED_DOCS, 0)),
         )
-    return CountPass(result, strings)
+    return CountPass(result, strings, ids)
 
 
 def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Column) -> dict[int, BucketCounts]:

@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType, VariantType
+from pyspark.sql.types import IntegralType, StringType, StructField, StructType, VariantType
 
 from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
 from dsir_spark.records import NeedsSession, direct_path
@@ -297,6 +297,17 @@ def _resolve_text(df: DataFrame, config: DatasetConfig) -> Column:
     return F.col(config.text_col)
 
 
+def _require_id_type(field_type, config: DatasetConfig) -> None:
+    """Ids are strings or integers: values that compare, print and round-trip the same in Python and in
+    Spark (a float NaN or a struct does not)."""
+    if not isinstance(field_type, (StringType, IntegralType)):
+        raise InputError(
+            f"dataset {config.name}: id column {config.id_col!r} has type {field_type.simpleString()}, which "
+            "cannot be an id; ids must be strings or integers: point id_col at such a column, or leave id_col "
+            "unset to have ids derived from the rows"
+        )
+
+
 def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]:
     """The schema Spark infers for each JSON path of a dataset (one pass over its files), as JSON; None
     for Parquet and tables, whose schema costs nothing to read."""
@@ -344,7 +355,7 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
         raise InputError(f"dataset {config.name}: {', '.join(config.paths)} has no documents; check the paths")
     text = _resolve_text(df, config)
     if config.id_col:
-        require_column(df, config, config.id_col, "id", "id_col")
+        _require_id_type(require_column(df, config, config.id_col, "id", "id_col"), config)
         ident = F.col(config.id_col)
     else:
         row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in original_columns(df)]))
@@ -455,22 +466,34 @@ def original_columns(df: DataFrame) -> list[str]:
     return [c for c in df.columns if not c.startswith("__dsir_")]
 
 
+def id_problem(where: str, null_ids: int, duplicated: int, examples: Sequence[tuple[object, int]]) -> str | None:
+    """The message for ids that are null or not unique (``examples``: a few (id, occurrences)), or None."""
+    if null_ids:
+        return (f"{where}: {null_ids:,} documents have a null id; give an id_col without nulls, "
+                "or leave id_col unset to have ids derived from the rows")
+    if not duplicated:
+        return None
+    shown = ", ".join(f"{i!r} ({n}x)" for i, n in examples)
+    return (f"{where}: {duplicated:,} document ids occur more than once, e.g. {shown}; give an id_col that is "
+            "unique per document, or deduplicate the raw data (rows that are identical in one file get the "
+            "same generated id)")
+
+
 def check_ids(scored: DataFrame, where: str) -> None:
     """Fails on null or duplicate ``id`` values, naming a few: every document needs its own id."""
-    bad = scored.groupBy(ID).count().where(F.col(ID).isNull() | (F.col("count") > 1)).limit(5).collect()
+    counted = scored.groupBy(ID).count().where(F.col(ID).isNull() | (F.col("count") > 1))
+    bad = counted.orderBy(F.desc("count"), ID).limit(6).collect()
     if not bad:
         return
-    nulls = [r for r in bad if r[ID] is None]
-    if nulls:
-        raise InputError(
-            f"{where}: {nulls[0]['count']} documents have a null id; give an id_col without nulls, "
-            "or leave id_col unset to have ids derived from the rows"
-        )
-    shown = ", ".join(f"{r[ID]!r} ({r['count']}x)" for r in bad)
-    raise InputError(
-        f"{where}: duplicate document ids, e.g. {shown}; give an id_col that is unique per document, "
-        "or deduplicate the raw data (rows that are identical in one file get the same generated id)"
-    )
+    nulls = sum(r["count"] for r in bad if r[ID] is None)
+    repeated = [(r[ID], r["count"]) for r in bad if r[ID] is not None][:5]
+    duplicated = len(repeated) if len(repeated) < 5 else counted.where(F.col(ID).isNotNull()).count()
+    raise InputError(id_problem(where, nulls, duplicated, repeated))
+
+
+def id_source(config: DatasetConfig) -> str:
+    """Where a dataset's ids come from, as messages name it."""
+    return f"id_col {config.id_col!r}" if config.id_col else "generated ids"
 
 
 def require_rows(df: DataFrame, what: str) -> None:

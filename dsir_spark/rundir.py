@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from dsir_spark.config import TABLE_PREFIX, ChunkingConfig, DatasetConfig, FeatureConfig, RunConfig, ScoreConfig
 from dsir_spark.counts import BucketCounts, dense_counts
 from dsir_spark.io import json_schemas, list_files, read_dataset
-from dsir_spark.records import direct_path, local_path, read_json, read_table, write_json, write_table
+from dsir_spark.records import direct_path, is_connect, local_path, read_json, read_table, write_json, write_table
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
@@ -102,6 +102,26 @@ def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
         for name in os.listdir(local):
             if name.startswith("report.") or name.endswith(".png"):
                 os.remove(os.path.join(local, name))
+
+
+def remove_success_markers(spark: SparkSession, folder: str) -> None:
+    """Removes the ``_SUCCESS`` markers Spark's writers left in a stage folder and its subfolders, so
+    that the data of a stage that failed does not look complete to other readers. Through Spark
+    Connect (no file system access from the client) the markers stay; the stage record still says
+    the stage is not done."""
+    local = direct_path(spark, folder)
+    if local is not None:
+        for root, _, names in os.walk(local):
+            if "_SUCCESS" in names:
+                os.remove(os.path.join(root, "_SUCCESS"))
+        return
+    if is_connect(spark):
+        return
+    jvm = spark.sparkContext._jvm
+    pattern = jvm.org.apache.hadoop.fs.Path(f"{folder.rstrip('/')}/{{_SUCCESS,*/_SUCCESS}}")
+    file_system = pattern.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    for status in file_system.globStatus(pattern) or []:
+        file_system.delete(status.getPath(), False)
 
 
 def publish_folder(spark: SparkSession, staged: str, out_dir: str, fmt: str) -> None:

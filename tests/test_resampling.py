@@ -197,14 +197,15 @@ def test_duplicate_ids_are_named(spark, tmp_path):
         resample=ResampleConfig(num_to_sample=5),
         report=NO_REPORT,
     )
-    # Found by the score stage, which then does not complete: resampling never starts.
-    with pytest.raises(InputError, match=r"id_col 'id': duplicate document ids, e.g. \d+ \(2x\)"):
+    # Found by the count stage's pass, which then does not complete: nothing after it starts.
+    with pytest.raises(InputError, match=r"id_col 'id': 1,000 document ids occur more than once, e.g. '\d+' \(2x\)"):
         run_pipeline(spark, config)
-    assert read_record(spark, str(tmp_path / "run" / "scores")) is None
+    assert read_record(spark, str(tmp_path / "run" / "counts")) is None
+    assert not (tmp_path / "run" / "scores").exists()
     assert not (tmp_path / "run" / "selection").exists()
 
 
-def test_null_ids_are_caught_by_the_score_stage(spark, tmp_path):
+def test_null_ids_are_caught_by_the_count_stage(spark, tmp_path):
     rows = read_jsonl(PILE)[:150]
     rows[7]["id"] = None
     raw = write_jsonl(tmp_path / "raw.jsonl", rows)
@@ -218,6 +219,7 @@ def test_null_ids_are_caught_by_the_score_stage(spark, tmp_path):
     )
     with pytest.raises(InputError, match=r"id_col 'id': 1 documents have a null id"):
         run_pipeline(spark, config)
+    assert read_record(spark, str(tmp_path / "run" / "counts")) is None
     assert not (tmp_path / "run" / "selection").exists()
 
 

@@ -11,12 +11,13 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.config import DatasetConfig, FeatureConfig, RunConfig
-from dsir_spark.counts import GROUP, BucketCounts, count_pass, sample_for_fit
+from dsir_spark.counts import GROUP, ID_KEY, BucketCounts, count_pass, sample_for_fit
 from dsir_spark.features import requested_implementation
 from dsir_spark.io import (
     BAD,
     BAD_REASONS,
     GOOD,
+    ID,
     NO_TEXT,
     NOT_STRING,
     TEXT,
@@ -25,6 +26,8 @@ from dsir_spark.io import (
     documents,
     files_without_text,
     first_bad_file,
+    id_problem,
+    id_source,
     plain_text_bytes,
     reading,
     rows,
@@ -57,6 +60,7 @@ def read_inputs(spark: SparkSession, config: RunConfig, refresh: bool) -> list[D
 # (counted nowhere, never featurized), OUT_OF_SAMPLE; null texts apart, so that a file without the text
 # column is noticed wherever its rows fall.
 OUT_OF_SAMPLE, OUT_OF_SAMPLE_NULL = -1, -2
+OUT_OF_SAMPLE_KINDS = (OUT_OF_SAMPLE, OUT_OF_SAMPLE_NULL)
 _SHIFT, _GROUPS = 2, 8
 
 
@@ -64,14 +68,17 @@ def _group(index: int, kind: int) -> int:
     return index * _GROUPS + kind + _SHIFT
 
 
-def _grouped_rows(df: DataFrame, index: int, in_sample: Column | None) -> DataFrame:
-    """(text, group) of every row of a dataset; texts of rows not to be featurized are nulled."""
+def _grouped_rows(df: DataFrame, index: int, in_sample: Column | None, ids: bool) -> DataFrame:
+    """(text, group, id key) of every row of a dataset; texts of rows not to be featurized are nulled,
+    and the ids of datasets whose ids are not checked."""
     kind = F.col(BAD)
     if in_sample is not None:
         outside = F.when(F.col(TEXT).isNull(), F.lit(OUT_OF_SAMPLE_NULL)).otherwise(F.lit(OUT_OF_SAMPLE))
         kind = F.when((F.col(BAD) == F.lit(GOOD)) & ~in_sample, outside).otherwise(F.col(BAD))
     group = F.lit(index * _GROUPS + _SHIFT) + kind
-    return rows(df).select(F.when(kind == F.lit(GOOD), F.col(TEXT)).alias(TEXT), group.alias(GROUP))
+    key = F.col(ID).cast("string") if ids else F.lit(None).cast("string")
+    return rows(df).select(F.when(kind == F.lit(GOOD), F.col(TEXT)).alias(TEXT), group.alias(GROUP),
+                           key.alias(ID_KEY))
 
 
 def _require_text_in_every_file(df: DataFrame, dataset: DatasetConfig) -> None:
@@ -137,13 +144,15 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         # One pass over every dataset: bucket counts of targets and raw (its fit sample) by group, and the
         # targets' most frequent n-gram strings per bucket (what the buckets stand for: report, explain).
         in_sample, sample_info = _fit_sample(spark, config, frames[raw_index])
-        parts = [_grouped_rows(df, i, in_sample if i == raw_index else None) for i, df in enumerate(frames)]
+        parts = [_grouped_rows(df, i, in_sample if i == raw_index else None, i == raw_index)
+                 for i, df in enumerate(frames)]
         union = parts[0]
         for other in parts[1:]:
             union = union.unionByName(other)
         with reading(*datasets):
             counted = count_pass(union, config.features, F.col(GROUP),
-                                 string_groups=[_group(i, GOOD) for i in range(raw_index)])
+                                 string_groups=[_group(i, GOOD) for i in range(raw_index)],
+                                 id_groups=[_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)])
         summary: dict[str, Any] = {"targets": {}, "bad_records": {}}
         results = []
         for index, (dataset, df) in enumerate(zip(datasets, frames)):
@@ -157,6 +166,12 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
                 )
             summary["bad_records"][dataset.name] = bad
             results.append((counts, bad))
+        # Every raw document needs its own id (the resample stage relies on it): checked in this pass.
+        ids = counted.ids
+        problem = id_problem(f"raw dataset ({', '.join(config.raw.paths)}), {id_source(config.raw)}",
+                             ids.null_ids, ids.duplicated, ids.examples)
+        if problem:
+            raise InputError(problem)
         for index, (dataset, (counts, bad)) in enumerate(zip(datasets, results)):
             extra = {"features": features, "dataset": asdict(dataset), "bad_records": bad}
             if index == raw_index:
@@ -172,6 +187,7 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
                                  "documents_python": rows_in - compiled}
         log.info("stage count: %d documents featurized by the compiled featurizer, %d by pure Python",
                  compiled, rows_in - compiled)
-        return {**summary, "rows_in": rows_in, "rows_out": config.features.num_buckets * len(datasets)}
+        return {**summary, "ids_checked": True, "rows_in": rows_in,
+                "rows_out": config.features.num_buckets * len(datasets)}
 
     return run_stage(spark, "count", stage_dir(config, "count"), stage_settings(config, "count", inputs), work, force)

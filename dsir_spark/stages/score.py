@@ -10,9 +10,16 @@ from pyspark.sql import functions as F
 
 from dsir_spark.config import RunConfig
 from dsir_spark.features import compiled_available, requested_implementation
-from dsir_spark.io import ID, check_ids, documents, write_table
+from dsir_spark.io import ID, check_ids, documents, id_source, write_table
 from dsir_spark.model import DOC_ID, DSIRModel
-from dsir_spark.rundir import input_fingerprint, open_dataset, require_stage, stage_dir, stage_settings
+from dsir_spark.rundir import (
+    input_fingerprint,
+    open_dataset,
+    read_record,
+    require_stage,
+    stage_dir,
+    stage_settings,
+)
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
@@ -28,7 +35,8 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
     featurizer = {"requested": requested_implementation(), "compiled_on_driver": compiled_available()}
     log.info("stage score: featurizer %s", featurizer)
 
-    id_source = f"id_col {config.raw.id_col!r}" if config.raw.id_col else "generated ids"
+    # The count stage checks the raw ids in its pass; counts made by an older version did not.
+    ids_checked = bool((read_record(spark, stage_dir(config, "count")) or {}).get("ids_checked"))
 
     chunking = config.chunking
     min_tokens = chunking.min_tokens if chunking.min_tokens is not None else config.resample.min_example_length
@@ -39,8 +47,8 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         model.transform(documents(raw), length_correction=correction, chunk_tokens=chunking.tokens,
                         chunk_min_tokens=min_tokens).write.mode("overwrite").parquet(out)
         scores = spark.read.parquet(out)
-        # Checked here, once, so that resampling can trust the ids (and fails before it starts).
-        check_ids(scores.select(ID), f"raw dataset ({', '.join(config.raw.paths)}), {id_source}")
+        if not ids_checked:  # checked once, so that resampling can trust the ids
+            check_ids(scores.select(ID), f"raw dataset ({', '.join(config.raw.paths)}), {id_source(config.raw)}")
         rows = scores.count()
         if config.score.table:
             write_table(scores, config.score.table, config.score.table_mode, "score.table")
