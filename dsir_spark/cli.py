@@ -2,7 +2,13 @@
 ``dsir-spark explain --config FILE --id ID [--id ID ...]``.
 
 The same ``main`` serves the console script, ``jobs/dsir_job.py`` under spark-submit and a Databricks
-wheel task. It returns a process exit code; errors in the input or the config print one clear line.
+wheel task. It returns a process exit code and prints every error as one line on stderr (``--debug``, or the
+environment variable DSIR_SPARK_DEBUG=1, adds the full trace):
+
+    0  done
+    1  run error: the run directory, its lease, a stage out of order, Spark itself failed
+    2  config error: a setting is missing, unknown or invalid
+    3  input error: a dataset, file, column or table cannot give what the config asks
 """
 
 from __future__ import annotations
@@ -10,13 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from dsir_spark.config import ConfigError, load_config
 from dsir_spark.features import requested_implementation
 
 COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain")
+RUN_ERROR, CONFIG_ERROR, INPUT_ERROR = 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,11 +42,42 @@ def build_parser() -> argparse.ArgumentParser:
                         help="explain: a document's id (repeatable)")
     parser.add_argument("--top", type=int, default=10, help="explain: n-grams shown per side (default 10)")
     parser.add_argument("--log-level", default="INFO", help="driver log level (default INFO)")
+    parser.add_argument("--debug", action="store_true",
+                        help="on failure, print the full trace (Python and Java); also DSIR_SPARK_DEBUG=1")
     return parser
+
+
+def _exit_code(exc: BaseException) -> int:
+    from dsir_spark.config import ConfigError
+    from dsir_spark.io import InputError
+    from dsir_spark.model import FitError
+    from dsir_spark.resampling import ResampleError
+
+    if isinstance(exc, ConfigError):
+        return CONFIG_ERROR
+    if isinstance(exc, (InputError, FitError, ResampleError)):
+        return INPUT_ERROR
+    return RUN_ERROR
+
+
+def _fail(exc: BaseException, debug: bool) -> int:
+    """Prints a failure as one line (with the trace before it under --debug); returns its exit code."""
+    from dsir_spark.failures import one_line
+
+    known = _exit_code(exc) != RUN_ERROR or type(exc).__module__.startswith("dsir_spark")
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    message = str(exc) if known else f"run failed: {one_line(exc)}"
+    if _exit_code(exc) == CONFIG_ERROR:
+        message = f"config error: {message}"
+    hint = "" if debug or known else " (rerun with --debug for the full trace)"
+    print(f"dsir-spark: {message}{hint}", file=sys.stderr)
+    return _exit_code(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("DSIR_SPARK_DEBUG", "") not in ("", "0")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
@@ -45,15 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         requested_implementation()  # a wrong DSIR_SPARK_FEATURIZER fails here, not in a Spark task
     except (ConfigError, ValueError) as exc:
         print(f"dsir-spark: config error: {exc}", file=sys.stderr)
-        return 2
+        return CONFIG_ERROR
+    try:
+        return _command(args, config, debug)
+    except Exception as exc:  # noqa: BLE001 - every failure ends as one line and an exit code
+        return _fail(exc, debug)
 
-    from dsir_spark.io import InputError
-    from dsir_spark.lease import LeaseError
-    from dsir_spark.model import FitError
+
+def _command(args: argparse.Namespace, config, debug: bool) -> int:
     from dsir_spark.pipeline import complete_without_session, run_pipeline
-    from dsir_spark.resampling import ResampleError
-    from dsir_spark.rundir import RunDirError, StageOrderError
-    from dsir_spark.session import SessionError, session_for_job
+    from dsir_spark.session import quiet_task_failures, session_for_job
 
     if args.command == "run" and not args.force:
         # Nothing to do (every stage complete, all of it readable here): answer without starting Spark.
@@ -61,21 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if records is not None:
             _print_records(records)
             return 0
-    try:
-        spark = session_for_job(f"dsir-spark {args.command}")
-    except SessionError as exc:
-        print(f"dsir-spark: {exc}", file=sys.stderr)
-        return 1
+    spark = session_for_job(f"dsir-spark {args.command}")
+    if not debug:  # the failure is told in one line; executors' stack traces only under --debug
+        quiet_task_failures(spark)
     if args.command == "explain":
         return _explain(spark, config, args.ids, args.top)
-    try:
-        stages = None if args.command == "run" else (args.command,)
-        force = args.force or args.command != "run"
-        records = run_pipeline(spark, config, force=force, stages=stages, take_over=args.take_over)
-    except (InputError, FitError, ResampleError, StageOrderError, RunDirError, ConfigError, LeaseError) as exc:
-        print(f"dsir-spark: {exc}", file=sys.stderr)
-        return 1
-    _print_records(records)
+    stages = None if args.command == "run" else (args.command,)
+    force = args.force or args.command != "run"
+    _print_records(run_pipeline(spark, config, force=force, stages=stages, take_over=args.take_over))
     return 0
 
 
@@ -86,19 +120,12 @@ def _print_records(records: dict) -> None:
 
 
 def _explain(spark, config, ids: list[str], top: int) -> int:
-    from dsir_spark.io import InputError
-    from dsir_spark.model import FitError
     from dsir_spark.stages.explain import explain, format_explanation
 
     if not ids:
         print("dsir-spark: explain needs at least one --id", file=sys.stderr)
-        return 2
-    try:
-        explanations = explain(spark, config, ids, top)
-    except (InputError, FitError, FileNotFoundError) as exc:
-        print(f"dsir-spark: {exc}", file=sys.stderr)
-        return 1
-    print("\n\n".join(format_explanation(e) for e in explanations))
+        return CONFIG_ERROR
+    print("\n\n".join(format_explanation(e) for e in explain(spark, config, ids, top)))
     return 0
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
+from dsir_spark.failures import reading
 from dsir_spark.io import one_listing
 from dsir_spark.lease import held
 from dsir_spark.model import DSIRModel
@@ -102,7 +103,9 @@ class HashedNgramDSIR:
     @contextmanager
     def _lease(self) -> Iterator[None]:
         """The run directory's lease (see dsir_spark.lease) for one step, whose inputs are listed once."""
-        with one_listing(), held(self.spark, self.config.run_dir, self.config.lease_timeout_seconds):
+        config = self.config
+        with one_listing(), reading(config.raw, *config.targets), \
+                held(self.spark, config.run_dir, config.lease_timeout_seconds):
             yield
 
     def _fitted(self) -> DSIRModel:

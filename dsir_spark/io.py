@@ -36,9 +36,14 @@ TEXT = "text"
 BAD = "bad"
 CORRUPT = "_corrupt_record"
 # What a row is (``__dsir_bad``): a document, or a JSON line Spark could not parse, and why.
-GOOD, MALFORMED, TOO_LONG, NOT_STRING, NO_TEXT = 0, 1, 2, 3, 4
+GOOD, MALFORMED, TOO_LONG, NOT_STRING, NO_TEXT, NOT_UNICODE = 0, 1, 2, 3, 4, 5
 BAD_REASONS = {MALFORMED: "malformed JSON", TOO_LONG: "too long for the JSON reader",
-               NOT_STRING: "text is not a string", NO_TEXT: "no text field"}
+               NOT_STRING: "text is not a string", NO_TEXT: "no text field",
+               NOT_UNICODE: "text is not valid Unicode"}
+# An escaped UTF-16 surrogate without its other half (e.g. "\ud800"): valid JSON syntax, but no Unicode
+# text; Spark's JSON reader refuses the line, which is then told apart from other malformed lines.
+_LONE_SURROGATE = (r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                   r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 # Jackson's default limit on one JSON string, which Spark's JSON reader applies (option maxStringLen).
 JSON_MAX_STRING_LENGTH = 20_000_000
 
@@ -247,7 +252,8 @@ def _row_status(df: DataFrame, config: DatasetConfig, limit: int) -> DataFrame:
     if CORRUPT in df.columns:
         corrupt = F.col(CORRUPT)
         bad = (F.when(corrupt.isNull(), bad)
-               .when(F.length(corrupt) >= F.lit(limit), F.lit(TOO_LONG)).otherwise(F.lit(MALFORMED)))
+               .when(F.length(corrupt) >= F.lit(limit), F.lit(TOO_LONG))
+               .when(corrupt.rlike(_LONE_SURROGATE), F.lit(NOT_UNICODE)).otherwise(F.lit(MALFORMED)))
     df = df.withColumn("__dsir_bad", bad).drop(CORRUPT)
     if variant:  # the status is set from the VARIANT; from here on the text is a string again
         value = F.when(kind == F.lit("STRING"), F.variant_get(text, "$", "string"))
@@ -318,6 +324,28 @@ def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]
     return schemas
 
 
+def _require_json_lines(spark: SparkSession, config: DatasetConfig, path: str) -> None:
+    """For a JSON path none of whose lines parsed: names its first non-empty file as a JSON array (a
+    pretty-printed list of documents) or as not JSON Lines, with the first line that is not a document;
+    returns when the files are empty (no documents, said by the caller)."""
+    for file, size, _ in list_files(spark, path):
+        if size == 0:
+            continue
+        lines = [row.value for row in spark.read.text(file).limit(1000).collect()]
+        number, line = next(((n, text) for n, text in enumerate(lines, 1) if text.strip()), (0, ""))
+        if not line:
+            continue
+        if line.lstrip().startswith("["):
+            raise InputError(
+                f"dataset {config.name}: {file} is a JSON array, not JSON Lines (one JSON object per line); "
+                "convert it, e.g. jq -c '.[]' array.json > documents.jsonl"
+            )
+        raise InputError(
+            f"dataset {config.name}: {file} is not JSON Lines: line {number} is not a JSON object "
+            f"({line.strip()[:60]!r}); give JSON Lines (one JSON object per line) or Parquet, or fix the file"
+        )
+
+
 def _require_text(frame: DataFrame, config: DatasetConfig, path: str) -> None:
     field_type = _field_type(frame.schema, config.text_col)
     if isinstance(field_type, VariantType):  # JSON: each value's type is checked row by row
@@ -345,6 +373,8 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
         if fmt == "json" and schema is None:  # infer once, then read with the text field as VARIANT
             schema = _read_one(spark, path, fmt, config).schema.json()
         frame = _read_one(spark, path, fmt, config, schema)
+        if fmt == "json" and not [c for c in frame.columns if c != CORRUPT]:
+            _require_json_lines(spark, config, path)  # no line parsed: say what the files are instead
         if len(config.paths) > 1:  # each path must have the text column itself: a union would fill in nulls
             _require_text(frame, config, path)
         frames.append(_with_source(_row_status(frame, config, limit), index, path, fmt))
@@ -409,31 +439,7 @@ def files_without_text(df: DataFrame, config: DatasetConfig, limit: int = 20) ->
     return missing
 
 
-_TYPE_MISMATCH = re.compile(r"PARQUET_COLUMN_DATA_TYPE_MISMATCH\] Encountered error while reading file (\S+)\. "
-                            r"Data type mismatches when reading Parquet column \[(.*?)\]\. Expected Spark type "
-                            r"(\S+), actual Parquet type (\S+?)\.")
-
-
-@contextmanager
-def reading(*configs: DatasetConfig):
-    """Turns Spark's failure on a Parquet file whose column has another type than the first file's (found
-    only when the file is read) into one line naming the dataset and the file."""
-    try:
-        yield
-    except Exception as exc:  # Py4JJavaError locally, a gRPC error through Spark Connect
-        found = _TYPE_MISMATCH.search(str(exc))
-        if not found:
-            raise
-        path, column, expected, actual = found.groups()
-        config = _dataset_of(path, configs)
-        raise InputError(
-            f"dataset {config.name}: in {path}, column {column} is Parquet type {actual} where the other files "
-            f"have {expected}; every file of a dataset needs the same column types (the text column "
-            f"{config.text_col!r} a string): fix that file or move it out"
-        ) from None
-
-
-def _dataset_of(file: str, configs: Sequence[DatasetConfig]) -> DatasetConfig:
+def dataset_of(file: str, configs: Sequence[DatasetConfig]) -> DatasetConfig:
     """The dataset among ``configs`` whose paths hold ``file`` (a file URI from Spark); the first if unsure."""
     plain = re.sub(r"^file:/+", "/", file)
     for config in configs:

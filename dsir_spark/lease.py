@@ -33,6 +33,7 @@ from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
+from dsir_spark.failures import missing_filesystem
 from dsir_spark.records import direct_path, read_json, write_json
 from dsir_spark.rundir import RunDirError
 
@@ -183,7 +184,7 @@ def _write_first(lease: Lease) -> float:
             lease.check()  # raises: another run took it
         reason = str(exc).strip().splitlines()[0][:300]
         raise RunDirError(f"run_dir {lease.run_dir} is not writable ({reason}); point run_dir at a folder "
-                          "every executor can write (HDFS, s3://, dbfs:/ or a shared mount)") from exc
+                          "every executor can write (HDFS, s3a://, dbfs:/ or a shared mount)") from exc
     return time.time() - started
 
 
@@ -193,7 +194,14 @@ def acquire(spark: SparkSession, run_dir: str, timeout: float, take_over: bool =
     path = f"{run_dir.rstrip('/')}/{LEASE}"
     lease = Lease(spark, run_dir, timeout)
     with _exclusive(spark, run_dir) as exclusive:
-        _refuse_if_held(run_dir, read_json(spark, path), timeout, take_over)
+        try:
+            current = read_json(spark, path)
+        except Exception as exc:
+            missing = missing_filesystem(exc)
+            if missing is None:
+                raise
+            raise RunDirError(f"run_dir {run_dir}: {missing}") from None
+        _refuse_if_held(run_dir, current, timeout, take_over)
         seconds = _write_first(lease)
     if not exclusive:  # a rival that read before our write may write after it: give it time, then look
         time.sleep(max(SETTLE_SECONDS, 3 * seconds))

@@ -10,6 +10,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
+from dsir_spark.failures import reading
 from dsir_spark.io import one_listing, output_table, require_writable_table
 from dsir_spark.lease import held
 from dsir_spark.records import NeedsSession
@@ -85,7 +86,8 @@ def run_pipeline(
 ) -> dict[str, dict[str, Any]]:
     """Runs the stages in order, skipping those already complete with the same settings, under the run
     directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
-    with one_listing(), held(spark, config.run_dir, config.lease_timeout_seconds, take_over):
+    with one_listing(), reading(config.raw, *config.targets), \
+            held(spark, config.run_dir, config.lease_timeout_seconds, take_over):
         steps = plan(spark, config, force, _stages(config, stages))
         check_output_tables(spark, config, steps)
         records = {}

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import warnings
 
 from pyspark.sql import SparkSession
+
+from dsir_spark.records import is_connect
 
 
 def active_session() -> SparkSession:
@@ -32,6 +35,24 @@ def session_for_job(app_name: str) -> SparkSession:
         check_master_reachable(master)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SessionError(f"cannot start a Spark session (master {master or 'default'}): {first_line}") from exc
+
+
+# Loggers that print a failed task's whole stack trace on the driver's terminal (local mode runs the
+# executors in the driver's JVM), and the level that keeps their one-line messages.
+_TASK_FAILURE_LOGGERS = {"org.apache.spark.executor.Executor": "OFF", "org.apache.spark.scheduler.TaskSetManager":
+                         "ERROR", "org.apache.spark.api.python.PythonRunner": "OFF"}
+
+
+def quiet_task_failures(spark: SparkSession) -> None:
+    """Keeps failed tasks' stack traces off the terminal: the command line tells the failure in one line.
+    (Spark Connect: the server logs them, not the client.) Also pyspark's warning that repeats a failed
+    Arrow conversion's worker trace."""
+    warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization")
+    if is_connect(spark):
+        return
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j
+    for name, level in _TASK_FAILURE_LOGGERS.items():
+        log4j.core.config.Configurator.setLevel(name, log4j.Level.valueOf(level))
 
 
 class SessionError(RuntimeError):

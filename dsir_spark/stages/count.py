@@ -20,6 +20,7 @@ from dsir_spark.io import (
     ID,
     NO_TEXT,
     NOT_STRING,
+    NOT_UNICODE,
     TEXT,
     TOO_LONG,
     InputError,
@@ -29,7 +30,6 @@ from dsir_spark.io import (
     id_problem,
     id_source,
     plain_text_bytes,
-    reading,
     rows,
 )
 from dsir_spark.model import FitError
@@ -103,14 +103,15 @@ def _dataset_result(by_group: dict[int, BucketCounts], df: DataFrame, index: int
         raise InputError(f"{what} ({', '.join(dataset.paths)}) has no documents; check its paths and filters")
     good, outside_null = part(GOOD), part(OUT_OF_SAMPLE_NULL)
     if (good.null_texts if good else 0) + (outside_null.documents if outside_null else 0):
-        with reading(dataset):
-            _require_text_in_every_file(df, dataset)
+        _require_text_in_every_file(df, dataset)
     bad = {reason: part(code).documents for code, reason in BAD_REASONS.items() if part(code)}
     if bad and dataset.on_bad_records == "fail":
         file, code = first_bad_file(df)
         how = {TOO_LONG: "raise the dataset's json_max_string_length (Spark's JSON option maxStringLen)",
                NOT_STRING: "every record's text must be a JSON string: fix them, or point text_col at a string field",
-               NO_TEXT: f"every record needs the text field {dataset.text_col!r}: fix them, or check text_col"}.get(
+               NO_TEXT: f"every record needs the text field {dataset.text_col!r}: fix them, or check text_col",
+               NOT_UNICODE: "their text holds an escaped lone surrogate (e.g. \\ud800), which no Unicode text has: "
+                            "fix or remove them"}.get(
             code, "fix or remove them")
         found = ", ".join(f"{n:,} {reason}" for reason, n in bad.items())
         raise InputError(
@@ -149,10 +150,9 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         union = parts[0]
         for other in parts[1:]:
             union = union.unionByName(other)
-        with reading(*datasets):
-            counted = count_pass(union, config.features, F.col(GROUP),
-                                 string_groups=[_group(i, GOOD) for i in range(raw_index)],
-                                 id_groups=[_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)])
+        counted = count_pass(union, config.features, F.col(GROUP),
+                             string_groups=[_group(i, GOOD) for i in range(raw_index)],
+                             id_groups=[_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)])
         summary: dict[str, Any] = {"targets": {}, "bad_records": {}}
         results = []
         for index, (dataset, df) in enumerate(zip(datasets, frames)):

@@ -1,0 +1,111 @@
+"""Spark's failures told in one line: the dataset, file or setting, the reader's reason, what to do.
+
+A Spark job that fails on one input file (a corrupt Parquet footer, a ``.gz`` that is not gzip or is
+cut short, a Parquet column of another type) raises a Java exception whose text names the file deep
+inside a stack trace. ``reading`` turns those into an ``InputError`` naming the dataset and the file;
+``one_line`` gives any other failure's root cause in one line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from dsir_spark.config import DatasetConfig
+from dsir_spark.io import InputError, dataset_of
+
+_READ_FILE = re.compile(r"Encountered error while reading file (\S+?)\.?\s")
+_CAUSED_BY = re.compile(r"Caused by: (?:[\w.$]+(?:Exception|Error)): (.+)")
+_TYPE_MISMATCH = re.compile(r"PARQUET_COLUMN_DATA_TYPE_MISMATCH\] Encountered error while reading file (\S+)\. "
+                            r"Data type mismatches when reading Parquet column \[(.*?)\]\. Expected Spark type "
+                            r"(\S+), actual Parquet type (\S+?)\.")
+_NO_FILESYSTEM = re.compile(r'No FileSystem for scheme "(\w+)"')
+_NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '(dsir_spark[\w.]*)'")
+# What a path's scheme needs on the classpath (Spark ships the local and HDFS file systems only).
+CONNECTORS = {
+    "s3": "use s3a:// paths with hadoop-aws on the classpath (e.g. --packages "
+          "org.apache.hadoop:hadoop-aws:<Spark's Hadoop version>)",
+    "s3a": "add hadoop-aws (e.g. --packages org.apache.hadoop:hadoop-aws:<Spark's Hadoop version>)",
+    "s3n": "use s3a:// paths with hadoop-aws on the classpath",
+    "gs": "add the Google Cloud Storage connector (gcs-connector-hadoop3) to the classpath",
+    "abfs": "add hadoop-azure (e.g. --packages org.apache.hadoop:hadoop-azure:<Spark's Hadoop version>)",
+    "abfss": "add hadoop-azure (e.g. --packages org.apache.hadoop:hadoop-azure:<Spark's Hadoop version>)",
+    "wasbs": "add hadoop-azure (e.g. --packages org.apache.hadoop:hadoop-azure:<Spark's Hadoop version>)",
+}
+
+
+def root_cause(text: str) -> str | None:
+    """The innermost ``Caused by:`` message of a Java stack trace, if any."""
+    causes = _CAUSED_BY.findall(text)
+    return causes[-1].strip() if causes else None
+
+
+def missing_filesystem(exc: BaseException) -> str | None:
+    """For a path whose scheme this Spark has no file system for: what is missing and what to add."""
+    found = _NO_FILESYSTEM.search(str(exc))
+    if not found:
+        return None
+    scheme = found.group(1)
+    how = CONNECTORS.get(scheme, f"add the Hadoop connector for {scheme}:// to the classpath")
+    return f"this Spark has no file system for {scheme}:// paths; {how}"
+
+
+def _paths_with_scheme(scheme: str, configs: Sequence[DatasetConfig]) -> tuple[DatasetConfig, str] | None:
+    for config in configs:
+        for path in config.paths:
+            if path.startswith(f"{scheme}://"):
+                return config, path
+    return None
+
+
+def diagnose(exc: BaseException, configs: Sequence[DatasetConfig]) -> InputError | None:
+    """The InputError an input file's failure stands for, or None when it is not one."""
+    text = str(exc)
+    mismatch = _TYPE_MISMATCH.search(text)
+    if mismatch:
+        path, column, expected, actual = mismatch.groups()
+        config = dataset_of(path, configs)
+        return InputError(
+            f"dataset {config.name}: in {path}, column {column} is Parquet type {actual} where the other files "
+            f"have {expected}; every file of a dataset needs the same column types (the text column "
+            f"{config.text_col!r} a string): fix that file or move it out"
+        )
+    unreadable = _READ_FILE.search(text)
+    if unreadable:
+        path = unreadable.group(1)
+        reason = root_cause(text) or "the reader failed"
+        return InputError(f"dataset {dataset_of(path, configs).name}: cannot read {path} ({reason}); the file is "
+                          "corrupt, cut short or not in the format its name says: fix it or move it out")
+    hint = missing_filesystem(exc)
+    if hint:
+        found = _paths_with_scheme(_NO_FILESYSTEM.search(text).group(1), configs)
+        where = f"dataset {found[0].name}: {found[1]}" if found else "a path"
+        return InputError(f"{where}: {hint}")
+    return None
+
+
+@contextmanager
+def reading(*configs: DatasetConfig) -> Iterator[None]:
+    """Turns a failure on an input file of ``configs`` into one InputError naming its dataset and file."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:  # Py4JJavaError locally, a gRPC error through Spark Connect
+        error = diagnose(exc, configs)
+        if error is None:
+            raise
+        raise error from None
+
+
+def one_line(exc: BaseException) -> str:
+    """Any failure in one line: the executors' missing library, the Java root cause, or the first line."""
+    text = str(exc).strip()
+    module = _NO_MODULE.search(text)
+    if module:
+        return (f"the executors' Python cannot import {module.group(1)}: ship the package with --py-files "
+                "dsir_spark.zip or install it where the executors run (spark.pyspark.python)")
+    cause = root_cause(text)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"{first} (cause: {cause})" if cause and cause not in first else first
