@@ -142,7 +142,7 @@ class FitConfig:
 class ResampleConfig:
     """How many documents to select, and how."""
 
-    num_to_sample: int = 0
+    num_to_sample: int | None = None  # required by the resample stage (see require_sample_size)
     top_k: bool = False
     seed: int = 0
     min_example_length: int = 100
@@ -159,7 +159,7 @@ class ResampleConfig:
             table_name_parts(self.scores[len(TABLE_PREFIX):], "resample.scores")
         if self.weight_col is not None and not self.weight_col.strip():
             raise ConfigError("resample.weight_col is empty; name the scores' log-weight column, or leave it null")
-        if self.num_to_sample < 0:
+        if self.num_to_sample is not None and self.num_to_sample < 0:
             raise ConfigError(f"resample.num_to_sample={self.num_to_sample}; it must be >= 0")
         if self.min_example_length < 0:
             raise ConfigError(f"resample.min_example_length={self.min_example_length}; it must be >= 0")
@@ -169,6 +169,15 @@ class ResampleConfig:
             raise ConfigError(f"resample.table_mode={self.table_mode!r}; use one of {TABLE_MODES}")
         if self.out_dir and self.out_dir.startswith(TABLE_PREFIX):
             table_name_parts(self.out_dir[len(TABLE_PREFIX):], "resample.out_dir")
+
+
+def require_sample_size(config: ResampleConfig) -> int:
+    """The number of documents to select: there is no default, as a default that selects nothing (or
+    some arbitrary number) would run for nothing."""
+    if config.num_to_sample is None:
+        raise ConfigError("resample.num_to_sample is not set; set how many documents to select, e.g. "
+                          "--set resample.num_to_sample=1000 (0 writes an empty selection)")
+    return config.num_to_sample
 
 
 @dataclass(frozen=True)

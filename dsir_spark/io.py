@@ -79,10 +79,11 @@ _LISTINGS: ContextVar[dict[str, list[tuple[str, int, int]]] | None] = ContextVar
 
 
 @contextmanager
-def one_listing() -> Iterator[None]:
+def one_listing(fresh: bool = False) -> Iterator[None]:
     """Within this block every input path is listed once: the plan, the fingerprints and each stage
-    reuse the first listing (a run's inputs are taken to stay as they were when it started)."""
-    if _LISTINGS.get() is not None:  # an enclosing block already lists once
+    reuse the first listing (a run's inputs are taken to stay as they were when it started). ``fresh``:
+    list again inside a block that already lists once (has anything changed since?)."""
+    if _LISTINGS.get() is not None and not fresh:  # an enclosing block already lists once
         yield
         return
     token = _LISTINGS.set({})

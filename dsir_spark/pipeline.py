@@ -9,7 +9,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from dsir_spark.config import RunConfig
+from dsir_spark.config import RunConfig, require_sample_size
 from dsir_spark.failures import reading
 from dsir_spark.io import one_listing, output_table, require_writable_table
 from dsir_spark.lease import held
@@ -18,7 +18,7 @@ from dsir_spark.rundir import STAGES, complete_record, input_fingerprint
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
 from dsir_spark.stages.report import report_stage
-from dsir_spark.stages.resample import resample_stage
+from dsir_spark.stages.resample import check_external_scores, resample_stage
 from dsir_spark.stages.score import score_stage
 
 log = logging.getLogger("dsir_spark")
@@ -86,10 +86,14 @@ def run_pipeline(
 ) -> dict[str, dict[str, Any]]:
     """Runs the stages in order, skipping those already complete with the same settings, under the run
     directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
+    if "resample" in _stages(config, stages):
+        require_sample_size(config.resample)  # before any work
     with one_listing(), reading(config.raw, *config.targets), \
             held(spark, config.run_dir, config.lease_timeout_seconds, take_over):
         steps = plan(spark, config, force, _stages(config, stages))
         check_output_tables(spark, config, steps)
+        if config.resample.scores and any(step.runs for step in steps if step.stage == "resample"):
+            check_external_scores(spark, config)  # before count and fit run
         records = {}
         for step in steps:
             if not step.runs:  # complete with the same settings: nothing of it is read again

@@ -138,6 +138,25 @@ def _require_finite(sizes, column: str, index: int, total: int) -> None:
         )
 
 
+def check_selectable(scores: DataFrame, weight_cols: list[str], num_to_sample: int,
+                     min_example_length: int) -> tuple[int, int]:
+    """(documents, eligible documents) of the scores, in one pass that also fails on weights that are not
+    finite and on a num_to_sample above the eligible documents."""
+    long_enough = F.col(NUM_TOKENS) >= F.lit(min_example_length)
+    not_finite = [count for i, c in enumerate(weight_cols) for count in _not_finite_counts(c, i)]
+    sizes = scores.agg(F.count("*").alias("total"), F.count(F.when(long_enough, 1)).alias("eligible"),
+                       *not_finite).first()
+    total, eligible_count = int(sizes["total"]), int(sizes["eligible"])
+    for i, column in enumerate(weight_cols):
+        _require_finite(sizes, column, i, total)
+    if num_to_sample > eligible_count:
+        raise ResampleError(
+            f"resample.num_to_sample={num_to_sample} but only {eligible_count} of {total} documents are eligible "
+            f"(at least min_example_length={min_example_length} tokens); lower num_to_sample or min_example_length"
+        )
+    return total, eligible_count
+
+
 def split_across_targets(num_to_sample: int, proportions: list[float]) -> list[int]:
     """The reference's split: floor of k * p for each target, the remainder to the last."""
     per_target = [int(num_to_sample * p) for p in proportions]
@@ -163,19 +182,8 @@ def select(
     left, so no id is chosen twice. ``noise_salt`` gives a baseline noise independent of the selection's.
     """
     started = time.time()
-    long_enough = F.col(NUM_TOKENS) >= F.lit(min_example_length)
-    eligible = scores.where(long_enough)
-    not_finite = [count for i, c in enumerate(weight_cols) for count in _not_finite_counts(c, i)]
-    sizes = scores.agg(F.count("*").alias("total"), F.count(F.when(long_enough, 1)).alias("eligible"),
-                       *not_finite).first()
-    total, eligible_count = int(sizes["total"]), int(sizes["eligible"])
-    for i, column in enumerate(weight_cols):
-        _require_finite(sizes, column, i, total)
-    if num_to_sample > eligible_count:
-        raise ResampleError(
-            f"resample.num_to_sample={num_to_sample} but only {eligible_count} of {total} documents are eligible "
-            f"(at least min_example_length={min_example_length} tokens); lower num_to_sample or min_example_length"
-        )
+    eligible = scores.where(F.col(NUM_TOKENS) >= F.lit(min_example_length))
+    total, eligible_count = check_selectable(scores, weight_cols, num_to_sample, min_example_length)
     if len(weight_cols) > 1:
         even = [1.0 / len(weight_cols)] * len(weight_cols)
         per_target = split_across_targets(num_to_sample, list(proportions or even))

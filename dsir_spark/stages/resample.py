@@ -4,16 +4,28 @@ their original columns."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.chunks import expand_chunks, is_chunked
-from dsir_spark.config import RunConfig
-from dsir_spark.io import ID, check_ids, good_rows, original_columns, output_table, require_writable_table, write_table
+from dsir_spark.config import RunConfig, require_sample_size
+from dsir_spark.io import (
+    ID,
+    InputError,
+    check_ids,
+    good_rows,
+    id_source,
+    one_listing,
+    original_columns,
+    output_table,
+    require_writable_table,
+    write_table,
+)
 from dsir_spark.model import DSIRModel
-from dsir_spark.resampling import ResampleError, select
+from dsir_spark.resampling import ResampleError, check_selectable, select
 from dsir_spark.rundir import (
     default_out_dir,
     input_fingerprint,
@@ -35,14 +47,15 @@ log = logging.getLogger("dsir_spark")
 def write_selection(
     selection: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, expected: int,
     output_format: str = "parquet", add_dsir_columns: bool = True, generated_ids: bool = False,
-    table_mode: str = "error",
+    table_mode: str = "error", why_missing: Callable[[], str] = lambda: "",
 ) -> int:
     """Writes the selected (id, key, ...) to ``<selection_dir>/ids`` and the selected raw rows, with all
     their columns, to ``out_dir`` (a folder, or ``table:<name>`` for a catalog table written with
     ``table_mode``); returns the number of documents written.
 
     The documents are staged in ``<selection_dir>/documents`` and counted first: unless there are
-    exactly ``expected`` of them, ``out_dir`` is not written and a ResampleError says why."""
+    exactly ``expected`` of them, ``out_dir`` is not written and a ResampleError says what was found
+    (ids not in raw, ids found twice) and ``why_missing()`` what to do."""
     spark = selection.sparkSession
     selection.write.mode("overwrite").parquet(f"{selection_dir}/ids")
     chosen = spark.read.parquet(f"{selection_dir}/ids")
@@ -60,9 +73,12 @@ def write_selection(
     # A JSON Lines file holds one document per line, so the staged rows are counted without parsing them.
     found = (spark.read.text(staged) if fmt == "json" else spark.read.parquet(staged)).count()
     if found != expected:
+        absent = chosen.join(raw.select(F.col("__dsir_id").alias(ID)), on=ID, how="left_anti").count()
+        twice = found - (expected - absent)
         raise ResampleError(
             f"found {found} of the {expected} selected documents in the raw data, so nothing was written to "
-            f"{out_dir}; the raw data changed since scoring (ids missing or duplicated): rerun the score stage"
+            f"{out_dir}: {absent} selected ids are not ids of the raw dataset and {twice} more rows share a "
+            f"selected id; {why_missing()}"
         )
     if table:
         write_table(spark.read.parquet(staged), table, table_mode, "resample.out_dir")
@@ -71,9 +87,43 @@ def write_selection(
     return found
 
 
+def check_external_scores(spark: SparkSession, config: RunConfig) -> None:
+    """resample.scores checked before any heavy work: their columns, the id type against the raw
+    dataset's, finite weights and enough eligible documents (one pass over the scores)."""
+    scores = open_scores(spark, config)
+    columns = weight_columns(spark, config, scores)
+    raw_id = open_dataset(spark, config, config.raw).schema["__dsir_id"].dataType
+    scores_id = scores.schema[ID].dataType
+    if scores_id != raw_id:
+        raise InputError(
+            f"resample.scores {config.resample.scores}: column {ID!r} is {scores_id.simpleString()} but the raw "
+            f"dataset's ids ({id_source(config.raw)}) are {raw_id.simpleString()}; the scores must carry the raw "
+            "dataset's ids, with their type (cast the scores' id column, or set raw.id_col to match)"
+        )
+    check_selectable(scores, columns, require_sample_size(config.resample), config.resample.min_example_length)
+
+
+def _why_missing(spark: SparkSession, config: RunConfig, inputs: str) -> Callable[[], str]:
+    """What to do when selected ids are missing from raw: scores from elsewhere must use raw's ids; this
+    run's own scores only miss ids when the raw files changed since they were listed."""
+    def why() -> str:
+        if config.resample.scores:
+            return "the scores must use the raw dataset's id_col (the same ids, of the same type)"
+        with one_listing(fresh=True):  # not the listing this run began with
+            changed = input_fingerprint(spark, config) != inputs
+        if changed:
+            return "the raw files changed while the run worked: run again"
+        return ("the raw files look unchanged (same sizes and modification times); if they were rewritten in "
+                "place, run again with --force")
+    return why
+
+
 def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads the scores (``<run_dir>/scores`` or resample.scores), writes ``<run_dir>/selection`` (ids,
     keys) and the selected documents (or chunks)."""
+    num_to_sample = require_sample_size(config.resample)
+    if num_to_sample == 0:
+        log.warning("resample.num_to_sample is 0: the selection will be empty")
     inputs = input_fingerprint(spark, config)
     if not config.resample.scores:
         require_stage(spark, config, "score", inputs)
@@ -99,7 +149,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         selection, summary = select(
             scores,
             columns,
-            settings.num_to_sample,
+            num_to_sample,
             proportions=proportions,
             min_example_length=settings.min_example_length,
             seed=settings.seed,
@@ -110,9 +160,9 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             raw = expand_chunks(raw, scores.join(selection.select(ID), on=ID), config.raw)
         written = write_selection(
             selection, raw, selection_dir, out_dir,
-            expected=settings.num_to_sample, output_format=settings.output_format,
+            expected=num_to_sample, output_format=settings.output_format,
             add_dsir_columns=settings.add_dsir_columns, generated_ids=config.raw.id_col is None,
-            table_mode=settings.table_mode,
+            table_mode=settings.table_mode, why_missing=_why_missing(spark, config, inputs),
         )
         log.info("stage resample: selected by %s of %s", columns, scores_location(config))
         return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
