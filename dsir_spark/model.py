@@ -222,6 +222,14 @@ class _Scorer:
             yield pa.RecordBatch.from_pydict(columns)
 
 
+def uniform_weight_warnings(model: DSIRModel, target_names: Sequence[str]) -> list[str]:
+    """A warning per target whose log ratio is the same in every bucket (e.g. num_buckets: 1, or a target
+    distributed exactly as raw): every document then gets the same weight, and the selection is uniform."""
+    return [f"target {name}: the log ratio is {row[0]:.4g} in every bucket, so every document gets the same "
+            "weight and the selection is uniformly random; check num_buckets and that the target differs from raw"
+            for name, row in zip(target_names, model.log_diff) if np.ptp(row) < 1e-9]
+
+
 def fit_model(
     raw: BucketCounts,
     targets: Sequence[BucketCounts],

@@ -249,6 +249,7 @@ def to_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         f"under {report['min_example_length']} tokens); {report['tokens']['selected']:,} of "
         f"{report['tokens']['raw']:,} tokens. Seed {report['seed']}.",
         "",
+        *[f"**Warning:** {warning}\n" for warning in report.get("warnings", [])],
         "## KL reduction (higher is closer to the target)",
         "",
         "| selection | KL reduction |",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
-from dsir_spark.model import DSIRModel, fit_model
+from dsir_spark.model import DSIRModel, fit_model, uniform_weight_warnings
 from dsir_spark.rundir import counts_path, input_fingerprint, load_counts, require_stage, stage_dir, stage_settings
 from dsir_spark.stages.runner import run_stage
+
+log = logging.getLogger("dsir_spark")
 
 
 def fit_from_counts(spark: SparkSession, config: RunConfig) -> DSIRModel:
@@ -28,7 +31,11 @@ def fit_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dic
     def work() -> dict[str, Any]:
         model = fit_from_counts(spark, config)
         model.save(spark, stage_dir(config, "fit"))
+        warnings = uniform_weight_warnings(model, [t.name for t in config.targets])
+        for warning in warnings:
+            log.warning("stage fit: %s", warning)
         return {"rows_in": config.features.num_buckets * (1 + len(config.targets)),
-                "rows_out": config.features.num_buckets, "target_proportions": model.target_proportions}
+                "rows_out": config.features.num_buckets, "target_proportions": model.target_proportions,
+                "warnings": warnings}
 
     return run_stage(spark, "fit", stage_dir(config, "fit"), stage_settings(config, "fit", inputs), work, force)

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig
 from dsir_spark.io import good_rows, require_column
-from dsir_spark.model import DSIRModel
+from dsir_spark.model import DSIRModel, uniform_weight_warnings
 from dsir_spark.ngrams import strings_by_bucket
 from dsir_spark.records import read_json, read_table, write_json
 from dsir_spark.report import build_report, draw_figures, to_markdown
@@ -68,7 +68,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
     """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
     inputs = input_fingerprint(spark, config)
     require_stage(spark, config, "resample", inputs)
-    if not config.report.enabled or config.resample.num_to_sample == 0:
+    if not config.report.enabled or not config.resample.num_to_sample:
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
         return {"stage": "report", "skipped": True, "reason": reason}
@@ -105,6 +105,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             dataset.name: (read_json(spark, f"{counts_path(config, dataset)}.json") or {}).get("bad_records", {})
             for dataset in (config.raw, *config.targets)
         }
+        report["warnings"] = uniform_weight_warnings(model, [t.name for t in config.targets])
         report = write_report(spark, report, folder)
         return {"rows_in": report["documents"]["raw"], "rows_out": 1, "report": report}
 
