@@ -21,6 +21,7 @@ _TYPE_MISMATCH = re.compile(r"PARQUET_COLUMN_DATA_TYPE_MISMATCH\] Encountered er
                             r"Data type mismatches when reading Parquet column \[(.*?)\]\. Expected Spark type "
                             r"(\S+), actual Parquet type (\S+?)\.")
 _NO_FILESYSTEM = re.compile(r'No FileSystem for scheme "(\w+)"')
+_NO_FILESYSTEM_CLASS = re.compile(r"Class [\w.$]+FileSystem not found")  # a scheme mapped to a missing jar
 _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '(dsir_spark[\w.]*)'")
 # What a path's scheme needs on the classpath (Spark ships the local and HDFS file systems only).
 CONNECTORS = {
@@ -41,21 +42,22 @@ def root_cause(text: str) -> str | None:
     return causes[-1].strip() if causes else None
 
 
-def missing_filesystem(exc: BaseException) -> str | None:
-    """For a path whose scheme this Spark has no file system for: what is missing and what to add."""
-    found = _NO_FILESYSTEM.search(str(exc))
-    if not found:
+def missing_filesystem(exc: BaseException, paths: Sequence[str]) -> tuple[str, str] | None:
+    """For a failure on a path whose scheme this Spark has no file system for: that path (of ``paths``)
+    and what to add; None for any other failure."""
+    text = str(exc)
+    named = _NO_FILESYSTEM.search(text)
+    if named:
+        schemes = [named.group(1)]
+    elif _NO_FILESYSTEM_CLASS.search(text):
+        schemes = [p.split("://", 1)[0] for p in paths if "://" in p and not p.startswith(("file:", "hdfs:"))]
+    else:
         return None
-    scheme = found.group(1)
-    how = CONNECTORS.get(scheme, f"add the Hadoop connector for {scheme}:// to the classpath")
-    return f"this Spark has no file system for {scheme}:// paths; {how}"
-
-
-def _paths_with_scheme(scheme: str, configs: Sequence[DatasetConfig]) -> tuple[DatasetConfig, str] | None:
-    for config in configs:
-        for path in config.paths:
-            if path.startswith(f"{scheme}://"):
-                return config, path
+    for scheme in schemes:
+        path = next((p for p in paths if p.startswith(f"{scheme}://")), None)
+        if path is not None:
+            how = CONNECTORS.get(scheme, f"add the Hadoop connector for {scheme}:// to the classpath")
+            return path, f"this Spark has no file system for {scheme}:// paths; {how}"
     return None
 
 
@@ -77,11 +79,10 @@ def diagnose(exc: BaseException, configs: Sequence[DatasetConfig]) -> InputError
         reason = root_cause(text) or "the reader failed"
         return InputError(f"dataset {dataset_of(path, configs).name}: cannot read {path} ({reason}); the file is "
                           "corrupt, cut short or not in the format its name says: fix it or move it out")
-    hint = missing_filesystem(exc)
-    if hint:
-        found = _paths_with_scheme(_NO_FILESYSTEM.search(text).group(1), configs)
-        where = f"dataset {found[0].name}: {found[1]}" if found else "a path"
-        return InputError(f"{where}: {hint}")
+    missing = missing_filesystem(exc, [path for config in configs for path in config.paths])
+    if missing:
+        path, hint = missing
+        return InputError(f"dataset {dataset_of(path, configs).name}: {path}: {hint}")
     return None
 
 

@@ -197,10 +197,10 @@ def acquire(spark: SparkSession, run_dir: str, timeout: float, take_over: bool =
         try:
             current = read_json(spark, path)
         except Exception as exc:
-            missing = missing_filesystem(exc)
+            missing = missing_filesystem(exc, [run_dir])
             if missing is None:
                 raise
-            raise RunDirError(f"run_dir {run_dir}: {missing}") from None
+            raise RunDirError(f"run_dir {run_dir}: {missing[1]}") from None
         _refuse_if_held(run_dir, current, timeout, take_over)
         seconds = _write_first(lease)
     if not exclusive:  # a rival that read before our write may write after it: give it time, then look

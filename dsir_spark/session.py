@@ -40,7 +40,8 @@ def session_for_job(app_name: str) -> SparkSession:
 # Loggers that print a failed task's whole stack trace on the driver's terminal (local mode runs the
 # executors in the driver's JVM), and the level that keeps their one-line messages.
 _TASK_FAILURE_LOGGERS = {"org.apache.spark.executor.Executor": "OFF", "org.apache.spark.scheduler.TaskSetManager":
-                         "ERROR", "org.apache.spark.api.python.PythonRunner": "OFF"}
+                         "ERROR", "org.apache.spark.api.python.PythonRunner": "OFF",
+                         "org.apache.spark.sql.execution.streaming.FileStreamSink": "ERROR"}
 
 
 def quiet_task_failures(spark: SparkSession) -> None:

@@ -96,6 +96,17 @@ def test_selected_chunks_hold_the_exact_original_text_beside_the_documents_colum
         assert row["dsir_log_weight"] == span["log_weight"]
         assert len(tokenize(row["contents"])) == span["num_tokens"]
 
+    # explain: a document's id stands for each of its chunks, in order; a chunk id for itself.
+    from dsir_spark.stages.explain import explain
+
+    document = next(i for i, r in raw.items() if len(tokenize(r["contents"])) >= 3 * 64)
+    chunk_ids = sorted((s for s in scores if s.startswith(f"{document}/")), key=lambda s: int(s.split("/")[1]))
+    explained = explain(spark, run_config(tmp_path / "run"), [document, chunk_ids[1]], top=3)
+    assert [e["id"] for e in explained] == [*chunk_ids, chunk_ids[1]] and len(chunk_ids) >= 3
+    for entry in explained:
+        assert entry["num_tokens"] == scores[entry["id"]]["num_tokens"]
+        assert entry["weights"][0]["log_weight"] == pytest.approx(scores[entry["id"]]["log_weight"], abs=1e-9)
+
 
 @pytest.mark.parametrize("partitions", [1, 5])
 def test_chunk_ids_and_scores_do_not_depend_on_partitioning(spark, tmp_path, partitions):

@@ -6,35 +6,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig
 from dsir_spark.features import make_featurizer, requested_implementation
 from dsir_spark.io import ID, InputError, good_rows
-from dsir_spark.model import DSIRModel
+from dsir_spark.model import CHUNK, DOC_ID, DSIRModel
 from dsir_spark.ngrams import contributions
 from dsir_spark.rundir import open_dataset, read_record, stage_dir
 
 
 def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int = 10) -> list[dict[str, Any]]:
-    """For each id (a raw document's id, or a chunk's "<doc id>/<chunk>" when the scores are chunks),
-    its total log weight (as the score stage computes it) and its ``top`` n-grams pulling toward and away
-    from each target distribution."""
+    """For each id (a raw document's id, or when the scores are chunks, a chunk's "<doc id>/<chunk>" or a
+    document's id, which stands for each of its chunks), its total log weight (as the score stage computes
+    it) and its ``top`` n-grams pulling toward and away from each target distribution."""
     model = DSIRModel.load(spark, stage_dir(config, "fit"))
     wanted = [str(i) for i in ids]
     raw = good_rows(open_dataset(spark, config, config.raw))
     if read_record(spark, stage_dir(config, "score")) is not None:
         scores = spark.read.parquet(stage_dir(config, "score"))
         if is_chunked(scores):
-            raw = expand_chunks(raw, scores.where(F.col(ID).cast("string").isin(wanted)), config.raw)
+            wanted, chunks = _chunks_of(scores, wanted)
+            raw = expand_chunks(raw, chunks, config.raw)
     found = {str(r["__dsir_id"]): r["__dsir_text"] for r in raw.where(
         F.col("__dsir_id").cast("string").isin(wanted)).select("__dsir_id", "__dsir_text").collect()}
     missing = [i for i in wanted if i not in found]
     if missing:
         raise InputError(f"explain: no document with id {', '.join(missing[:5])} in the raw dataset "
-                         f"({', '.join(config.raw.paths)}); give ids from its id column (or the scores' id column)")
+                         f"({', '.join(config.raw.paths)}); give ids from its id column (or the scores' id column: "
+                         "on a chunked run a chunk's <doc id>/<chunk>)")
     featurizer = make_featurizer(model.features, requested_implementation())
     explanations = []
     for ident in wanted:
@@ -50,6 +52,23 @@ def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int
             })
         explanations.append({"id": ident, "num_tokens": int(num_tokens[0]), "weights": per_target})
     return explanations
+
+
+def _chunks_of(scores: DataFrame, wanted: list[str]) -> tuple[list[str], DataFrame]:
+    """The chunk ids that ``wanted`` stands for (a chunk id as itself, a document id as its chunks in
+    order; an id that is neither is kept, to be named as missing), and those chunks' rows."""
+    chunks = scores.where(F.col(ID).cast("string").isin(wanted) | F.col(DOC_ID).cast("string").isin(wanted))
+    found = chunks.select(ID, F.col(DOC_ID).cast("string").alias("doc"), CHUNK).collect()
+    by_document: dict[str, list[tuple[int, str]]] = {}
+    for row in found:
+        by_document.setdefault(row["doc"], []).append((row[CHUNK], str(row[ID])))
+    expanded = []
+    for ident in wanted:
+        if ident in by_document and not any(ident == chunk for _, chunk in by_document[ident]):
+            expanded += [chunk for _, chunk in sorted(by_document[ident])]
+        else:
+            expanded.append(ident)
+    return expanded, chunks
 
 
 def _row(contribution) -> dict[str, Any]:
