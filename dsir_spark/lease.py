@@ -1,10 +1,10 @@
 """One run per run directory: a lease in ``<run_dir>/_dsir/lease``, refreshed while the run works.
 
-The lease is a small JSON record written through Spark (so it works on any storage Spark writes):
-its owner (host, process, Spark application id, start time), a random token, and when it was last
-refreshed. A run that finds a lease refreshed less than ``lease_timeout_seconds`` ago refuses, naming
-the owner; an older one may be taken over with ``--take-over``. The run re-reads the lease after
-writing it and at every refresh, and stops between stages if another run's token is there.
+The lease is a small JSON record (``dsir_spark.records``: a plain file where the driver reaches the run
+directory, else through Spark): its owner (host, process, Spark application id, start time), a random
+token, and when it was last refreshed. A run that finds a lease refreshed less than
+``lease_timeout_seconds`` ago refuses, naming the owner; an older one may be taken over with
+``--take-over``. The run re-reads the lease at every refresh.
 
 What it guarantees: a second run started while the first is alive is refused, naming the first. Where
 the driver reaches the run directory itself (a local or mounted path), taking the lease is exclusive:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -142,3 +143,27 @@ def test_a_run_that_loses_its_lease_mid_stage_records_nothing(spark, tmp_path):
             run_stage(spark, "count", f"{run_dir}/counts", {"x": 1}, work)
     assert read_json(spark, f"{run_dir}/counts/{RECORD}")["status"] == "running"
     assert lease_of(spark, run_dir)["token"] == "other"  # the loser leaves the winner's lease alone
+
+
+@pytest.mark.slow
+def test_runs_started_at_the_same_moment_leave_one_complete_run(tmp_path):
+    """Two `dsir-spark run` processes into one run directory at once, three times: one runs, the other is
+    refused naming it; then a plain run finds every stage complete and exactly k documents selected."""
+    import pyarrow.parquet as pq
+    import yaml
+    from cluster import REPO, spark_env
+
+    for attempt in range(3):
+        run_dir = tmp_path / f"run{attempt}"
+        config_file = tmp_path / f"run{attempt}.yaml"
+        config_file.write_text(yaml.safe_dump(json.loads(json.dumps(config(run_dir).to_dict()))))
+        command = [sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(config_file)]
+        runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=spark_env(), cwd=REPO) for _ in range(2)]
+        results = [(run.wait(timeout=900), run.communicate()[1]) for run in runs]
+        assert sorted(code for code, _ in results) == [0, 1], results
+        refused = next(err for code, err in results if code == 1)
+        assert f"run_dir {run_dir} is in use by process" in refused.strip().splitlines()[-1], refused[-2000:]
+        again = subprocess.run(command, capture_output=True, text=True, timeout=900, env=spark_env(), cwd=REPO)
+        assert again.returncode == 0 and '"skipped": true' in again.stdout, again.stderr[-2000:]
+        assert pq.read_table(str(run_dir / "output")).num_rows == 20

@@ -145,6 +145,6 @@ def test_the_command_line_names_a_table_that_exists(spark, tmp_path, corpus, cap
         f"targets: [{{paths: ['{TARGET_C}'], text_col: contents}}]\n"
         "resample: {num_to_sample: 5, out_dir: 'table:corpus.pile'}\n"
     )
-    assert main(["run", "--config", str(config_file)]) == 1
+    assert main(["run", "--config", str(config_file)]) == 3  # an input error
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("dsir-spark: resample.out_dir: table corpus.pile already exists")
