@@ -142,8 +142,10 @@ class FitConfig:
 class ResampleConfig:
     """How many documents to select, and how."""
 
-    num_to_sample: int | None = None  # required by the resample stage (see require_sample_size)
+    num_to_sample: int | None = None  # this many documents, or (instead) ...
+    num_tokens_to_sample: int | None = None  # ... the longest prefix of the key order within this many tokens
     top_k: bool = False
+    temperature: float = 1.0  # keys = log_weight / temperature + Gumbel noise
     seed: int = 0
     min_example_length: int = 100
     output_format: str = "parquet"
@@ -161,6 +163,14 @@ class ResampleConfig:
             raise ConfigError("resample.weight_col is empty; name the scores' log-weight column, or leave it null")
         if self.num_to_sample is not None and self.num_to_sample < 0:
             raise ConfigError(f"resample.num_to_sample={self.num_to_sample}; it must be >= 0")
+        if self.num_tokens_to_sample is not None and self.num_tokens_to_sample < 0:
+            raise ConfigError(f"resample.num_tokens_to_sample={self.num_tokens_to_sample}; it must be >= 0")
+        if self.num_to_sample is not None and self.num_tokens_to_sample is not None:
+            raise ConfigError("resample.num_to_sample and resample.num_tokens_to_sample are both set; a selection is "
+                              "a number of documents or a token budget: set one of them")
+        if not self.temperature > 0:
+            raise ConfigError(f"resample.temperature={self.temperature}; it must be > 0 (1 = the reference's "
+                              "sampling, below 1 sharper, above 1 flatter)")
         if self.min_example_length < 0:
             raise ConfigError(f"resample.min_example_length={self.min_example_length}; it must be >= 0")
         if self.output_format not in OUTPUT_FORMATS:
@@ -171,13 +181,13 @@ class ResampleConfig:
             table_name_parts(self.out_dir[len(TABLE_PREFIX):], "resample.out_dir")
 
 
-def require_sample_size(config: ResampleConfig) -> int:
-    """The number of documents to select: there is no default, as a default that selects nothing (or
-    some arbitrary number) would run for nothing."""
-    if config.num_to_sample is None:
+def require_sample_size(config: ResampleConfig) -> None:
+    """How much to select must be said: there is no default, as a default that selects nothing (or some
+    arbitrary amount) would run for nothing."""
+    if config.num_to_sample is None and config.num_tokens_to_sample is None:
         raise ConfigError("resample.num_to_sample is not set; set how many documents to select, e.g. "
-                          "--set resample.num_to_sample=1000 (0 writes an empty selection)")
-    return config.num_to_sample
+                          "--set resample.num_to_sample=1000 (0 writes an empty selection), or a token budget "
+                          "with resample.num_tokens_to_sample")
 
 
 @dataclass(frozen=True)

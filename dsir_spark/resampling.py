@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from dsir_spark.io import ID
@@ -40,21 +40,35 @@ class ResampleError(ValueError):
 
 @dataclass(frozen=True)
 class Boundary:
-    """The k-th largest (key, id): a row is selected iff (key, -id) >= (boundary key, -boundary id)."""
+    """The last selected (key, id): a row is selected iff (key, -id) >= (boundary key, -boundary id).
+    Without an id, the rows whose key is above ``key`` (all rows when it is -inf)."""
 
     key: float
-    ident: Any
+    ident: Any = None
 
     def selects(self) -> Column:
         key, ident = F.col(KEY), F.col(ID)
+        if self.ident is None:
+            return key > F.lit(self.key)
         return (key > F.lit(self.key)) | ((key == F.lit(self.key)) & (ident <= F.lit(self.ident)))
 
 
+@dataclass(frozen=True)
+class Prefix:
+    """A selected prefix of the key order: its boundary, documents and tokens."""
+
+    boundary: Boundary
+    rows: int
+    tokens: int
+
+
 def gumbel_keys(
-    scores: DataFrame, weight_col: str, seed: int | Column, target: int, top_k: bool, noise_salt: str = "gumbel"
+    scores: DataFrame, weight_col: str, seed: int | Column, target: int, top_k: bool, noise_salt: str = "gumbel",
+    temperature: float = 1.0,
 ) -> DataFrame:
-    """Adds ``key`` = log weight (+ Gumbel noise of (salt, seed, target, id) unless top_k)."""
-    weight = F.col(weight_col)
+    """Adds ``key`` = log weight / temperature (+ Gumbel noise of (salt, seed, target, id) unless top_k):
+    a temperature below 1 sharpens the selection toward the top-k, above 1 flattens it toward uniform."""
+    weight = F.col(weight_col) if temperature == 1.0 else F.col(weight_col) / F.lit(float(temperature))
     if top_k:
         return scores.withColumn(KEY, weight)
     u = uniform(seed, F.col(ID), f"{noise_salt}-{target}")
@@ -117,6 +131,80 @@ def top_k_boundary(keys: DataFrame, k: int, total: int) -> Boundary:
         log.debug("top-k band narrowed to %d rows, %d still to pick", band_size, need)
 
 
+def _walk(rows: list, need: int) -> tuple[Any, int, int]:
+    """The last of ``rows`` (in key order) whose running token sum stays within ``need``; with the rows
+    and tokens taken."""
+    last, taken, count = None, 0, 0
+    for row in rows:
+        if taken + row[NUM_TOKENS] > need:
+            break
+        last, taken, count = row, taken + row[NUM_TOKENS], count + 1
+    return last, count, taken
+
+
+def _token_bracket(band: DataFrame, need: int, band_size: int, spread: float, salt: str) -> tuple[float, float]:
+    """(low, high): keys that bracket where the band's running token sum (in key order) passes ``need``,
+    read off a hashed sample of the band's (key, tokens)."""
+    rate = min(1.0, SAMPLE_SIZE / band_size)
+    sampled = F.when(uniform(0, F.col(ID), salt) < F.lit(rate), F.struct(KEY, NUM_TOKENS))
+    rows = sorted(band.agg(F.collect_list(sampled).alias("s")).first()["s"], key=lambda r: -r[KEY])
+    m, running, rank = len(rows), 0.0, len(rows)
+    for index, row in enumerate(rows):
+        running += row[NUM_TOKENS] / rate
+        if running > need:
+            rank = index + 1
+            break
+    if m == 0:
+        return float("-inf"), float("inf")
+    width = spread * (rank * max(0.0, 1.0 - rank / m)) ** 0.5 + 1.0
+    top, bottom = int(rank - width), int(rank + width) + 1
+    high = rows[top - 1][KEY] if top >= 1 else float("inf")
+    low = rows[bottom - 1][KEY] if bottom <= m else float("-inf")
+    return low, high
+
+
+def _prefix_of_ties(band: DataFrame, need: int, rows_above: int, budget: int, high: float) -> Prefix:
+    """The band's rows share one key: the prefix by ascending id whose tokens fit in ``need``, from a
+    running sum over the band (one sorted task; only for more than BAND_LIMIT exactly equal keys)."""
+    running = F.sum(NUM_TOKENS).over(Window.orderBy(ID).rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    row = (band.withColumn("running", running).where(F.col("running") <= F.lit(need))
+           .agg(F.max(ID).alias("ident"), F.max(KEY).alias("key"), F.count("*").alias("rows"),
+                F.max("running").alias("taken")).first())
+    if not row["rows"]:
+        return Prefix(Boundary(high), rows_above, budget - need)
+    return Prefix(Boundary(row["key"], row["ident"]), rows_above + int(row["rows"]), budget - need + int(row["taken"]))
+
+
+def token_budget_prefix(keys: DataFrame, budget: int, total: int) -> Prefix:
+    """The longest prefix of the key order (key descending, ties by ascending id) of ``total`` rows whose
+    ``num_tokens`` sum to at most ``budget``: exact, with nothing of size N on the driver. A hashed
+    sample brackets the key where the running sum passes the budget; one pass sums the tokens above
+    the bracket and counts the rows inside it; a band of at most BAND_LIMIT rows is walked on the driver."""
+    band, need, band_size = keys.select(ID, KEY, NUM_TOKENS), budget, total
+    rows_above, spread, attempt, high = 0, _SPREAD, 0, float("inf")
+    while True:
+        if band_size <= BAND_LIMIT:
+            last, count, taken = _walk(sorted(band.collect(), key=lambda r: (-r[KEY], r[ID])), need)
+            boundary = Boundary(high) if last is None else Boundary(last[KEY], last[ID])
+            return Prefix(boundary, rows_above + count, budget - need + taken)
+        low, top = _token_bracket(band, need, band_size, spread, f"token-sample-{attempt}")
+        attempt += 1
+        inside = (F.col(KEY) >= F.lit(low)) & (F.col(KEY) <= F.lit(top))
+        row = band.agg(F.sum(F.when(F.col(KEY) > F.lit(top), F.col(NUM_TOKENS))).alias("above_tokens"),
+                       F.count(F.when(F.col(KEY) > F.lit(top), 1)).alias("above"),
+                       F.sum(F.when(F.col(KEY) >= F.lit(low), F.col(NUM_TOKENS))).alias("through_band"),
+                       F.count(F.when(inside, 1)).alias("inside")).first()
+        above_tokens, through = int(row["above_tokens"] or 0), int(row["through_band"] or 0)
+        if not (above_tokens <= need and (through > need or low == float("-inf"))):
+            spread *= 2  # the sample missed where the budget runs out (rare): a wider bracket
+            continue
+        band, high = band.where(inside), top
+        need, rows_above, band_size = need - above_tokens, rows_above + int(row["above"]), int(row["inside"])
+        if low == top and band_size > BAND_LIMIT:  # one key shared by many rows: their order is by id
+            return _prefix_of_ties(band, need, rows_above, budget, high)
+        log.debug("token budget band narrowed to %d rows, %d tokens still to fill", band_size, need)
+
+
 _NOT_FINITE = ("NaN", "infinite", "null")
 
 
@@ -139,13 +227,13 @@ def _require_finite(sizes, column: str, index: int, total: int) -> None:
 
 
 def check_selectable(scores: DataFrame, weight_cols: list[str], num_to_sample: int,
-                     min_example_length: int) -> tuple[int, int]:
-    """(documents, eligible documents) of the scores, in one pass that also fails on weights that are not
-    finite and on a num_to_sample above the eligible documents."""
+                     min_example_length: int) -> tuple[int, int, int]:
+    """(documents, eligible documents, their tokens) of the scores, in one pass that also fails on
+    weights that are not finite and on a num_to_sample above the eligible documents."""
     long_enough = F.col(NUM_TOKENS) >= F.lit(min_example_length)
     not_finite = [count for i, c in enumerate(weight_cols) for count in _not_finite_counts(c, i)]
     sizes = scores.agg(F.count("*").alias("total"), F.count(F.when(long_enough, 1)).alias("eligible"),
-                       *not_finite).first()
+                       F.sum(F.when(long_enough, F.col(NUM_TOKENS))).alias("tokens"), *not_finite).first()
     total, eligible_count = int(sizes["total"]), int(sizes["eligible"])
     for i, column in enumerate(weight_cols):
         _require_finite(sizes, column, i, total)
@@ -154,7 +242,7 @@ def check_selectable(scores: DataFrame, weight_cols: list[str], num_to_sample: i
             f"resample.num_to_sample={num_to_sample} but only {eligible_count} of {total} documents are eligible "
             f"(at least min_example_length={min_example_length} tokens); lower num_to_sample or min_example_length"
         )
-    return total, eligible_count
+    return total, eligible_count, int(sizes["tokens"] or 0)
 
 
 def split_across_targets(num_to_sample: int, proportions: list[float]) -> list[int]:
@@ -167,48 +255,65 @@ def split_across_targets(num_to_sample: int, proportions: list[float]) -> list[i
 def select(
     scores: DataFrame,
     weight_cols: list[str],
-    num_to_sample: int,
+    num_to_sample: int | None = None,
     *,
+    num_tokens: int | None = None,
     proportions: list[float] | None = None,
     min_example_length: int = 100,
     seed: int = 0,
     top_k: bool = False,
+    temperature: float = 1.0,
     noise_salt: str = "gumbel",
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """Selects exactly ``num_to_sample`` ids from scores (id, num_tokens, weight columns).
+    """Selects from scores (id, num_tokens, weight columns) exactly ``num_to_sample`` documents, or the
+    longest prefix of the key order whose tokens sum to at most ``num_tokens``.
 
     Returns (id, key, log_weight, target) of the selection and a summary. With several weight columns
-    (separate targets) k is split by ``proportions`` and each target picks from what earlier targets
-    left, so no id is chosen twice. ``noise_salt`` gives a baseline noise independent of the selection's.
+    (separate targets) k (or the token budget) is split by ``proportions`` and each target picks from
+    what earlier targets left, so no id is chosen twice. ``noise_salt`` gives a baseline noise
+    independent of the selection's; ``temperature`` divides the log weights before the noise is added.
     """
+    if (num_to_sample is None) == (num_tokens is None):
+        raise ValueError("give exactly one of num_to_sample and num_tokens")
     started = time.time()
     eligible = scores.where(F.col(NUM_TOKENS) >= F.lit(min_example_length))
-    total, eligible_count = check_selectable(scores, weight_cols, num_to_sample, min_example_length)
+    total, eligible_count, eligible_tokens = check_selectable(scores, weight_cols, num_to_sample or 0,
+                                                              min_example_length)
+    amount = num_to_sample if num_tokens is None else num_tokens
     if len(weight_cols) > 1:
         even = [1.0 / len(weight_cols)] * len(weight_cols)
-        per_target = split_across_targets(num_to_sample, list(proportions or even))
+        per_target = split_across_targets(amount, list(proportions or even))
     else:
-        per_target = [num_to_sample]
-    remaining, remaining_count = eligible, eligible_count
-    parts, thresholds = [], []
-    for target, (weight_col, k) in enumerate(zip(weight_cols, per_target)):
-        if k == 0:
+        per_target = [amount]
+    remaining, remaining_count, remaining_tokens = eligible, eligible_count, eligible_tokens
+    parts, thresholds, selected, tokens = [], [], 0, 0
+    for target, (weight_col, wanted) in enumerate(zip(weight_cols, per_target)):
+        if wanted == 0:
             thresholds.append(None)
             continue
-        keys = gumbel_keys(remaining, weight_col, seed, target, top_k, noise_salt)
-        boundary = top_k_boundary(keys, k, remaining_count)
-        chosen = keys.where(boundary.selects()).select(
+        keys = gumbel_keys(remaining, weight_col, seed, target, top_k, noise_salt, temperature)
+        if num_tokens is None:
+            prefix = Prefix(top_k_boundary(keys, wanted, remaining_count), wanted, 0)
+        elif wanted >= remaining_tokens:  # the budget holds every remaining document
+            prefix = Prefix(Boundary(float("-inf")), remaining_count, remaining_tokens)
+        else:
+            prefix = token_budget_prefix(keys, wanted, remaining_count)
+        chosen = keys.where(prefix.boundary.selects()).select(
             ID, KEY, F.col(weight_col).alias("log_weight"), F.lit(target).alias("target")
         )
         parts.append(chosen)
-        thresholds.append({"key": boundary.key, "id": boundary.ident})
+        threshold = {"key": prefix.boundary.key, "id": prefix.boundary.ident}
+        if num_tokens is not None:
+            threshold.update(documents=prefix.rows, tokens=prefix.tokens)
+        thresholds.append(threshold)
         remaining = remaining.join(chosen.select(ID), on=ID, how="left_anti")
-        remaining_count -= k
+        remaining_count, remaining_tokens = remaining_count - prefix.rows, remaining_tokens - prefix.tokens
+        selected, tokens = selected + prefix.rows, tokens + prefix.tokens
     if parts:
         selection = parts[0]
         for part in parts[1:]:
             selection = selection.unionByName(part)
-    else:  # num_to_sample = 0: an empty selection with the right schema
+    else:  # nothing asked for: an empty selection with the right schema
         selection = gumbel_keys(scores, weight_cols[0], seed, 0, top_k=True).where(F.lit(False)).select(
             ID, KEY, F.col(weight_cols[0]).alias("log_weight"), F.lit(0).alias("target")
         )
@@ -216,6 +321,7 @@ def select(
         "documents": total,
         "eligible": eligible_count,
         "num_to_sample": num_to_sample,
+        "selected": selected,
         "per_target": per_target,
         "seed": seed,
         "top_k": top_k,
@@ -223,4 +329,8 @@ def select(
         "thresholds": thresholds,
         "selection_seconds": round(time.time() - started, 3),
     }
+    if num_tokens is not None:
+        summary.update(num_tokens_to_sample=num_tokens, tokens_selected=tokens, eligible_tokens=eligible_tokens)
+    if temperature != 1.0:
+        summary["temperature"] = temperature
     return selection, summary

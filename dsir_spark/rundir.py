@@ -25,7 +25,15 @@ import pandas as pd
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-from dsir_spark.config import TABLE_PREFIX, ChunkingConfig, DatasetConfig, FeatureConfig, RunConfig, ScoreConfig
+from dsir_spark.config import (
+    TABLE_PREFIX,
+    ChunkingConfig,
+    DatasetConfig,
+    FeatureConfig,
+    ResampleConfig,
+    RunConfig,
+    ScoreConfig,
+)
 from dsir_spark.counts import BucketCounts, dense_counts
 from dsir_spark.io import json_schemas, list_files, read_dataset
 from dsir_spark.records import direct_path, is_connect, local_path, read_json, read_table, write_json, write_table
@@ -173,6 +181,10 @@ def _without_defaults(settings: dict[str, Any], default: Any, newer: tuple[str, 
     return {k: v for k, v in settings.items() if k not in newer or v != getattr(default, k)}
 
 
+# Resample settings added after records existed: left out while they hold their default.
+_NEWER_RESAMPLE = ("num_tokens_to_sample", "temperature")
+
+
 def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]:
     """The settings a stage's output depends on, with the ``input_fingerprint``: each stage's include the
     earlier stages', so a change reruns everything after it. Plain JSON types, so a stored record
@@ -196,7 +208,7 @@ def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]
             if section != default:
                 settings[name] = asdict(section)
     if stage in ("resample", "report"):
-        settings["resample"] = asdict(config.resample)
+        settings["resample"] = _without_defaults(asdict(config.resample), ResampleConfig(), _NEWER_RESAMPLE)
     if stage == "report":
         settings["report"] = asdict(config.report)
     return json.loads(json.dumps(settings))

@@ -68,7 +68,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
     """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
     inputs = input_fingerprint(spark, config)
     require_stage(spark, config, "resample", inputs)
-    if not config.report.enabled or not config.resample.num_to_sample:
+    if not config.report.enabled or not (config.resample.num_to_sample or config.resample.num_tokens_to_sample):
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
         return {"stage": "report", "skipped": True, "reason": reason}
@@ -99,6 +99,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             label_col=label_col,
             log_diff=model.log_diff[0] if not model.separate_targets else None,
             target_strings=_target_strings(spark, config),
+            num_tokens=config.resample.num_tokens_to_sample,
         )
         # Lines the reader could not parse, left out of every dataset (on_bad_records: skip), by reason.
         report["bad_records"] = {

@@ -1,4 +1,5 @@
-"""Resample stage: exactly ``num_to_sample`` scored documents by seeded Gumbel top-k, written with all
+"""Resample stage: exactly ``num_to_sample`` scored documents by seeded Gumbel top-k (or the longest prefix of
+the key order within ``num_tokens_to_sample`` tokens), written with all
 their original columns."""
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def check_external_scores(spark: SparkSession, config: RunConfig) -> None:
             f"dataset's ids ({id_source(config.raw)}) are {raw_id.simpleString()}; the scores must carry the raw "
             "dataset's ids, with their type (cast the scores' id column, or set raw.id_col to match)"
         )
-    check_selectable(scores, columns, require_sample_size(config.resample), config.resample.min_example_length)
+    require_sample_size(config.resample)
+    check_selectable(scores, columns, config.resample.num_to_sample or 0, config.resample.min_example_length)
 
 
 def _why_missing(spark: SparkSession, config: RunConfig, inputs: str) -> Callable[[], str]:
@@ -121,9 +123,9 @@ def _why_missing(spark: SparkSession, config: RunConfig, inputs: str) -> Callabl
 def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads the scores (``<run_dir>/scores`` or resample.scores), writes ``<run_dir>/selection`` (ids,
     keys) and the selected documents (or chunks)."""
-    num_to_sample = require_sample_size(config.resample)
-    if num_to_sample == 0:
-        log.warning("resample.num_to_sample is 0: the selection will be empty")
+    require_sample_size(config.resample)
+    if 0 in (config.resample.num_to_sample, config.resample.num_tokens_to_sample):
+        log.warning("resample: nothing to select (0 documents or tokens): the selection will be empty")
     inputs = input_fingerprint(spark, config)
     if not config.resample.scores:
         require_stage(spark, config, "score", inputs)
@@ -149,7 +151,9 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         selection, summary = select(
             scores,
             columns,
-            num_to_sample,
+            settings.num_to_sample,
+            num_tokens=settings.num_tokens_to_sample,
+            temperature=settings.temperature,
             proportions=proportions,
             min_example_length=settings.min_example_length,
             seed=settings.seed,
@@ -160,7 +164,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             raw = expand_chunks(raw, scores.join(selection.select(ID), on=ID), config.raw)
         written = write_selection(
             selection, raw, selection_dir, out_dir,
-            expected=num_to_sample, output_format=settings.output_format,
+            expected=summary["selected"], output_format=settings.output_format,
             add_dsir_columns=settings.add_dsir_columns, generated_ids=config.raw.id_col is None,
             table_mode=settings.table_mode, why_missing=_why_missing(spark, config, inputs),
         )
