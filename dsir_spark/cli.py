@@ -24,14 +24,15 @@ from collections.abc import Sequence
 from dsir_spark.config import ConfigError, load_config
 from dsir_spark.features import requested_implementation
 
-COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain")
+COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain", "verify")
 RUN_ERROR, CONFIG_ERROR, INPUT_ERROR = 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsir-spark", description="DSIR data selection on Apache Spark.")
     parser.add_argument("command", choices=COMMANDS,
-                        help="a single stage, run = all stages in order, or explain = why documents got their weight")
+                        help="a single stage, run = all stages in order, explain = why documents got their weight, "
+                             "or verify = check the shards in out_dir against their manifest")
     parser.add_argument("--config", required=True, help="YAML config (see conf/default.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a setting, e.g. --set resample.seed=7 (repeatable)")
@@ -52,10 +53,11 @@ def _exit_code(exc: BaseException) -> int:
     from dsir_spark.io import InputError
     from dsir_spark.model import FitError
     from dsir_spark.resampling import ResampleError
+    from dsir_spark.shards import ShardError
 
     if isinstance(exc, ConfigError):
         return CONFIG_ERROR
-    if isinstance(exc, (InputError, FitError, ResampleError)):
+    if isinstance(exc, (InputError, FitError, ResampleError, ShardError)):
         return INPUT_ERROR
     return RUN_ERROR
 
@@ -94,7 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command(args: argparse.Namespace, config, debug: bool) -> int:
     from dsir_spark.pipeline import complete_without_session, run_pipeline
+    from dsir_spark.rundir import default_out_dir
     from dsir_spark.session import quiet_task_failures, session_for_job
+    from dsir_spark.shards import MANIFEST, verify
+
+    if args.command == "verify":  # pyarrow only: no Spark session
+        out_dir = default_out_dir(config)
+        checked = verify(out_dir)
+        print(f"verified {checked['files']} files, {checked['rows']:,} rows against {out_dir}/{MANIFEST}")
+        return 0
 
     if args.command == "run" and not args.force:
         # Nothing to do (every stage complete, all of it readable here): answer without starting Spark.

@@ -20,6 +20,8 @@ import yaml
 HASH_MODES = ("sha256", "xxhash64")
 INPUT_FORMATS = ("auto", "parquet", "json", "table")
 OUTPUT_FORMATS = ("parquet", "json")
+SHARD_ORDERS = ("random", "key")
+SHARD_COMPRESSIONS = ("zstd", "gzip", "none")
 TABLE_MODES = ("error", "overwrite")
 BAD_RECORD_MODES = ("fail", "skip")
 LENGTH_CORRECTIONS = ("none", "poisson", "mean")
@@ -139,6 +141,28 @@ class FitConfig:
 
 
 @dataclass(frozen=True)
+class ShardConfig:
+    """The selection as numbered shards a trainer reads (``00000.parquet`` ...) with a manifest.json."""
+
+    max_file_bytes: int | None = None  # each file at most this many bytes (see dsir_spark.shards), or ...
+    num_files: int | None = None  # ... this many files of about equal bytes
+    order: str = "random"  # random: a seeded order, so each shard is a uniform sample | key: highest keys first
+    compression: str = "zstd"  # zstd | gzip | none, for Parquet and JSON Lines alike
+
+    def __post_init__(self) -> None:
+        if (self.max_file_bytes is None) == (self.num_files is None):
+            raise ConfigError("resample.shards: set one of max_file_bytes (e.g. 268435456 for 256 MiB) and num_files")
+        if self.max_file_bytes is not None and self.max_file_bytes < 1024:
+            raise ConfigError(f"resample.shards.max_file_bytes={self.max_file_bytes}; give at least 1024 bytes")
+        if self.num_files is not None and self.num_files < 1:
+            raise ConfigError(f"resample.shards.num_files={self.num_files}; it must be >= 1")
+        if self.order not in SHARD_ORDERS:
+            raise ConfigError(f"resample.shards.order={self.order!r}; use one of {SHARD_ORDERS}")
+        if self.compression not in SHARD_COMPRESSIONS:
+            raise ConfigError(f"resample.shards.compression={self.compression!r}; use one of {SHARD_COMPRESSIONS}")
+
+
+@dataclass(frozen=True)
 class ResampleConfig:
     """How many documents to select, and how."""
 
@@ -155,8 +179,11 @@ class ResampleConfig:
     # Resample by another scores table (Parquet folder or table:<name>) with an id and a log-weight column.
     scores: str | None = None
     weight_col: str | None = None
+    shards: ShardConfig | None = None  # write out_dir as numbered shards with a manifest
 
     def __post_init__(self) -> None:
+        if self.shards is not None and self.out_dir and self.out_dir.startswith(TABLE_PREFIX):
+            raise ConfigError("resample.shards writes files, and resample.out_dir is a table; give a folder")
         if self.scores and self.scores.startswith(TABLE_PREFIX):
             table_name_parts(self.scores[len(TABLE_PREFIX):], "resample.scores")
         if self.weight_col is not None and not self.weight_col.strip():

@@ -268,7 +268,7 @@ def select(
     """Selects from scores (id, num_tokens, weight columns) exactly ``num_to_sample`` documents, or the
     longest prefix of the key order whose tokens sum to at most ``num_tokens``.
 
-    Returns (id, key, log_weight, target) of the selection and a summary. With several weight columns
+    Returns (id, key, log_weight, target, num_tokens) of the selection and a summary. With several weight columns
     (separate targets) k (or the token budget) is split by ``proportions`` and each target picks from
     what earlier targets left, so no id is chosen twice. ``noise_salt`` gives a baseline noise
     independent of the selection's; ``temperature`` divides the log weights before the noise is added.
@@ -299,7 +299,7 @@ def select(
         else:
             prefix = token_budget_prefix(keys, wanted, remaining_count)
         chosen = keys.where(prefix.boundary.selects()).select(
-            ID, KEY, F.col(weight_col).alias("log_weight"), F.lit(target).alias("target")
+            ID, KEY, F.col(weight_col).alias("log_weight"), F.lit(target).alias("target"), NUM_TOKENS
         )
         parts.append(chosen)
         threshold = {"key": prefix.boundary.key, "id": prefix.boundary.ident}
@@ -315,7 +315,7 @@ def select(
             selection = selection.unionByName(part)
     else:  # nothing asked for: an empty selection with the right schema
         selection = gumbel_keys(scores, weight_cols[0], seed, 0, top_k=True).where(F.lit(False)).select(
-            ID, KEY, F.col(weight_cols[0]).alias("log_weight"), F.lit(0).alias("target")
+            ID, KEY, F.col(weight_cols[0]).alias("log_weight"), F.lit(0).alias("target"), NUM_TOKENS
         )
     summary = {
         "documents": total,

@@ -19,6 +19,7 @@ from dsir_spark.records import read_json, read_table, write_json
 from dsir_spark.report import build_report, draw_figures, to_markdown
 from dsir_spark.rundir import (
     counts_path,
+    default_out_dir,
     input_fingerprint,
     load_counts,
     local_path,
@@ -29,6 +30,7 @@ from dsir_spark.rundir import (
     stage_settings,
 )
 from dsir_spark.scores import open_scores, weight_columns
+from dsir_spark.shards import read_manifest, write_manifest
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
@@ -108,6 +110,10 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         }
         report["warnings"] = uniform_weight_warnings(model, [t.name for t in config.targets])
         report = write_report(spark, report, folder)
+        if config.resample.shards:  # the manifest tells a trainer how close the shards are to the target
+            out_dir = default_out_dir(config)
+            manifest = read_manifest(out_dir)
+            write_manifest(out_dir, {**manifest, "report": {"kl_reduction": report["kl_reduction"]}})
         return {"rows_in": report["documents"]["raw"], "rows_out": 1, "report": report}
 
     return run_stage(spark, "report", folder, stage_settings(config, "report", inputs), work, force)

@@ -4,15 +4,19 @@ their original columns."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.chunks import expand_chunks, is_chunked
-from dsir_spark.config import RunConfig, require_sample_size
+from dsir_spark.config import RunConfig, ShardConfig, require_sample_size
+from dsir_spark.features import requested_implementation
 from dsir_spark.io import (
     ID,
     InputError,
@@ -25,10 +29,12 @@ from dsir_spark.io import (
     require_writable_table,
     write_table,
 )
-from dsir_spark.model import DSIRModel
-from dsir_spark.resampling import ResampleError, check_selectable, select
+from dsir_spark.model import NUM_TOKENS, DSIRModel
+from dsir_spark.records import direct_path
+from dsir_spark.resampling import KEY, ResampleError, check_selectable, select
 from dsir_spark.rundir import (
     default_out_dir,
+    fingerprint,
     input_fingerprint,
     invalidate_outputs,
     open_dataset,
@@ -40,7 +46,9 @@ from dsir_spark.rundir import (
     stage_settings,
 )
 from dsir_spark.scores import open_scores, scores_location, weight_columns
+from dsir_spark.shards import ORDER, TOKENS, move_folder, order_column, write_manifest, write_shard_files
 from dsir_spark.stages.runner import run_stage
+from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
 
@@ -48,11 +56,13 @@ log = logging.getLogger("dsir_spark")
 def write_selection(
     selection: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, expected: int,
     output_format: str = "parquet", add_dsir_columns: bool = True, generated_ids: bool = False,
-    table_mode: str = "error", why_missing: Callable[[], str] = lambda: "",
+    table_mode: str = "error", why_missing: Callable[[], str] = lambda: "", shards: ShardConfig | None = None,
+    seed: int = 0,
 ) -> int:
     """Writes the selected (id, key, ...) to ``<selection_dir>/ids`` and the selected raw rows, with all
     their columns, to ``out_dir`` (a folder, or ``table:<name>`` for a catalog table written with
-    ``table_mode``); returns the number of documents written.
+    ``table_mode``); returns the number of documents written. With ``shards``, the documents are only
+    staged (as Parquet, with the shard writer's order and tokens): ``publish_shards`` writes them.
 
     The documents are staged in ``<selection_dir>/documents`` and counted first: unless there are
     exactly ``expected`` of them, ``out_dir`` is not written and a ResampleError says what was found
@@ -66,8 +76,12 @@ def write_selection(
         columns.append(F.col("__dsir_id").alias("dsir_id"))
     if add_dsir_columns:
         columns += [F.col("log_weight").alias("dsir_log_weight"), F.col("target").alias("dsir_target")]
+    if shards is not None:
+        columns += [order_column(shards, seed, "__dsir_id", KEY).alias(ORDER), F.col(NUM_TOKENS).alias(TOKENS),
+                    F.col("__dsir_id").alias("__dsir_sid")]
     table = output_table(out_dir)
-    fmt = "parquet" if table else output_format  # staged as it will be published: a rename publishes it
+    # Staged as it will be published (a rename publishes it); for shards as Parquet, which they are cut from.
+    fmt = "parquet" if table or shards else output_format
     staged = f"{selection_dir}/documents"
     writer = joined.select(*columns).write.mode("overwrite")
     (writer.json if fmt == "json" else writer.parquet)(staged)
@@ -83,9 +97,38 @@ def write_selection(
         )
     if table:
         write_table(spark.read.parquet(staged), table, table_mode, "resample.out_dir")
-    else:
+    elif shards is None:
         publish_folder(spark, staged, out_dir, fmt)
     return found
+
+
+def publish_shards(spark: SparkSession, config: RunConfig, summary: dict[str, Any], inputs: str) -> dict[str, Any]:
+    """The staged selection as shards with their manifest, published to out_dir when complete; returns
+    the manifest's totals and plan for the stage record."""
+    settings, selection_dir, out_dir = config.resample, stage_dir(config, "resample"), default_out_dir(config)
+    staging = f"{selection_dir}/shards"
+    files, plan = write_shard_files(spark.read.parquet(f"{selection_dir}/documents"), staging, settings.shards,
+                                      settings.output_format, summary["selected"])
+    lowest = spark.read.parquet(f"{selection_dir}/ids").agg(F.min("log_weight")).first()[0]
+    totals = {"files": len(files), **{k: sum(f[k] for f in files) for k in ("rows", "tokens", "bytes", "json_bytes")}}
+    manifest = {
+        "files": files, "totals": totals, "format": settings.output_format, "shards": asdict(settings.shards),
+        "plan": plan, "selection": {
+            "fingerprint": fingerprint(stage_settings(config, "resample", inputs)),
+            "settings": json.loads(json.dumps(asdict(settings))), "seed": settings.seed,
+            "num_to_sample": settings.num_to_sample, "num_tokens_to_sample": settings.num_tokens_to_sample,
+            "temperature": settings.temperature, "top_k": settings.top_k, "documents": summary["selected"],
+            "tokens": totals["tokens"], "thresholds": summary["thresholds"], "lowest_log_weight": lowest,
+        },
+        "features": asdict(config.features), "featurizer": requested_implementation(),
+        "dsir_spark": __version__, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_manifest(staging, manifest)
+    if direct_path(spark, staging) is not None and direct_path(spark, out_dir) is not None:
+        publish_folder(spark, staging, out_dir, settings.output_format)
+    else:
+        move_folder(staging, out_dir)
+    return {"totals": totals, "plan": plan}
 
 
 def check_external_scores(spark: SparkSession, config: RunConfig) -> None:
@@ -167,11 +210,13 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             expected=summary["selected"], output_format=settings.output_format,
             add_dsir_columns=settings.add_dsir_columns, generated_ids=config.raw.id_col is None,
             table_mode=settings.table_mode, why_missing=_why_missing(spark, config, inputs),
+            shards=settings.shards, seed=settings.seed,
         )
+        extra = {"shards": publish_shards(spark, config, summary, inputs)} if settings.shards else {}
         log.info("stage resample: selected by %s of %s", columns, scores_location(config))
         return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
                 "weight_columns": columns, "scores": scores_location(config),
                 "length_correction": None if settings.scores else config.score.length_correction,
-                "chunks": is_chunked(scores), "rows_in": summary["documents"], "rows_out": written}
+                "chunks": is_chunked(scores), "rows_in": summary["documents"], "rows_out": written, **extra}
 
     return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample", inputs), work, force)
