@@ -163,6 +163,19 @@ class ShardConfig:
 
 
 @dataclass(frozen=True)
+class GroupCap:
+    """The largest share of the selection (its tokens with a token budget, else its documents) that the
+    documents whose group_col is ``value`` may take."""
+
+    value: str
+    max_share: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_share <= 1:
+            raise ConfigError(f"resample.group_caps: max_share={self.max_share} for {self.value!r}; give 0 to 1")
+
+
+@dataclass(frozen=True)
 class ResampleConfig:
     """How many documents to select, and how."""
 
@@ -180,8 +193,22 @@ class ResampleConfig:
     scores: str | None = None
     weight_col: str | None = None
     shards: ShardConfig | None = None  # write out_dir as numbered shards with a manifest
+    # Quotas: no group (a raw column, e.g. metadata.pile_set_name) takes more than max_share of the
+    # selection, or its own share in group_caps; documents of a full group are passed over.
+    group_col: str | None = None
+    max_share: float | None = None
+    group_caps: tuple[GroupCap, ...] = ()
 
     def __post_init__(self) -> None:
+        if (self.max_share is not None or self.group_caps) and not self.group_col:
+            raise ConfigError("resample.max_share and resample.group_caps need resample.group_col: the column whose "
+                              "values are the groups (e.g. metadata.pile_set_name)")
+        if self.group_col and self.max_share is None and not self.group_caps:
+            raise ConfigError(f"resample.group_col={self.group_col!r} without max_share or group_caps; set the share "
+                              "no group may exceed")
+        if self.max_share is not None and not 0 < self.max_share <= 1:
+            raise ConfigError(f"resample.max_share={self.max_share}; give a share above 0 and at most 1")
+        object.__setattr__(self, "group_caps", tuple(self.group_caps))
         if self.shards is not None and self.out_dir and self.out_dir.startswith(TABLE_PREFIX):
             raise ConfigError("resample.shards writes files, and resample.out_dir is a table; give a folder")
         if self.scores and self.scores.startswith(TABLE_PREFIX):
@@ -282,6 +309,9 @@ class RunConfig:
             raise ConfigError("targets is empty; give at least one target dataset")
         if not self.run_dir:
             raise ConfigError("run_dir is empty; give a folder (local, HDFS, s3://, dbfs:/ ...) for the outputs")
+        if self.fit.separate_targets and self.resample.group_col:
+            raise ConfigError("resample.group_col with fit.separate_targets: group quotas work with one weight "
+                              "column; combine the targets, or select per target in separate runs")
         props = self.fit.target_proportions
         if props is not None and len(props) != len(self.targets):
             raise ConfigError(

@@ -15,6 +15,7 @@ filter, so driver memory does not grow with N or k, and a typical run takes two 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,38 @@ class Boundary:
         if self.ident is None:
             return key > F.lit(self.key)
         return (key > F.lit(self.key)) | ((key == F.lit(self.key)) & (ident <= F.lit(self.ident)))
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Group caps: the share of the selection (tokens with a token budget, else documents) that the
+    documents of each value of ``column`` may take; ``default`` for values not in ``shares`` (None:
+    uncapped)."""
+
+    column: str
+    default: float | None
+    shares: dict[str, float]
+
+    def cap(self, amount: int) -> Column:
+        """Each row's group cap for a selection of ``amount`` documents or tokens (null: uncapped)."""
+        group = F.col(self.column).cast("string")
+        default = F.lit(None) if self.default is None else F.lit(math.floor(self.default * amount))
+        cap = default
+        for value, share in self.shares.items():
+            cap = F.when(group == F.lit(value), F.lit(math.floor(share * amount))).otherwise(cap)
+        return cap.cast("long")
+
+
+def within_quota(keys: DataFrame, quota: Quota, amount: int, by_tokens: bool) -> DataFrame:
+    """The rows of ``keys`` a group cap does not pass over: in each group, the longest prefix of the key
+    order whose documents (or tokens) stay within the group's cap. The selection among them, in key
+    order, is then exactly the greedy walk that passes over documents of full groups."""
+    order = Window.partitionBy(quota.column).orderBy(F.desc(KEY), F.asc(ID))
+    running = (F.sum(NUM_TOKENS).over(order.rowsBetween(Window.unboundedPreceding, Window.currentRow))
+               if by_tokens else F.row_number().over(order))
+    cap = quota.cap(amount)
+    ranked = keys.withColumn("__dsir_running", running)
+    return ranked.where(cap.isNull() | (F.col("__dsir_running") <= cap)).drop("__dsir_running")
 
 
 @dataclass(frozen=True)
@@ -264,6 +297,7 @@ def select(
     top_k: bool = False,
     temperature: float = 1.0,
     noise_salt: str = "gumbel",
+    quota: Quota | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Selects from scores (id, num_tokens, weight columns) exactly ``num_to_sample`` documents, or the
     longest prefix of the key order whose tokens sum to at most ``num_tokens``.
@@ -271,7 +305,8 @@ def select(
     Returns (id, key, log_weight, target, num_tokens) of the selection and a summary. With several weight columns
     (separate targets) k (or the token budget) is split by ``proportions`` and each target picks from
     what earlier targets left, so no id is chosen twice. ``noise_salt`` gives a baseline noise
-    independent of the selection's; ``temperature`` divides the log weights before the noise is added.
+    independent of the selection's; ``temperature`` divides the log weights before the noise is added;
+    ``quota`` (one weight column only) passes over the documents of groups that are full.
     """
     if (num_to_sample is None) == (num_tokens is None):
         raise ValueError("give exactly one of num_to_sample and num_tokens")
@@ -292,6 +327,13 @@ def select(
             thresholds.append(None)
             continue
         keys = gumbel_keys(remaining, weight_col, seed, target, top_k, noise_salt, temperature)
+        if quota is not None:
+            keys = within_quota(keys, quota, wanted, num_tokens is not None).cache()
+            left = keys.agg(F.count("*").alias("rows"), F.sum(NUM_TOKENS).alias("tokens")).first()
+            remaining_count, remaining_tokens = int(left["rows"]), int(left["tokens"] or 0)
+            if num_tokens is None and wanted > remaining_count:
+                raise ResampleError(f"resample.num_to_sample={wanted} but the group caps leave {remaining_count} "
+                                    "eligible documents; raise max_share (or group_caps) or lower num_to_sample")
         if num_tokens is None:
             prefix = Prefix(top_k_boundary(keys, wanted, remaining_count), wanted, 0)
         elif wanted >= remaining_tokens:  # the budget holds every remaining document
@@ -302,6 +344,8 @@ def select(
             ID, KEY, F.col(weight_col).alias("log_weight"), F.lit(target).alias("target"), NUM_TOKENS
         )
         parts.append(chosen)
+        if quota is not None:
+            summary_groups = _group_totals(keys.where(prefix.boundary.selects()), quota.column)
         threshold = {"key": prefix.boundary.key, "id": prefix.boundary.ident}
         if num_tokens is not None:
             threshold.update(documents=prefix.rows, tokens=prefix.tokens)
@@ -333,4 +377,14 @@ def select(
         summary.update(num_tokens_to_sample=num_tokens, tokens_selected=tokens, eligible_tokens=eligible_tokens)
     if temperature != 1.0:
         summary["temperature"] = temperature
+    if quota is not None and parts:
+        summary["groups"] = summary_groups
     return selection, summary
+
+
+def _group_totals(selected: DataFrame, column: str, shown: int = 100) -> dict[str, dict[str, int]]:
+    """Documents and tokens of the selection per group (the largest ``shown`` groups)."""
+    rows = (selected.groupBy(F.col(column).cast("string").alias("group"))
+            .agg(F.count("*").alias("documents"), F.sum(NUM_TOKENS).alias("tokens"))
+            .orderBy(F.desc("documents"), "group").limit(shown).collect())
+    return {str(r["group"]): {"documents": int(r["documents"]), "tokens": int(r["tokens"] or 0)} for r in rows}

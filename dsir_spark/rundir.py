@@ -182,7 +182,7 @@ def _without_defaults(settings: dict[str, Any], default: Any, newer: tuple[str, 
 
 
 # Resample settings added after records existed: left out while they hold their default.
-_NEWER_RESAMPLE = ("num_tokens_to_sample", "temperature", "shards")
+_NEWER_RESAMPLE = ("num_tokens_to_sample", "temperature", "shards", "group_col", "max_share", "group_caps")
 
 
 def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]:

@@ -121,3 +121,65 @@ def test_a_run_with_a_token_budget_writes_the_prefix_and_reports_on_it(spark, tm
     assert tokens == resample["tokens_selected"] <= 60_000
     assert resample["num_tokens_to_sample"] == 60_000 and resample["thresholds"][0]["tokens"] == tokens
     assert records["report"]["report"]["documents"]["selected"] == resample["selected"]
+
+
+def greedy_with_caps(scores, caps: dict, default: float | None, amount: int, by_tokens: bool, seed: int):
+    """The greedy walk over the key order that passes over documents of full groups, on the driver."""
+    keys = gumbel_keys(scores.where("num_tokens >= 100"), "log_weight", seed, 0, False)
+    rows = sorted(keys.select("id", "num_tokens", "group", KEY).collect(), key=lambda r: (-r[KEY], r["id"]))
+    limit = {g: int(share * amount) for g, share in caps.items()}
+    used, full, chosen, total = {}, set(), [], 0
+    for row in rows:
+        group, size = row["group"], row["num_tokens"] if by_tokens else 1
+        cap = limit.get(group, int(default * amount) if default is not None else None)
+        if group in full:
+            continue
+        if cap is not None and used.get(group, 0) + size > cap:
+            full.add(group)  # a full group: its later documents are passed over
+            continue
+        if total + size > amount:
+            break
+        chosen.append(row["id"])
+        used[group], total = used.get(group, 0) + size, total + size
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize("by_tokens", [False, True])
+def test_group_caps_equal_the_greedy_walk_that_passes_over_full_groups(scores, by_tokens):
+    from dsir_spark.resampling import Quota
+
+    grouped = scores.withColumn("group", F.concat(F.lit("g"), (F.col("id") % 4).cast("string")))
+    amount = 150_000 if by_tokens else 800
+    quota = Quota("group", 0.3, {"g1": 0.1})
+    size = {"num_tokens": amount} if by_tokens else {"num_to_sample": amount}
+    selection, summary = select(grouped.repartition(3), ["log_weight"], seed=5, quota=quota, **size)
+    expected = greedy_with_caps(grouped, {"g1": 0.1}, 0.3, amount, by_tokens, 5)
+    assert ids_of(selection) == expected
+    measure = "tokens" if by_tokens else "documents"
+    assert summary["groups"]["g1"][measure] <= 0.1 * amount
+    assert all(g[measure] <= 0.3 * amount for g in summary["groups"].values())
+    if not by_tokens:
+        assert len(expected) == amount  # exactly k, the caps permitting
+
+
+def test_a_run_with_a_group_cap_on_a_raw_column(spark, tmp_path):
+    from conftest import PILE, TARGET_C
+
+    from dsir_spark.config import DatasetConfig, FitConfig, GroupCap, ReportConfig, ResampleConfig, RunConfig
+    from dsir_spark.pipeline import run_pipeline
+
+    config = RunConfig(
+        run_dir=str(tmp_path / "run"),
+        raw=DatasetConfig(paths=(str(PILE),), text_col="contents", id_col="id"),
+        targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
+        fit=FitConfig(num_tokens_to_fit="all"),
+        resample=ResampleConfig(num_to_sample=200, group_col="metadata.pile_set_name", max_share=0.4,
+                                group_caps=(GroupCap("Github", 0.05),), min_example_length=20),
+        report=ReportConfig(enabled=False),
+    )
+    record = run_pipeline(spark, config)["resample"]
+    output = spark.read.parquet(str(tmp_path / "run" / "output"))
+    shares = {r["g"]: r["n"] for r in output.groupBy(F.col("metadata.pile_set_name").alias("g"))
+              .agg(F.count("*").alias("n")).collect()}
+    assert sum(shares.values()) == 200 and shares.get("Github", 0) <= 10 and max(shares.values()) <= 80
+    assert {g: v["documents"] for g, v in record["groups"].items()} == shares

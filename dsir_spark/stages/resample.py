@@ -26,12 +26,13 @@ from dsir_spark.io import (
     one_listing,
     original_columns,
     output_table,
+    require_column,
     require_writable_table,
     write_table,
 )
-from dsir_spark.model import NUM_TOKENS, DSIRModel
+from dsir_spark.model import DOC_ID, NUM_TOKENS, DSIRModel
 from dsir_spark.records import direct_path
-from dsir_spark.resampling import KEY, ResampleError, check_selectable, select
+from dsir_spark.resampling import KEY, Quota, ResampleError, check_selectable, select
 from dsir_spark.rundir import (
     default_out_dir,
     fingerprint,
@@ -51,6 +52,7 @@ from dsir_spark.stages.runner import run_stage
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
+GROUP = "__dsir_group"  # the scores' column of resample.group_col's values
 
 
 def write_selection(
@@ -163,6 +165,16 @@ def _why_missing(spark: SparkSession, config: RunConfig, inputs: str) -> Callabl
     return why
 
 
+def with_groups(scores: DataFrame, raw: DataFrame, config: RunConfig) -> tuple[DataFrame, Quota]:
+    """The scores with each document's group (resample.group_col of its raw row; a chunk has its
+    document's), and the quota on it."""
+    settings = config.resample
+    on = DOC_ID if is_chunked(scores) else ID
+    groups = raw.select(F.col("__dsir_id").alias(on), F.col(settings.group_col).cast("string").alias(GROUP))
+    quota = Quota(GROUP, settings.max_share, {cap.value: cap.max_share for cap in settings.group_caps})
+    return scores.join(groups, on=on, how="left"), quota
+
+
 def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads the scores (``<run_dir>/scores`` or resample.scores), writes ``<run_dir>/selection`` (ids,
     keys) and the selected documents (or chunks)."""
@@ -179,6 +191,10 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
     if table and (force or not stage_complete(spark, config, "resample", inputs)):
         require_writable_table(spark, table, settings.table_mode, "resample.out_dir")
 
+    raw_rows = good_rows(open_dataset(spark, config, config.raw))
+    if settings.group_col:
+        require_column(raw_rows, config.raw, settings.group_col, "group", "resample.group_col")
+
     def work() -> dict[str, Any]:
         # A selection made again makes the earlier output and report stale, whatever happens next.
         invalidate_outputs(spark, config)
@@ -191,6 +207,9 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             proportions = DSIRModel.load(spark, stage_dir(config, "fit")).target_proportions
         else:
             check_ids(scores.select(ID), f"resample.scores {settings.scores}")
+        quota = None
+        if settings.group_col:
+            scores, quota = with_groups(scores, raw_rows, config)
         selection, summary = select(
             scores,
             columns,
@@ -201,8 +220,9 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             min_example_length=settings.min_example_length,
             seed=settings.seed,
             top_k=settings.top_k,
+            quota=quota,
         )
-        raw = good_rows(open_dataset(spark, config, config.raw))
+        raw = raw_rows
         if is_chunked(scores):
             raw = expand_chunks(raw, scores.join(selection.select(ID), on=ID), config.raw)
         written = write_selection(
