@@ -164,20 +164,23 @@ def top_k_boundary(keys: DataFrame, k: int, total: int) -> Boundary:
         log.debug("top-k band narrowed to %d rows, %d still to pick", band_size, need)
 
 
-def _walk(rows: list, need: int) -> tuple[Any, int, int]:
-    """The last of ``rows`` (in key order) whose running token sum stays within ``need``; with the rows
-    and tokens taken."""
+def _walk(rows: list, need: int, rows_above: int, budget: int, high: float) -> Prefix:
+    """The prefix ending at the last of the band's ``rows`` whose running token sum stays within
+    ``need`` (rows in any order: sorted here by key, then id); ``rows_above`` rows above the band
+    (keys over ``high``) hold the other ``budget - need`` tokens."""
     last, taken, count = None, 0, 0
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (-r[KEY], r[ID])):
         if taken + row[NUM_TOKENS] > need:
             break
         last, taken, count = row, taken + row[NUM_TOKENS], count + 1
-    return last, count, taken
+    boundary = Boundary(high) if last is None else Boundary(last[KEY], last[ID])
+    return Prefix(boundary, rows_above + count, budget - need + taken)
 
 
-def _token_bracket(band: DataFrame, need: int, band_size: int, spread: float, salt: str) -> tuple[float, float]:
-    """(low, high): keys that bracket where the band's running token sum (in key order) passes ``need``,
-    read off a hashed sample of the band's (key, tokens)."""
+def _token_bracket(band: DataFrame, need: int, band_size: int, spread: float,
+                   salt: str) -> tuple[float, float, float]:
+    """(low, high, expected rows in [low, high]): keys that bracket where the band's running token sum
+    (in key order) passes ``need``, read off a hashed sample of the band's (key, tokens)."""
     rate = min(1.0, SAMPLE_SIZE / band_size)
     sampled = F.when(uniform(0, F.col(ID), salt) < F.lit(rate), F.struct(KEY, NUM_TOKENS))
     rows = sorted(band.agg(F.collect_list(sampled).alias("s")).first()["s"], key=lambda r: -r[KEY])
@@ -188,12 +191,12 @@ def _token_bracket(band: DataFrame, need: int, band_size: int, spread: float, sa
             rank = index + 1
             break
     if m == 0:
-        return float("-inf"), float("inf")
+        return float("-inf"), float("inf"), float(band_size)
     width = spread * (rank * max(0.0, 1.0 - rank / m)) ** 0.5 + 1.0
     top, bottom = int(rank - width), int(rank + width) + 1
     high = rows[top - 1][KEY] if top >= 1 else float("inf")
     low = rows[bottom - 1][KEY] if bottom <= m else float("-inf")
-    return low, high
+    return low, high, (min(bottom, m + 1) - max(top, 0)) / m * band_size
 
 
 def _prefix_of_ties(band: DataFrame, need: int, rows_above: int, budget: int, high: float) -> Prefix:
@@ -217,22 +220,26 @@ def token_budget_prefix(keys: DataFrame, budget: int, total: int) -> Prefix:
     rows_above, spread, attempt, high = 0, _SPREAD, 0, float("inf")
     while True:
         if band_size <= BAND_LIMIT:
-            last, count, taken = _walk(sorted(band.collect(), key=lambda r: (-r[KEY], r[ID])), need)
-            boundary = Boundary(high) if last is None else Boundary(last[KEY], last[ID])
-            return Prefix(boundary, rows_above + count, budget - need + taken)
-        low, top = _token_bracket(band, need, band_size, spread, f"token-sample-{attempt}")
+            return _walk(band.collect(), need, rows_above, budget, high)
+        low, top, expected = _token_bracket(band, need, band_size, spread, f"token-sample-{attempt}")
         attempt += 1
         inside = (F.col(KEY) >= F.lit(low)) & (F.col(KEY) <= F.lit(top))
-        row = band.agg(F.sum(F.when(F.col(KEY) > F.lit(top), F.col(NUM_TOKENS))).alias("above_tokens"),
-                       F.count(F.when(F.col(KEY) > F.lit(top), 1)).alias("above"),
-                       F.sum(F.when(F.col(KEY) >= F.lit(low), F.col(NUM_TOKENS))).alias("through_band"),
-                       F.count(F.when(inside, 1)).alias("inside")).first()
+        aggregates = [F.sum(F.when(F.col(KEY) > F.lit(top), F.col(NUM_TOKENS))).alias("above_tokens"),
+                      F.count(F.when(F.col(KEY) > F.lit(top), 1)).alias("above"),
+                      F.sum(F.when(F.col(KEY) >= F.lit(low), F.col(NUM_TOKENS))).alias("through_band"),
+                      F.count(F.when(inside, 1)).alias("inside")]
+        collect = expected <= BAND_LIMIT / 2  # collect the band in the same pass when it is surely small
+        if collect:
+            aggregates.append(F.collect_list(F.when(inside, F.struct(ID, KEY, NUM_TOKENS))).alias("band"))
+        row = band.agg(*aggregates).first()
         above_tokens, through = int(row["above_tokens"] or 0), int(row["through_band"] or 0)
         if not (above_tokens <= need and (through > need or low == float("-inf"))):
             spread *= 2  # the sample missed where the budget runs out (rare): a wider bracket
             continue
         band, high = band.where(inside), top
         need, rows_above, band_size = need - above_tokens, rows_above + int(row["above"]), int(row["inside"])
+        if collect and len(row["band"]) == band_size:
+            return _walk(row["band"], need, rows_above, budget, high)
         if low == top and band_size > BAND_LIMIT:  # one key shared by many rows: their order is by id
             return _prefix_of_ties(band, need, rows_above, budget, high)
         log.debug("token budget band narrowed to %d rows, %d tokens still to fill", band_size, need)
