@@ -37,6 +37,24 @@ def session_for_job(app_name: str) -> SparkSession:
         raise SessionError(f"cannot start a Spark session (master {master or 'default'}): {first_line}") from exc
 
 
+# Settings for big inputs that a command-line job gets where neither spark-submit nor spark-defaults
+# set them: an Arrow batch to a Python worker of at most 64 MiB (Spark's default bound is 2 GiB, only
+# 10,000 records: 10,000 long documents would be gigabytes in one worker).
+BIG_INPUT_DEFAULTS = {"spark.sql.execution.arrow.maxBytesPerBatch": str(64 << 20)}
+
+
+def apply_big_input_defaults(spark: SparkSession) -> dict[str, str]:
+    """Sets BIG_INPUT_DEFAULTS that the session's own configuration does not set (never overriding the
+    user's); returns what it set. Spark Connect: the server's configuration is left alone."""
+    if is_connect(spark):
+        return {}
+    given = spark.sparkContext.getConf()
+    chosen = {key: value for key, value in BIG_INPUT_DEFAULTS.items() if not given.contains(key)}
+    for key, value in chosen.items():
+        spark.conf.set(key, value)
+    return chosen
+
+
 # Loggers that print a failed task's whole stack trace on the driver's terminal (local mode runs the
 # executors in the driver's JVM), and the level that keeps their one-line messages.
 _TASK_FAILURE_LOGGERS = {"org.apache.spark.executor.Executor": "OFF", "org.apache.spark.scheduler.TaskSetManager":

@@ -214,7 +214,8 @@ def test_no_number_to_select_is_a_config_error_before_any_work(spark, tmp_path, 
     code, line = run_cli(tmp_path, capsys, config)
     assert code == 2
     assert line == ("dsir-spark: config error: resample.num_to_sample is not set; set how many documents to select, "
-                    "e.g. --set resample.num_to_sample=1000 (0 writes an empty selection)")
+                    "e.g. --set resample.num_to_sample=1000 (0 writes an empty selection), or a token budget with "
+                    "resample.num_tokens_to_sample")
     assert not (tmp_path / "run" / "counts").exists()
     code, _ = run_cli(tmp_path, capsys, config, command="fit")  # the stages before resample do not need it
     assert code == 1  # fit needs the count stage first, and says so

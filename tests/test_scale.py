@@ -1,0 +1,83 @@
+"""What must not grow with the data: the plan's Spark jobs with the number of input files, and a task's
+table of n-gram strings with the target's size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TARGET_C
+from pyspark.sql import functions as F
+
+from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ResampleConfig, RunConfig
+from dsir_spark.counts import count_pass
+from dsir_spark.io import one_listing
+from dsir_spark.pipeline import plan
+from dsir_spark.rundir import STAGES, input_fingerprint
+
+
+def many_files(folder, count: int, nested: bool = False):
+    for i in range(count):
+        where = folder / f"sub{i % 3}" if nested else folder
+        where.mkdir(parents=True, exist_ok=True)
+        (where / f"part-{i:05d}.jsonl").write_text(json.dumps({"id": i, "text": f"document number {i}"}) + "\n")
+    return folder
+
+
+def jobs_of_plan(spark, tmp_path, files: int, nested: bool, pattern: str = "") -> int:
+    folder = many_files(tmp_path / f"raw_{files}_{nested}", files, nested)
+    config = RunConfig(run_dir=str(tmp_path / f"run_{files}_{nested}"),
+                       raw=DatasetConfig(paths=(f"{folder}{pattern}",), id_col="id"),
+                       targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
+                       fit=FitConfig(num_tokens_to_fit="all"), resample=ResampleConfig(num_to_sample=1))
+    group = f"plan-{files}-{nested}-{len(pattern)}"
+    spark.sparkContext.setJobGroup(group, "the plan of a run")
+    try:
+        with one_listing():
+            steps = plan(spark, config, False, STAGES)
+            assert input_fingerprint(spark, config) == input_fingerprint(spark, config)
+        fresh = input_fingerprint(spark, config)  # listed again, outside the run's one listing
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert all(step.runs for step in steps)
+    with one_listing():
+        assert input_fingerprint(spark, config) == fresh
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+
+@pytest.mark.parametrize("nested, pattern", [(False, ""), (False, "/*.jsonl"), (True, "")])
+def test_the_plan_runs_as_many_spark_jobs_for_300_files_as_for_10(spark, tmp_path, nested, pattern):
+    few, many = (jobs_of_plan(spark, tmp_path, n, nested, pattern) for n in (10, 300))
+    assert few == many
+    if not nested:
+        assert many == 0  # a local folder or glob is listed by the driver itself
+
+
+def test_a_tiny_string_bound_still_finds_the_most_frequent_strings_and_counts_stay_exact(spark):
+    """A skewed target: one bigram in every document. Tallied from only 300 characters per task, the
+    strings still name it first in its bucket; the bucket counts are those of an unbounded pass."""
+    texts = [f"alpha beta alpha beta {word} gamma{i} delta{i % 7}" for i, word in enumerate(["x", "y", "z"] * 200)]
+    documents = spark.createDataFrame([(t,) for t in texts], "text string").repartition(4)
+    features = FeatureConfig()
+    bounded = count_pass(documents, features, F.lit(0), string_groups=[0], string_chars=300)
+    exact = count_pass(documents, features, F.lit(0), string_groups=[0], string_chars=10**9)
+    assert (bounded.counts[0].counts == exact.counts[0].counts).all()
+    assert bounded.counts[0].documents == 600
+    top = bounded.strings.sort_values("count", ascending=False).iloc[0]
+    assert top["ngram"] in ("alpha beta", "alpha", "beta")
+    ranked = exact.strings.sort_values("count", ascending=False)["ngram"].head(3).tolist()
+    assert set(ranked) == {"alpha", "beta", "alpha beta"}
+    bounded_top = bounded.strings.sort_values("count", ascending=False)["ngram"].head(3).tolist()
+    assert set(bounded_top) == set(ranked)
+    assert bounded.strings["count"].sum() < exact.strings["count"].sum()  # it did stop counting
+
+
+def test_big_input_defaults_fill_in_only_what_the_user_did_not_set(spark, monkeypatch):
+    from dsir_spark import session
+
+    monkeypatch.setattr(session, "BIG_INPUT_DEFAULTS", {**session.BIG_INPUT_DEFAULTS,
+                                                        "spark.sql.shuffle.partitions": "99"})
+    chosen = session.apply_big_input_defaults(spark)
+    assert chosen == {"spark.sql.execution.arrow.maxBytesPerBatch": str(64 << 20)}
+    assert spark.conf.get("spark.sql.execution.arrow.maxBytesPerBatch") == str(64 << 20)
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "4"  # the test session's own setting stays
