@@ -172,9 +172,10 @@ def run(raw: Path, target: Path, cores: int, label: str) -> dict:
 
 
 def print_table(results: list[dict]) -> None:
-    print("| input | MB | files | wall s | " + " | ".join(f"{s} s (MB/s/core)" for s in STAGES)
+    print("| input | MB | files | wall s | "
+          + " | ".join(f"{s} s (MB/s/core)" if s in ("count", "score") else f"{s} s" for s in STAGES)
           + " | before count s | outside stages s | driver Python MB | JVM MB | largest worker MB |")
-    print("|" + "---|" * (10 + len(STAGES)))
+    print("|" + "---|" * (9 + len(STAGES)))
     for r in results:
         cells = []
         for stage in STAGES:
