@@ -20,7 +20,8 @@
 #include <string.h>
 
 enum { MODE_SHA256 = 0, MODE_XXHASH64 = 1 };
-enum { CLASS_SPACE = 0, CLASS_WORD = 1, CLASS_OTHER = 2 };
+/* CLASS_SINGLE: a word character that is a token of its own (wordpunct_cjk: Han, kana, Hangul syllables) */
+enum { CLASS_SPACE = 0, CLASS_WORD = 1, CLASS_OTHER = 2, CLASS_SINGLE = 3 };
 
 static unsigned char *char_class = NULL; /* one byte per code point, 0 .. 0x10FFFF */
 static PyObject *str_lower = NULL;       /* interned "lower" */
@@ -321,7 +322,7 @@ static Py_ssize_t tokenize_utf8(Featurizer *self, const unsigned char *s, Py_ssi
         if (cls == CLASS_SPACE) { i += width; continue; }
         Py_ssize_t start = i;
         i += width;
-        while (i < n) {
+        while (cls != CLASS_SINGLE && i < n) {
             c = decode_utf8(s + i, &width);
             if (self->classes[c] != cls) break;
             i += width;
@@ -421,14 +422,14 @@ static int Featurizer_init(Featurizer *self, PyObject *args, PyObject *kwds) {
     Py_CLEAR(self->classes_owner);
     self->classes = char_class;
     if (classes != Py_None) {
-        /* another tokenizer's classes: one byte per code point, CLASS_SPACE / CLASS_WORD / CLASS_OTHER */
+        /* another tokenizer's classes: one byte per code point, CLASS_SPACE .. CLASS_SINGLE */
         if (!PyBytes_Check(classes) || PyBytes_GET_SIZE(classes) != 0x110000) {
             PyErr_SetString(PyExc_ValueError, "classes must be bytes with one class per code point (0x110000)");
             return -1;
         }
         const unsigned char *table = (const unsigned char *)PyBytes_AS_STRING(classes);
         for (Py_ssize_t c = 0; c < 0x110000; c++) {
-            if (table[c] > CLASS_OTHER) { PyErr_SetString(PyExc_ValueError, "classes: values must be 0, 1 or 2"); return -1; }
+            if (table[c] > CLASS_SINGLE) { PyErr_SetString(PyExc_ValueError, "classes: values must be 0 to 3"); return -1; }
         }
         Py_INCREF(classes);
         self->classes_owner = classes;

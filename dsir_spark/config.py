@@ -25,7 +25,7 @@ SHARD_COMPRESSIONS = ("zstd", "gzip", "none")
 TABLE_MODES = ("error", "overwrite")
 BAD_RECORD_MODES = ("fail", "skip")
 LENGTH_CORRECTIONS = ("none", "poisson", "mean")
-TOKENIZERS = ("wordpunct", "wordpunct_regex")
+TOKENIZERS = ("wordpunct", "wordpunct_regex", "wordpunct_cjk")
 TABLE_PREFIX = "table:"
 # One part of a table name: a plain identifier or a `back-quoted` one.
 _NAME_PART = re.compile(r"[A-Za-z0-9_]+|`[^`]+`")

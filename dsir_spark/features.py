@@ -20,6 +20,7 @@ picks one; ``DSIR_SPARK_FEATURIZER=python`` (read on the driver) forces the pure
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -48,20 +49,52 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 _PATTERNS: dict[str, re.Pattern] = {"wordpunct": WORDPUNCT}
+# wordpunct_cjk: these word characters are tokens of their own (as BERT's basic tokenizer splits CJK), so
+# the n-grams of Chinese, Japanese or Korean text without spaces are character n-grams.
+CJK_NAMES = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA",
+             "HALFWIDTH KATAKANA", "HANGUL SYLLABLE")
+
+
+WORD_CHARACTER = re.compile(r"\w")
+
+
+@functools.cache
+def cjk_characters() -> str:
+    """The word characters (re's ``\\w``) that wordpunct_cjk makes single tokens: Han ideographs,
+    hiragana, katakana and Hangul syllables, by their names in this interpreter's Unicode database."""
+    import unicodedata
+
+    return "".join(ch for ch in map(chr, range(0x110000))
+                   if unicodedata.name(ch, "").startswith(CJK_NAMES) and WORD_CHARACTER.match(ch))
+
+
+def _class_of(characters: str) -> str:
+    """A regular-expression class body holding exactly ``characters``, as ranges."""
+    points, ranges = sorted(map(ord, characters)), []
+    for point in points:
+        if ranges and point == ranges[-1][1] + 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+    return "".join(f"\\U{a:08X}-\\U{b:08X}" if a != b else f"\\U{a:08X}" for a, b in ranges)
 
 
 def tokenizer_pattern(tokenizer: str = "wordpunct"):
-    """The compiled wordpunct pattern of a tokenizer: Python's re (``wordpunct``), or the ``regex``
-    module as NLTK >= 3.10 compiles it (``wordpunct_regex``)."""
+    """The compiled wordpunct pattern of a tokenizer: Python's re (``wordpunct``), the ``regex`` module
+    as NLTK >= 3.10 compiles it (``wordpunct_regex``), or re with CJK characters as single tokens
+    (``wordpunct_cjk``)."""
     pattern = _PATTERNS.get(tokenizer)
-    if pattern is None:
+    if pattern is None and tokenizer == "wordpunct_cjk":
+        cjk = _class_of(cjk_characters())
+        pattern = _PATTERNS[tokenizer] = re.compile(f"[{cjk}]|[^\\W{cjk}]+|[^\\w\\s]+")
+    elif pattern is None:
         pattern = _PATTERNS[tokenizer] = _engine(tokenizer).compile(WORDPUNCT.pattern, _NLTK_FLAGS)
     return pattern
 
 
 def _engine(tokenizer: str):
-    """The regular-expression module a tokenizer runs on."""
-    if tokenizer == "wordpunct":
+    """The regular-expression module a tokenizer's word and space classes come from."""
+    if tokenizer in ("wordpunct", "wordpunct_cjk"):
         return re
     if tokenizer != "wordpunct_regex":
         raise ValueError(f"unknown tokenizer {tokenizer!r}")
@@ -95,6 +128,9 @@ def character_classes(tokenizer: str) -> bytes | None:
         for name, value in (("\\s", 0), ("\\w", 1)):
             for match in module.finditer(f"{name}+", every, _NLTK_FLAGS):
                 classes[match.start():match.end()] = bytes([value]) * (match.end() - match.start())
+        if tokenizer == "wordpunct_cjk":
+            for ch in cjk_characters():
+                classes[ord(ch)] = 3  # a token of its own
         _CLASSES[tokenizer] = bytes(classes)
     return _CLASSES[tokenizer]
 

@@ -24,7 +24,7 @@ TEXTS = EDGE_TEXTS + [r["contents"] for r in read_jsonl(PILE)[:200]]
 MODES = ["sha256", "xxhash64"]
 
 
-TOKENIZERS = ["wordpunct", "wordpunct_regex"]
+TOKENIZERS = ["wordpunct", "wordpunct_regex", "wordpunct_cjk"]
 
 
 def python_features(config: FeatureConfig, text: str) -> tuple[list[str], list[int]]:
@@ -91,7 +91,7 @@ def test_compiled_sha256_counts_equal_the_reference(ngrams):
 
 
 @pytest.mark.parametrize("mode,tokenizer", [("sha256", "wordpunct"), ("xxhash64", "wordpunct"),
-                                            ("sha256", "wordpunct_regex")])
+                                            ("sha256", "wordpunct_regex"), ("xxhash64", "wordpunct_cjk")])
 def test_every_unicode_code_point_tokenizes_and_hashes_alike(mode, tokenizer):
     """Each code point inside a word and beside punctuation: tokens and buckets equal on both paths (for
     wordpunct_regex, the Python path is the `regex` module's findall with NLTK >= 3.10's pattern and flags)."""
@@ -104,6 +104,22 @@ def test_every_unicode_code_point_tokenizes_and_hashes_alike(mode, tokenizer):
         expected_tokens, expected_buckets = python_features(config, text)
         assert tokens == expected_tokens, f"code points from U+{points[start]:04X}"
         assert buckets == expected_buckets, f"code points from U+{points[start]:04X}"
+
+
+def test_wordpunct_cjk_makes_each_han_kana_and_hangul_character_a_token_and_leaves_the_rest_to_wordpunct():
+    text = "東京Tower 2024年に、カタカナとひらがな. 한국어 문장 ｶﾀｶﾅ ＡＢＣ café_1 ㄱㄴ"
+    expected = ["東", "京", "tower", "2024", "年", "に", "、", "カ", "タ", "カ", "ナ", "と", "ひ", "ら", "が", "な",
+                ".", "한", "국", "어", "문", "장", "ｶ", "ﾀ", "ｶ", "ﾅ", "ａｂｃ", "café_1", "ㄱㄴ"]
+    assert tokenize(text, "wordpunct_cjk") == expected
+    assert tokenize(text) == ["東京tower", "2024年に", "、", "カタカナとひらがな", ".", "한국어", "문장", "ｶﾀｶﾅ",
+                              "ａｂｃ", "café_1", "ㄱㄴ"]  # wordpunct: whole runs, n-grams that say nothing
+    for mode in MODES:
+        config = FeatureConfig(ngrams=2, hash=mode, tokenizer="wordpunct_cjk")
+        assert CompiledFeaturizer(config).features(text) == python_features(config, text)
+    # Character bigrams of CJK text: the same phrase in two sentences shares its buckets.
+    compiled = CompiledFeaturizer(FeatureConfig(ngrams=2, tokenizer="wordpunct_cjk"))
+    first, second = (set(compiled.features(t)[1]) for t in ("東京の天気は晴れ", "明日の東京の天気"))
+    assert len(first & second) >= 5
 
 
 def test_wordpunct_regex_keeps_combining_marks_inside_words_where_re_splits_them():
