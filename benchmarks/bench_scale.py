@@ -142,7 +142,7 @@ class Sampler(threading.Thread):
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def run(raw: Path, target: Path, cores: int, label: str) -> dict:
+def run(raw: Path, target: Path, cores: int, label: str, driver_memory: str = "4g") -> dict:
     info = json.loads((raw / "_done").read_text())
     k = max(1, info["documents"] // 100)
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
@@ -151,7 +151,8 @@ def run(raw: Path, target: Path, cores: int, label: str) -> dict:
             "run_dir": f"{tmp}/run", "raw": {"paths": [str(raw)], "text_col": "text", "id_col": "id"},
             "targets": [{"paths": [str(target)], "text_col": "text"}],
             "resample": {"num_to_sample": k}, "report": {"enabled": True, "label_col": "copy"}}))
-        env = {**os.environ, "PYSPARK_SUBMIT_ARGS": f"--master local[{cores}] --driver-memory 4g pyspark-shell"}
+        env = {**os.environ,
+               "PYSPARK_SUBMIT_ARGS": f"--master local[{cores}] --driver-memory {driver_memory} pyspark-shell"}
         started = time.time()
         proc = subprocess.Popen([sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(config)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
@@ -195,11 +196,13 @@ def main() -> None:
     parser.add_argument("--tiny-files", type=int, nargs="*", default=[], help="raw as N files of 2 documents")
     parser.add_argument("--target-mb", type=int, default=0, help="also a run with a generated target this large")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--driver-memory", default="4g", help="local mode: the JVM's heap (driver and executors)")
     args = parser.parse_args()
     target = build_target()
     results = []
     for size in args.sizes:
-        results.append(run(generate(size, f"scale_{size}mb"), target, args.cores, f"{size} MB"))
+        label = f"{size} MB" + (f", driver {args.driver_memory}" if args.driver_memory != "4g" else "")
+        results.append(run(generate(size, f"scale_{size}mb"), target, args.cores, label, args.driver_memory))
         print_table(results[-1:])
     for files in args.tiny_files:
         raw = generate(0, f"tiny_{files}", docs_per_file=2, files=files)
