@@ -25,7 +25,7 @@ from dsir_spark.counts import BucketCounts, count_pass
 from dsir_spark.io import ID, TEXT
 from dsir_spark.model import EPS, NUM_TOKENS
 from dsir_spark.ngrams import pulling_buckets, strings_by_bucket
-from dsir_spark.resampling import select
+from dsir_spark.resampling import Quota, select
 
 log = logging.getLogger("dsir_spark")
 SELECTIONS = ("selected", "random", "top_k")
@@ -149,18 +149,21 @@ def build_report(
     log_diff: np.ndarray | None = None,
     target_strings: dict[int, list[str]] | None = None,
     num_tokens: int | None = None,
+    quota: Quota | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target.
     With the model's ``log_diff`` (its first row) and the targets' n-gram strings by bucket, it lists the
     n-grams that pull documents toward the target and away from it. The baselines are as large as the
-    selection: as many documents, or the same token budget (``num_tokens``)."""
+    selection: as many documents, or the same token budget (``num_tokens``), under the same group
+    ``quota`` if the selection had one."""
     k = selection.count()
     if k == 0:
         raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
     size = {"num_tokens": num_tokens} if num_tokens is not None else {"num_to_sample": k}
-    common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, **size)
+    common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota, **size)
     top_k, _ = select(scores, list(weight_cols), top_k=True, **common)
-    flat = scores.select(ID, NUM_TOKENS, *[F.lit(0.0).alias(c) for c in weight_cols])
+    grouped = [quota.column] if quota is not None else []
+    flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
     random, _ = select(flat, list(weight_cols), noise_salt="random-baseline", **common)
 
     # One featurizing pass over the union of the three selections (at most 3k documents).

@@ -9,12 +9,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
+from dsir_spark.chunks import is_chunked
 from dsir_spark.config import TABLE_PREFIX, RunConfig
 from dsir_spark.io import ID, InputError
-from dsir_spark.model import NUM_TOKENS, DSIRModel
+from dsir_spark.model import DOC_ID, NUM_TOKENS, DSIRModel
+from dsir_spark.resampling import Quota
 from dsir_spark.rundir import stage_dir
 
 DEFAULT_WEIGHT = "log_weight"
+GROUP = "__dsir_group"  # the scores' column of resample.group_col's values
 
 
 def scores_location(config: RunConfig) -> str:
@@ -65,3 +68,13 @@ def weight_columns(spark: SparkSession, config: RunConfig, scores: DataFrame) ->
             raise InputError(f"resample.weight_col: column {name!r} of scores {location} is "
                              f"{field.dataType.simpleString()}, not a number; name a numeric log-weight column")
     return wanted
+
+
+def with_groups(scores: DataFrame, raw: DataFrame, config: RunConfig) -> tuple[DataFrame, Quota]:
+    """The scores with each document's group (resample.group_col of its raw row, from ``io.read_dataset``;
+    a chunk has its document's), and the quota on it."""
+    settings = config.resample
+    on = DOC_ID if is_chunked(scores) else ID
+    groups = raw.select(F.col("__dsir_id").alias(on), F.col(settings.group_col).cast("string").alias(GROUP))
+    quota = Quota(GROUP, settings.max_share, {cap.value: cap.max_share for cap in settings.group_caps})
+    return scores.join(groups, on=on, how="left"), quota

@@ -175,11 +175,17 @@ def test_a_run_with_a_group_cap_on_a_raw_column(spark, tmp_path):
         fit=FitConfig(num_tokens_to_fit="all"),
         resample=ResampleConfig(num_to_sample=200, group_col="metadata.pile_set_name", max_share=0.4,
                                 group_caps=(GroupCap("Github", 0.05),), min_example_length=20),
-        report=ReportConfig(enabled=False),
+        report=ReportConfig(enabled=True, label_col="metadata.pile_set_name"),
     )
-    record = run_pipeline(spark, config)["resample"]
+    records = run_pipeline(spark, config)
+    record = records["resample"]
     output = spark.read.parquet(str(tmp_path / "run" / "output"))
     shares = {r["g"]: r["n"] for r in output.groupBy(F.col("metadata.pile_set_name").alias("g"))
               .agg(F.count("*").alias("n")).collect()}
     assert sum(shares.values()) == 200 and shares.get("Github", 0) <= 10 and max(shares.values()) <= 80
     assert {g: v["documents"] for g, v in record["groups"].items()} == shares
+    # The report's baselines keep the same quotas: no baseline gives Github more than its 5%.
+    shares_of = records["report"]["report"]["labels"]["shares"]
+    assert shares_of["selected"].get("Github", 0) <= 0.05
+    assert shares_of["random"].get("Github", 0) <= 0.05 and shares_of["top_k"].get("Github", 0) <= 0.05
+    assert max(shares_of["random"].values()) <= 0.4 and max(shares_of["top_k"].values()) <= 0.4

@@ -29,7 +29,7 @@ from dsir_spark.rundir import (
     stage_dir,
     stage_settings,
 )
-from dsir_spark.scores import open_scores, weight_columns
+from dsir_spark.scores import open_scores, weight_columns, with_groups
 from dsir_spark.shards import read_manifest, write_manifest
 from dsir_spark.stages.runner import run_stage
 
@@ -83,7 +83,9 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
     def work() -> dict[str, Any]:
         model = DSIRModel.load(spark, stage_dir(config, "fit"))
         buckets = config.features.num_buckets
-        scores = open_scores(spark, config)
+        scores, quota = open_scores(spark, config), None
+        if config.resample.group_col:  # the baselines are held to the selection's quotas too
+            scores, quota = with_groups(scores, raw, config)
         columns = weight_columns(spark, config, scores)
         report = build_report(
             spark,
@@ -102,6 +104,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             log_diff=model.log_diff[0] if not model.separate_targets else None,
             target_strings=_target_strings(spark, config),
             num_tokens=config.resample.num_tokens_to_sample,
+            quota=quota,
         )
         # Lines the reader could not parse, left out of every dataset (on_bad_records: skip), by reason.
         report["bad_records"] = {

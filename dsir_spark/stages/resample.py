@@ -30,9 +30,9 @@ from dsir_spark.io import (
     require_writable_table,
     write_table,
 )
-from dsir_spark.model import DOC_ID, NUM_TOKENS, DSIRModel
+from dsir_spark.model import NUM_TOKENS, DSIRModel
 from dsir_spark.records import direct_path
-from dsir_spark.resampling import KEY, Quota, ResampleError, check_selectable, select
+from dsir_spark.resampling import KEY, ResampleError, check_selectable, select
 from dsir_spark.rundir import (
     default_out_dir,
     fingerprint,
@@ -46,13 +46,12 @@ from dsir_spark.rundir import (
     stage_dir,
     stage_settings,
 )
-from dsir_spark.scores import open_scores, scores_location, weight_columns
+from dsir_spark.scores import open_scores, scores_location, weight_columns, with_groups
 from dsir_spark.shards import ORDER, TOKENS, move_folder, order_column, write_manifest, write_shard_files
 from dsir_spark.stages.runner import run_stage
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
-GROUP = "__dsir_group"  # the scores' column of resample.group_col's values
 
 
 def write_selection(
@@ -163,16 +162,6 @@ def _why_missing(spark: SparkSession, config: RunConfig, inputs: str) -> Callabl
         return ("the raw files look unchanged (same sizes and modification times); if they were rewritten in "
                 "place, run again with --force")
     return why
-
-
-def with_groups(scores: DataFrame, raw: DataFrame, config: RunConfig) -> tuple[DataFrame, Quota]:
-    """The scores with each document's group (resample.group_col of its raw row; a chunk has its
-    document's), and the quota on it."""
-    settings = config.resample
-    on = DOC_ID if is_chunked(scores) else ID
-    groups = raw.select(F.col("__dsir_id").alias(on), F.col(settings.group_col).cast("string").alias(GROUP))
-    quota = Quota(GROUP, settings.max_share, {cap.value: cap.max_share for cap in settings.group_caps})
-    return scores.join(groups, on=on, how="left"), quota
 
 
 def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
