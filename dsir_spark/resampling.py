@@ -120,16 +120,21 @@ def _bracket(band: DataFrame, need: int, band_size: int, spread: float, salt: st
     rate = min(1.0, SAMPLE_SIZE / band_size)
     sampled = F.when(uniform(0, F.col(ID), salt) < F.lit(rate), F.col(KEY))
     keys = sorted(band.agg(F.collect_list(sampled).alias("keys")).first()["keys"], reverse=True)
-    m = len(keys)
-    if m == 0:
+    if not keys:
         return float("-inf"), float("inf"), float(band_size)
-    rank = need * m / band_size  # where the need-th largest key falls among the sampled ones (1-based)
+    # Where the need-th largest key falls among the sampled ones (1-based).
+    return _around(keys, need * len(keys) / band_size, band_size, spread)
+
+
+def _around(keys: list[float], rank: float, band_size: int, spread: float) -> tuple[float, float, float]:
+    """(low, high, expected band rows): the sampled ``keys`` (descending) ``spread`` standard deviations of
+    a sample rank either side of ``rank``, the place in the sample where the boundary is expected."""
+    m = len(keys)
     width = spread * (rank * max(0.0, 1.0 - rank / m)) ** 0.5 + 1.0
     top, bottom = int(rank - width), int(rank + width) + 1
     high = keys[top - 1] if top >= 1 else float("inf")
     low = keys[bottom - 1] if bottom <= m else float("-inf")
-    expected = (min(bottom, m + 1) - max(top, 0)) / m * band_size
-    return low, high, expected
+    return low, high, (min(bottom, m + 1) - max(top, 0)) / m * band_size
 
 
 def top_k_boundary(keys: DataFrame, k: int, total: int) -> Boundary:
@@ -192,11 +197,7 @@ def _token_bracket(band: DataFrame, need: int, band_size: int, spread: float,
             break
     if m == 0:
         return float("-inf"), float("inf"), float(band_size)
-    width = spread * (rank * max(0.0, 1.0 - rank / m)) ** 0.5 + 1.0
-    top, bottom = int(rank - width), int(rank + width) + 1
-    high = rows[top - 1][KEY] if top >= 1 else float("inf")
-    low = rows[bottom - 1][KEY] if bottom <= m else float("-inf")
-    return low, high, (min(bottom, m + 1) - max(top, 0)) / m * band_size
+    return _around([row[KEY] for row in rows], rank, band_size, spread)
 
 
 def _prefix_of_ties(band: DataFrame, need: int, rows_above: int, budget: int, high: float) -> Prefix:

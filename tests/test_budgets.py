@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import PILE, TARGET_C
 from pyspark.sql import functions as F
 
 import dsir_spark.resampling as resampling
+from dsir_spark.config import DatasetConfig, FitConfig, GroupCap, ReportConfig, ResampleConfig, RunConfig
+from dsir_spark.pipeline import run_pipeline
 from dsir_spark.resampling import KEY, gumbel_keys, select
 
 
@@ -98,21 +101,21 @@ def test_temperature_one_is_todays_selection_and_a_small_one_the_top_k(scores):
     assert ids_of(tempered) == expected
 
 
-def test_a_run_with_a_token_budget_writes_the_prefix_and_reports_on_it(spark, tmp_path):
-    from conftest import PILE, TARGET_C
-
-    from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
-    from dsir_spark.pipeline import run_pipeline
-
-    config = RunConfig(
-        run_dir=str(tmp_path / "run"),
+def pile_run(spark, run_dir, resample: ResampleConfig, report: ReportConfig) -> dict:
+    """The whole pipeline on the bundled Pile sample and C target with these resample and report settings."""
+    return run_pipeline(spark, RunConfig(
+        run_dir=str(run_dir),
         raw=DatasetConfig(paths=(str(PILE),), text_col="contents", id_col="id"),
         targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
         fit=FitConfig(num_tokens_to_fit="all"),
-        resample=ResampleConfig(num_tokens_to_sample=60_000, seed=1),
-        report=ReportConfig(enabled=True),
-    )
-    records = run_pipeline(spark, config)
+        resample=resample,
+        report=report,
+    ))
+
+
+def test_a_run_with_a_token_budget_writes_the_prefix_and_reports_on_it(spark, tmp_path):
+    records = pile_run(spark, tmp_path / "run", ResampleConfig(num_tokens_to_sample=60_000, seed=1),
+                       ReportConfig(enabled=True))
     resample = records["resample"]
     output = spark.read.parquet(str(tmp_path / "run" / "output"))
     scores = spark.read.parquet(str(tmp_path / "run" / "scores"))
@@ -163,21 +166,10 @@ def test_group_caps_equal_the_greedy_walk_that_passes_over_full_groups(scores, b
 
 
 def test_a_run_with_a_group_cap_on_a_raw_column(spark, tmp_path):
-    from conftest import PILE, TARGET_C
-
-    from dsir_spark.config import DatasetConfig, FitConfig, GroupCap, ReportConfig, ResampleConfig, RunConfig
-    from dsir_spark.pipeline import run_pipeline
-
-    config = RunConfig(
-        run_dir=str(tmp_path / "run"),
-        raw=DatasetConfig(paths=(str(PILE),), text_col="contents", id_col="id"),
-        targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
-        fit=FitConfig(num_tokens_to_fit="all"),
-        resample=ResampleConfig(num_to_sample=200, group_col="metadata.pile_set_name", max_share=0.4,
-                                group_caps=(GroupCap("Github", 0.05),), min_example_length=20),
-        report=ReportConfig(enabled=True, label_col="metadata.pile_set_name"),
-    )
-    records = run_pipeline(spark, config)
+    resample = ResampleConfig(num_to_sample=200, group_col="metadata.pile_set_name", max_share=0.4,
+                              group_caps=(GroupCap("Github", 0.05),), min_example_length=20)
+    records = pile_run(spark, tmp_path / "run", resample,
+                       ReportConfig(enabled=True, label_col="metadata.pile_set_name"))
     record = records["resample"]
     output = spark.read.parquet(str(tmp_path / "run" / "output"))
     shares = {r["g"]: r["n"] for r in output.groupBy(F.col("metadata.pile_set_name").alias("g"))
