@@ -15,6 +15,8 @@ from dsir_spark.config import (
     load_config,
 )
 from dsir_spark.dsir import HashedNgramDSIR
+from dsir_spark.estimators import load_model
+from dsir_spark.logistic import LogisticModel
 from dsir_spark.model import DSIRModel
 from dsir_spark.version import __version__
 
@@ -28,5 +30,7 @@ __all__ = [
     "RunConfig",
     "load_config",
     "DSIRModel",
+    "LogisticModel",
+    "load_model",
     "HashedNgramDSIR",
 ]

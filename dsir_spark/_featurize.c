@@ -16,7 +16,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { MODE_SHA256 = 0, MODE_XXHASH64 = 1 };
@@ -250,6 +252,8 @@ typedef struct {
     size_t feature_capacity;
     unsigned char *key;
     size_t key_capacity;
+    uint32_t *sorted; /* a chunk's features, sorted, for sublinear sums */
+    size_t sorted_capacity;
     const unsigned char *classes; /* char_class, or the table given for another tokenizer */
     PyObject *classes_owner;      /* the bytes object holding a given table */
 } Featurizer;
@@ -460,6 +464,7 @@ static void Featurizer_dealloc(Featurizer *self) {
     PyMem_Free(self->grams);
     PyMem_Free(self->features);
     PyMem_Free(self->key);
+    PyMem_Free(self->sorted);
     Py_XDECREF(self->classes_owner);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -535,14 +540,47 @@ static Py_ssize_t get_log_diff(Featurizer *self, PyObject *obj, Py_buffer *diff)
     return rows;
 }
 
+static int compare_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The sublinear sum of a document (or chunk) whose features, sorted ascending, are buckets[0 .. n):
+ * over its distinct buckets b in ascending order, row[b] * log1p(count of b), summed left to right. */
+static double sublinear_sum(const double *row, const uint32_t *buckets, size_t n) {
+    double acc = 0.0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && buckets[j] == buckets[i]) j++;
+        acc += row[buckets[i]] * log1p((double)(j - i));
+        i = j;
+    }
+    return acc;
+}
+
+/* The sum of row[b] over features[0 .. n) in feature order (linear), or their sublinear sum, for each
+ * of `rows` rows of table; `sorted` holds the features sorted when sublinear. */
+static void score_rows(const double *table, Py_ssize_t rows, uint32_t num_buckets, const uint32_t *features,
+                       const uint32_t *sorted, size_t n, double *out, Py_ssize_t stride) {
+    for (Py_ssize_t t = 0; t < rows; t++) {
+        const double *row = table + t * (Py_ssize_t)num_buckets;
+        double acc = 0.0;
+        if (sorted) acc = sublinear_sum(row, sorted, n);
+        else for (size_t i = 0; i < n; i++) acc += row[features[i]];
+        out[t * stride] = acc;
+    }
+}
+
 PyDoc_STRVAR(score_doc,
-"score(texts, log_diff, num_tokens, sums)\n\n"
+"score(texts, log_diff, num_tokens, sums, sublinear=False)\n\n"
 "For each document d and each row t of log_diff (float64, rows x num_buckets): sums[t * len(texts) + d]\n"
-"= the sum of log_diff[t, bucket] over d's features, in feature order (float64); num_tokens[d] (int32).");
+"= the sum of log_diff[t, bucket] over d's features, in feature order (float64); num_tokens[d] (int32).\n"
+"sublinear: instead, over d's distinct buckets in ascending order, log_diff[t, bucket] * log1p(count).");
 
 static PyObject *Featurizer_score(Featurizer *self, PyObject *args) {
     PyObject *texts, *diff_obj, *tokens_obj, *sums_obj;
-    if (!PyArg_ParseTuple(args, "OOOO", &texts, &diff_obj, &tokens_obj, &sums_obj)) return NULL;
+    int sublinear = 0;
+    if (!PyArg_ParseTuple(args, "OOOO|p", &texts, &diff_obj, &tokens_obj, &sums_obj, &sublinear)) return NULL;
     PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
     if (seq == NULL) return NULL;
     Py_ssize_t docs = PySequence_Fast_GET_SIZE(seq);
@@ -563,12 +601,9 @@ static PyObject *Featurizer_score(Featurizer *self, PyObject *args) {
         if (nfeat < 0) { result = NULL; break; }
         if (ntok > INT32_MAX) { PyErr_SetString(PyExc_OverflowError, "a document has over 2**31 tokens"); result = NULL; break; }
         num_tokens[d] = (int32_t)ntok;
-        for (Py_ssize_t t = 0; t < rows; t++) {
-            const double *row = table + t * (Py_ssize_t)self->num_buckets;
-            double acc = 0.0;
-            for (Py_ssize_t i = 0; i < nfeat; i++) acc += row[self->features[i]];
-            sum[t * docs + d] = acc;
-        }
+        if (sublinear) qsort(self->features, (size_t)nfeat, sizeof(uint32_t), compare_u32);
+        score_rows(table, rows, self->num_buckets, self->features, sublinear ? self->features : NULL,
+                   (size_t)nfeat, sum + d, docs);
     }
     PyBuffer_Release(&sums); PyBuffer_Release(&tokens); PyBuffer_Release(&diff);
     Py_DECREF(seq);
@@ -694,16 +729,19 @@ static int append(Bytes *out, const void *item, size_t size) {
 }
 
 PyDoc_STRVAR(score_chunks_doc,
-"score_chunks(texts, log_diff, chunk_tokens, min_tokens) -> (doc, chunk, start, end, num_tokens, sums)\n\n"
+"score_chunks(texts, log_diff, chunk_tokens, min_tokens, sublinear=False)\n"
+"    -> (doc, chunk, start, end, num_tokens, sums)\n\n"
 "Splits each document's tokens into consecutive chunks of chunk_tokens (a shorter last chunk is kept\n"
 "with at least min_tokens tokens) and scores each chunk by the n-grams inside it, from one\n"
 "tokenization. Returns bytes: doc index (int64), chunk index (int32), character span in the original\n"
-"text (int64 start, int64 end), token count (int32), and sums (float64, one row of log_diff rows per chunk).");
+"text (int64 start, int64 end), token count (int32), and sums (float64, one row of log_diff rows per chunk);\n"
+"sublinear as in score(), over each chunk's own features.");
 
 static PyObject *Featurizer_score_chunks(Featurizer *self, PyObject *args) {
     PyObject *texts, *diff_obj;
     Py_ssize_t chunk_tokens, min_tokens;
-    if (!PyArg_ParseTuple(args, "OOnn", &texts, &diff_obj, &chunk_tokens, &min_tokens)) return NULL;
+    int sublinear = 0;
+    if (!PyArg_ParseTuple(args, "OOnn|p", &texts, &diff_obj, &chunk_tokens, &min_tokens, &sublinear)) return NULL;
     if (chunk_tokens < 1) { PyErr_SetString(PyExc_ValueError, "chunk_tokens must be >= 1"); return NULL; }
     if (self->ngrams > 64) { PyErr_SetString(PyExc_ValueError, "chunks are scored for ngrams <= 64"); return NULL; }
     PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
@@ -735,11 +773,18 @@ static PyObject *Featurizer_score_chunks(Featurizer *self, PyObject *args) {
             spans[2 * c] = self->tok_start[a];
             spans[2 * c + 1] = (int64_t)self->tok_start[b - 1] + self->tok_len[b - 1];
             failed |= append(&doc, &di, 8) < 0 || append(&chunk, &ci, 4) < 0 || append(&ntok, &nt, 4) < 0;
+            /* the chunk's features in the document's order: its unigrams, bigrams, ... */
+            size_t n = 0;
+            for (int k = 1; k <= maxk && k <= b - a; k++) n += (size_t)(b - a - k + 1);
+            if (grow((void **)&self->sorted, &self->sorted_capacity, n ? n : 1, sizeof(uint32_t)) < 0) { failed = 1; break; }
+            uint32_t *own = self->sorted;
+            for (int k = 1; k <= maxk && k <= b - a; k++)
+                for (Py_ssize_t i = a; i + k <= b; i++) *own++ = self->features[offset[k] + i];
+            if (sublinear) qsort(self->sorted, n, sizeof(uint32_t), compare_u32);
             for (Py_ssize_t t = 0; t < rows && !failed; t++) {
-                const double *row = table + t * (Py_ssize_t)self->num_buckets;
-                double acc = 0.0; /* the chunk's features in the document's order: its unigrams, bigrams, ... */
-                for (int k = 1; k <= maxk && k <= b - a; k++)
-                    for (Py_ssize_t i = a; i + k <= b; i++) acc += row[self->features[offset[k] + i]];
+                double acc;
+                score_rows(table + t * (Py_ssize_t)self->num_buckets, 1, self->num_buckets, self->sorted,
+                           sublinear ? self->sorted : NULL, n, &acc, 1);
                 failed |= append(&sums, &acc, 8) < 0;
             }
         }
@@ -765,7 +810,47 @@ static PyObject *Featurizer_score_chunks(Featurizer *self, PyObject *args) {
     return result;
 }
 
+PyDoc_STRVAR(sparse_counts_doc,
+"sparse_counts(texts) -> (indptr, buckets, counts)\n\n"
+"Each document's bucket counts as compressed sparse rows: document d's distinct buckets, ascending, are\n"
+"buckets[indptr[d]:indptr[d + 1]] with their counts. Returns bytes: int64 indptr (len(texts) + 1 items),\n"
+"int32 buckets and int32 counts.");
+
+static PyObject *Featurizer_sparse_counts(Featurizer *self, PyObject *texts) {
+    PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t docs = PySequence_Fast_GET_SIZE(seq);
+    Bytes indptr = {0}, buckets = {0}, counts = {0};
+    int64_t end = 0;
+    int failed = append(&indptr, &end, 8) < 0;
+    for (Py_ssize_t d = 0; d < docs && !failed; d++) {
+        Py_ssize_t ntok;
+        Py_ssize_t nfeat = featurize_one(self, PySequence_Fast_GET_ITEM(seq, d), &ntok);
+        if (nfeat < 0) { failed = 1; break; }
+        qsort(self->features, (size_t)nfeat, sizeof(uint32_t), compare_u32);
+        for (Py_ssize_t i = 0; i < nfeat && !failed;) {
+            Py_ssize_t j = i + 1;
+            while (j < nfeat && self->features[j] == self->features[i]) j++;
+            int32_t bucket = (int32_t)self->features[i], count = (int32_t)(j - i);
+            failed |= append(&buckets, &bucket, 4) < 0 || append(&counts, &count, 4) < 0;
+            end++;
+            i = j;
+        }
+        failed |= append(&indptr, &end, 8) < 0;
+    }
+    PyObject *result = NULL;
+    if (!failed) {
+        result = Py_BuildValue("(y#y#y#)", indptr.data, (Py_ssize_t)indptr.used,
+                               buckets.data ? buckets.data : "", (Py_ssize_t)buckets.used,
+                               counts.data ? counts.data : "", (Py_ssize_t)counts.used);
+    }
+    PyMem_Free(indptr.data); PyMem_Free(buckets.data); PyMem_Free(counts.data);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef Featurizer_methods[] = {
+    {"sparse_counts", (PyCFunction)Featurizer_sparse_counts, METH_O, sparse_counts_doc},
     {"score_chunks", (PyCFunction)Featurizer_score_chunks, METH_VARARGS, score_chunks_doc},
     {"count", (PyCFunction)Featurizer_count, METH_VARARGS, count_doc},
     {"score", (PyCFunction)Featurizer_score, METH_VARARGS, score_doc},

@@ -26,6 +26,7 @@ TABLE_MODES = ("error", "overwrite")
 BAD_RECORD_MODES = ("fail", "skip")
 LENGTH_CORRECTIONS = ("none", "poisson", "mean")
 TOKENIZERS = ("wordpunct", "wordpunct_regex", "wordpunct_cjk")
+ESTIMATORS = ("ngram_ratio", "logistic")
 TABLE_PREFIX = "table:"
 # One part of a table name: a plain identifier or a `back-quoted` one.
 _NAME_PART = re.compile(r"[A-Za-z0-9_]+|`[^`]+`")
@@ -126,8 +127,25 @@ class FitConfig:
     separate_targets: bool = False
     target_proportions: tuple[float, ...] | None = None
     sample_seed: int = 0
+    # ngram_ratio: the reference's naive-Bayes log ratio | logistic: a classifier on the same features
+    # (see dsir_spark.logistic); the next four settings are the classifier's.
+    estimator: str = "ngram_ratio"
+    negatives: int = 20_000  # raw documents it is trained against (a seeded sample)
+    positives: int = 20_000  # at most this many target documents per classifier (a seeded sample)
+    regularization: float = 1e-4  # L2 strength on the mean class-balanced log loss
+    held_out: float = 0.1  # share of the training documents kept out to measure AUC and log loss
 
     def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(f"fit.estimator={self.estimator!r}; use one of {ESTIMATORS}")
+        for name in ("negatives", "positives"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"fit.{name}={value!r}; use a positive number of documents")
+        if not self.regularization >= 0:
+            raise ConfigError(f"fit.regularization={self.regularization}; use a number >= 0 (e.g. 1e-4)")
+        if not 0 <= self.held_out < 1:
+            raise ConfigError(f"fit.held_out={self.held_out}; use a share in [0, 1), e.g. 0.1")
         n = self.num_tokens_to_fit
         if isinstance(n, bool) or not (n in ("auto", "all") or (isinstance(n, int) and n > 0)):
             raise ConfigError(f"fit.num_tokens_to_fit={n!r}; use 'auto', 'all' or a positive integer")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -230,6 +231,42 @@ class Features:
         """Per document, the sum of ``values[bucket]`` over its features (a dot with its bucket counts)."""
         return np.bincount(self.doc_index, weights=values[self.buckets], minlength=len(self.num_tokens))
 
+    def sparse(self, num_buckets: int) -> SparseCounts:
+        """Each document's bucket counts, distinct buckets ascending (as the compiled featurizer's)."""
+        keys, counts = np.unique(self.doc_index * num_buckets + self.buckets, return_counts=True)
+        indptr = np.searchsorted(keys // num_buckets, np.arange(len(self.num_tokens) + 1), side="left")
+        return SparseCounts(indptr.astype(np.int64), (keys % num_buckets).astype(np.int32), counts.astype(np.int32))
+
+    def sums(self, values: np.ndarray, num_buckets: int, sublinear: bool) -> np.ndarray:
+        """``document_sums``, or with ``sublinear`` per document the sum over its distinct buckets in
+        ascending order of values[bucket] * log1p(count), left to right (bincount adds in input order), as
+        the compiled featurizer does."""
+        if not sublinear:
+            return self.document_sums(values)
+        sparse = self.sparse(num_buckets)
+        terms = values[sparse.buckets] * log1p(sparse.counts)
+        return np.bincount(sparse.doc_index(), weights=terms, minlength=len(self.num_tokens))
+
+
+def log1p(counts: np.ndarray) -> np.ndarray:
+    """log(1 + count) of integer counts by the C library's log1p, as the compiled featurizer computes it
+    (numpy's own log1p may differ from it in the last bit)."""
+    distinct, where = np.unique(counts, return_inverse=True)
+    return np.array([math.log1p(c) for c in distinct.tolist()], dtype=np.float64)[where]
+
+
+@dataclass(frozen=True)
+class SparseCounts:
+    """Bucket counts of documents as compressed sparse rows: document d's distinct buckets (ascending)
+    are ``buckets[indptr[d]:indptr[d + 1]]``, with ``counts`` of the same slice."""
+
+    indptr: np.ndarray
+    buckets: np.ndarray
+    counts: np.ndarray
+
+    def doc_index(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.indptr) - 1, dtype=np.int64), np.diff(self.indptr))
+
 
 class Featurizer:
     """Turns texts into hashed n-gram features for one FeatureConfig (pure Python, the fallback)."""
@@ -247,20 +284,25 @@ class Featurizer:
         counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape)
         return features.num_tokens
 
-    def score(self, texts: Sequence[str | None], log_diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(token counts as int32, sums[t, d] = dot(log_diff[t], bucket counts of d)) of each document."""
+    def score(self, texts: Sequence[str | None], log_diff: np.ndarray,
+              sublinear: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(token counts as int32, sums[t, d] = dot(log_diff[t], bucket counts of d)) of each document;
+        with ``sublinear`` the dot is with log1p of the bucket counts (see Features.sums)."""
         features = self.featurize(texts)
-        sums = np.stack([features.document_sums(row) for row in log_diff])
+        sums = np.stack([features.sums(row, self.config.num_buckets, sublinear) for row in log_diff])
         return features.num_tokens.astype(np.int32), sums
+
+    def sparse_counts(self, texts: Sequence[str | None]) -> SparseCounts:
+        return self.featurize(texts).sparse(self.config.num_buckets)
 
     def token_counts(self, texts: Sequence[str | None]) -> np.ndarray:
         tokenizer = self.config.tokenizer
         return np.fromiter((len(tokenize(t, tokenizer)) for t in texts), dtype=np.int64, count=len(texts))
 
     def score_chunks(self, texts: Sequence[str | None], log_diff: np.ndarray, chunk_tokens: int,
-                     min_tokens: int) -> ChunkScores:
+                     min_tokens: int, sublinear: bool = False) -> ChunkScores:
         """Each document's tokens in consecutive chunks of ``chunk_tokens``, each scored by the n-grams
-        inside it; one tokenization gives both the chunks' features and their character spans."""
+        inside it (as ``score``); one tokenization gives both the chunks' features and their character spans."""
         pattern = tokenizer_pattern(self.config.tokenizer)
         rows: list[tuple[int, int, int, int]] = []
         token_lists: list[list[str]] = []
@@ -284,7 +326,7 @@ class Featurizer:
         table = np.array(rows, dtype=np.int64).reshape(-1, 4)
         return ChunkScores(doc=table[:, 0], chunk=table[:, 1].astype(np.int32), start=table[:, 2], end=table[:, 3],
                            num_tokens=features.num_tokens.astype(np.int32),
-                           sums=np.stack([features.document_sums(row) for row in log_diff]))
+                           sums=np.stack([features.sums(row, self.config.num_buckets, sublinear) for row in log_diff]))
 
     def features(self, text: str | None) -> tuple[list[str], list[int]]:
         """One document's tokens and its features' buckets in order (unigrams, bigrams, ...)."""
@@ -353,11 +395,17 @@ class CompiledFeaturizer:
         self._native.count(texts, np.ascontiguousarray(rows, dtype=np.int64), counts, num_tokens)
         return num_tokens
 
-    def score(self, texts: Sequence[str | None], log_diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, texts: Sequence[str | None], log_diff: np.ndarray,
+              sublinear: bool = False) -> tuple[np.ndarray, np.ndarray]:
         num_tokens = np.empty(len(texts), dtype=np.int32)
         sums = np.empty((len(log_diff), len(texts)), dtype=np.float64)
-        self._native.score(texts, np.ascontiguousarray(log_diff, dtype=np.float64), num_tokens, sums)
+        self._native.score(texts, np.ascontiguousarray(log_diff, dtype=np.float64), num_tokens, sums, sublinear)
         return num_tokens, sums
+
+    def sparse_counts(self, texts: Sequence[str | None]) -> SparseCounts:
+        indptr, buckets, counts = self._native.sparse_counts(texts)
+        return SparseCounts(np.frombuffer(indptr, dtype=np.int64), np.frombuffer(buckets, dtype=np.int32),
+                            np.frombuffer(counts, dtype=np.int32))
 
     def token_counts(self, texts: Sequence[str | None]) -> np.ndarray:
         num_tokens = np.empty(len(texts), dtype=np.int64)
@@ -365,10 +413,10 @@ class CompiledFeaturizer:
         return num_tokens
 
     def score_chunks(self, texts: Sequence[str | None], log_diff: np.ndarray, chunk_tokens: int,
-                     min_tokens: int) -> ChunkScores:
+                     min_tokens: int, sublinear: bool = False) -> ChunkScores:
         log_diff = np.ascontiguousarray(log_diff, dtype=np.float64)
         doc, chunk, start, end, num_tokens, sums = self._native.score_chunks(texts, log_diff, chunk_tokens,
-                                                                            min_tokens)
+                                                                            min_tokens, sublinear)
         return ChunkScores(doc=np.frombuffer(doc, dtype=np.int64), chunk=np.frombuffer(chunk, dtype=np.int32),
                            start=np.frombuffer(start, dtype=np.int64), end=np.frombuffer(end, dtype=np.int64),
                            num_tokens=np.frombuffer(num_tokens, dtype=np.int32),

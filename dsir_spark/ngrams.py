@@ -75,6 +75,9 @@ def pulling_buckets(log_diff: np.ndarray, weights: np.ndarray, top: int, toward:
 
 @dataclass(frozen=True)
 class Contribution:
+    """An n-gram's part in a document's log weight: ``count`` occurrences of ``log_ratio`` each (for the
+    n-gram estimator its bucket's log ratio; for the classifier its bucket's share per occurrence)."""
+
     ngram: str
     bucket: int
     count: int
@@ -85,10 +88,7 @@ class Contribution:
         return self.count * self.log_ratio
 
 
-def contributions(text: str | None, config: FeatureConfig, log_diff_row: np.ndarray) -> list[Contribution]:
-    """Every distinct n-gram of a document with its count and its bucket's log ratio, largest effect first."""
-    featurizer = make_featurizer(config, requested_implementation())
-    tokens, buckets = featurizer.features(text)
-    counted = Counter(zip(ngram_strings(tokens, config.ngrams), buckets))
-    found = [Contribution(gram, int(bucket), n, float(log_diff_row[bucket])) for (gram, bucket), n in counted.items()]
-    return sorted(found, key=lambda c: (-abs(c.total), c.ngram))
+def ngram_counts(text: str | None, config: FeatureConfig) -> Counter:
+    """A document's distinct (n-gram, bucket) pairs with their counts."""
+    tokens, buckets = make_featurizer(config, requested_implementation()).features(text)
+    return Counter(zip(ngram_strings(tokens, config.ngrams), buckets))

@@ -30,6 +30,7 @@ from dsir_spark.config import (
     ChunkingConfig,
     DatasetConfig,
     FeatureConfig,
+    FitConfig,
     ResampleConfig,
     RunConfig,
     ScoreConfig,
@@ -181,6 +182,8 @@ def _without_defaults(settings: dict[str, Any], default: Any, newer: tuple[str, 
     return {k: v for k, v in settings.items() if k not in newer or v != getattr(default, k)}
 
 
+# Fit settings added after records existed, likewise.
+_NEWER_FIT = ("estimator", "negatives", "positives", "regularization", "held_out")
 # Resample settings added after records existed: left out while they hold their default.
 _NEWER_RESAMPLE = ("num_tokens_to_sample", "temperature", "shards", "group_col", "max_share", "group_caps")
 
@@ -200,7 +203,7 @@ def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]
         "sample_seed": fit["sample_seed"],
     }
     if stage in ("fit", "score", "resample"):
-        settings["fit"] = fit
+        settings["fit"] = _without_defaults(fit, FitConfig(), _NEWER_FIT)
     if stage in ("score", "resample", "report"):
         # Only what differs from the defaults: records written before a setting existed stay valid.
         for name, section, default in (("score", config.score, ScoreConfig()),

@@ -11,8 +11,9 @@ from pyspark.sql.types import NumericType
 
 from dsir_spark.chunks import is_chunked
 from dsir_spark.config import TABLE_PREFIX, RunConfig
+from dsir_spark.estimators import load_model
 from dsir_spark.io import ID, InputError
-from dsir_spark.model import DOC_ID, NUM_TOKENS, DSIRModel
+from dsir_spark.model import DOC_ID, NUM_TOKENS
 from dsir_spark.resampling import Quota
 from dsir_spark.rundir import stage_dir
 
@@ -56,7 +57,7 @@ def weight_columns(spark: SparkSession, config: RunConfig, scores: DataFrame) ->
     elif config.resample.scores:
         wanted = [DEFAULT_WEIGHT]
     else:
-        model = DSIRModel.load(spark, stage_dir(config, "fit"))
+        model = load_model(spark, stage_dir(config, "fit"))
         wanted = model.selection_columns(config.score.length_correction)
     location = scores_location(config)
     for name in wanted:

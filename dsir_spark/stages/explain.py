@@ -11,10 +11,10 @@ from pyspark.sql import functions as F
 
 from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig
+from dsir_spark.estimators import load_model
 from dsir_spark.features import make_featurizer, requested_implementation
 from dsir_spark.io import ID, InputError, good_rows
-from dsir_spark.model import CHUNK, DOC_ID, DSIRModel
-from dsir_spark.ngrams import contributions
+from dsir_spark.model import CHUNK, DOC_ID
 from dsir_spark.rundir import open_dataset, read_record, stage_dir
 
 
@@ -22,7 +22,7 @@ def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int
     """For each id (a raw document's id, or when the scores are chunks, a chunk's "<doc id>/<chunk>" or a
     document's id, which stands for each of its chunks), its total log weight (as the score stage computes
     it) and its ``top`` n-grams pulling toward and away from each target distribution."""
-    model = DSIRModel.load(spark, stage_dir(config, "fit"))
+    model = load_model(spark, stage_dir(config, "fit"))
     wanted = [str(i) for i in ids]
     raw = good_rows(open_dataset(spark, config, config.raw))
     if read_record(spark, stage_dir(config, "score")) is not None:
@@ -38,15 +38,17 @@ def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int
                          f"({', '.join(config.raw.paths)}); give ids from its id column (or the scores' id column: "
                          "on a chunked run a chunk's <doc id>/<chunk>)")
     featurizer = make_featurizer(model.features, requested_implementation())
+    scoring = model.scoring_table()
     explanations = []
     for ident in wanted:
         text = found[ident]
-        num_tokens, sums = featurizer.score([text], model.log_diff)
+        num_tokens, sums = scoring.score(featurizer, [text])
         per_target = []
         for t, column in enumerate(model.weight_columns()):
-            parts = contributions(text, model.features, model.log_diff[t])
+            parts = model.contributions(text, t)
             per_target.append({
                 "column": column, "log_weight": float(sums[t][0]),
+                "constant": float(scoring.offsets[t]) if scoring.offsets is not None else 0.0,
                 "toward": [_row(c) for c in sorted(parts, key=lambda c: -c.total)[:top] if c.total > 0],
                 "away": [_row(c) for c in sorted(parts, key=lambda c: c.total)[:top] if c.total < 0],
             })
@@ -80,8 +82,13 @@ def format_explanation(explanation: dict[str, Any]) -> str:
     """An explanation as text for a terminal."""
     lines = [f"document {explanation['id']}: {explanation['num_tokens']} tokens"]
     for weight in explanation["weights"]:
-        lines.append(f"  {weight['column']} = {weight['log_weight']:.4f} (the sum over all its n-grams of count x "
-                     "log ratio)")
+        constant = weight.get("constant", 0.0)
+        if constant:  # the classifier's intercept
+            lines.append(f"  {weight['column']} = {weight['log_weight']:.4f} (the constant {constant:+.4f} plus the "
+                         "sum over all its n-grams of count x share)")
+        else:
+            lines.append(f"  {weight['column']} = {weight['log_weight']:.4f} (the sum over all its n-grams of count x "
+                         "log ratio)")
         for side, label in (("toward", "toward the target"), ("away", "away from the target")):
             lines.append(f"  pulling {label}:" if weight[side] else f"  nothing pulls {label}")
             lines += [f"    {row['total']:+10.3f}  {row['count']:4d} x {row['log_ratio']:+.3f}  {row['ngram']!r}"

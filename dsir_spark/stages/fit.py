@@ -1,4 +1,5 @@
-"""Fit stage: the log-ratio table (``log_diff``) from the count stage's bucket counts."""
+"""Fit stage: the fitted importance estimator (``fit.estimator``) from the count stage's bucket counts,
+and for the classifier, from the documents too."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
-from dsir_spark.model import DSIRModel, fit_model, uniform_weight_warnings
-from dsir_spark.rundir import counts_path, input_fingerprint, load_counts, require_stage, stage_dir, stage_settings
+from dsir_spark.estimator import ImportanceModel
+from dsir_spark.io import documents
+from dsir_spark.logistic import LogisticModel, fit_logistic
+from dsir_spark.model import DSIRModel, fit_model
+from dsir_spark.rundir import (
+    counts_path,
+    input_fingerprint,
+    load_counts,
+    open_dataset,
+    require_stage,
+    stage_dir,
+    stage_settings,
+)
 from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
@@ -24,18 +36,33 @@ def fit_from_counts(spark: SparkSession, config: RunConfig) -> DSIRModel:
     return model
 
 
+def fit_classifier(spark: SparkSession, config: RunConfig) -> LogisticModel:
+    num_buckets = config.features.num_buckets
+    raw_counts = load_counts(spark, counts_path(config, config.raw), num_buckets)
+    target_counts = [load_counts(spark, counts_path(config, t), num_buckets) for t in config.targets]
+    return fit_logistic(documents(open_dataset(spark, config, config.raw)),
+                        [documents(open_dataset(spark, config, t)) for t in config.targets],
+                        raw_counts, target_counts, [t.name for t in config.targets], config.features, config.fit)
+
+
+FITS = {"ngram_ratio": fit_from_counts, "logistic": fit_classifier}
+
+
 def fit_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     inputs = input_fingerprint(spark, config)
     require_stage(spark, config, "count", inputs)
 
     def work() -> dict[str, Any]:
-        model = fit_from_counts(spark, config)
+        model: ImportanceModel = FITS[config.fit.estimator](spark, config)
         model.save(spark, stage_dir(config, "fit"))
-        warnings = uniform_weight_warnings(model, [t.name for t in config.targets])
+        warnings = model.uniform_weight_warnings()
         for warning in warnings:
             log.warning("stage fit: %s", warning)
-        return {"rows_in": config.features.num_buckets * (1 + len(config.targets)),
-                "rows_out": config.features.num_buckets, "target_proportions": model.target_proportions,
-                "warnings": warnings}
+        record = {"rows_in": config.features.num_buckets * (1 + len(config.targets)),
+                  "rows_out": config.features.num_buckets, "target_proportions": model.target_proportions,
+                  "estimator": model.estimator, "warnings": warnings}
+        if "training" in model.metadata:  # the classifier's documents and held-out measures
+            record["training"] = model.metadata["training"]
+        return record
 
     return run_stage(spark, "fit", stage_dir(config, "fit"), stage_settings(config, "fit", inputs), work, force)

@@ -12,8 +12,8 @@ from pyspark.sql import SparkSession
 
 from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig
+from dsir_spark.estimators import load_model
 from dsir_spark.io import good_rows, require_column
-from dsir_spark.model import DSIRModel, uniform_weight_warnings
 from dsir_spark.ngrams import strings_by_bucket
 from dsir_spark.records import read_json, read_table, write_json
 from dsir_spark.report import build_report, draw_figures, to_markdown
@@ -81,7 +81,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
     folder = stage_dir(config, "report")
 
     def work() -> dict[str, Any]:
-        model = DSIRModel.load(spark, stage_dir(config, "fit"))
+        model = load_model(spark, stage_dir(config, "fit"))
         buckets = config.features.num_buckets
         scores, quota = open_scores(spark, config), None
         if config.resample.group_col:  # the baselines are held to the selection's quotas too
@@ -101,7 +101,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             min_example_length=config.resample.min_example_length,
             seed=config.resample.seed,
             label_col=label_col,
-            log_diff=model.log_diff[0] if not model.separate_targets else None,
+            log_diff=model.bucket_weights()[0] if not model.separate_targets else None,
             target_strings=_target_strings(spark, config),
             num_tokens=config.resample.num_tokens_to_sample,
             quota=quota,
@@ -111,7 +111,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             dataset.name: (read_json(spark, f"{counts_path(config, dataset)}.json") or {}).get("bad_records", {})
             for dataset in (config.raw, *config.targets)
         }
-        report["warnings"] = uniform_weight_warnings(model, [t.name for t in config.targets])
+        report["warnings"] = model.uniform_weight_warnings()
         report = write_report(spark, report, folder)
         if config.resample.shards:  # the manifest tells a trainer how close the shards are to the target
             out_dir = default_out_dir(config)

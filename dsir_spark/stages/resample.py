@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig, ShardConfig, require_sample_size
+from dsir_spark.estimators import load_model
 from dsir_spark.features import requested_implementation
 from dsir_spark.io import (
     ID,
@@ -30,7 +31,7 @@ from dsir_spark.io import (
     require_writable_table,
     write_table,
 )
-from dsir_spark.model import NUM_TOKENS, DSIRModel
+from dsir_spark.model import NUM_TOKENS
 from dsir_spark.records import direct_path
 from dsir_spark.resampling import KEY, ResampleError, check_selectable, select
 from dsir_spark.rundir import (
@@ -193,7 +194,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         if not settings.scores:
             if not read_record(spark, stage_dir(config, "score")).get("ids_checked"):  # scored by an older version
                 check_ids(scores.select(ID), f"scores in {stage_dir(config, 'score')}")
-            proportions = DSIRModel.load(spark, stage_dir(config, "fit")).target_proportions
+            proportions = load_model(spark, stage_dir(config, "fit")).target_proportions
         else:
             check_ids(scores.select(ID), f"resample.scores {settings.scores}")
         quota = None

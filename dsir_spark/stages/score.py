@@ -9,9 +9,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.config import RunConfig
+from dsir_spark.estimators import load_model
 from dsir_spark.features import compiled_available, requested_implementation
 from dsir_spark.io import ID, check_ids, documents, id_source, write_table
-from dsir_spark.model import DOC_ID, DSIRModel
+from dsir_spark.model import DOC_ID
 from dsir_spark.rundir import (
     input_fingerprint,
     open_dataset,
@@ -42,7 +43,7 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
     min_tokens = chunking.min_tokens if chunking.min_tokens is not None else config.resample.min_example_length
 
     def work() -> dict[str, Any]:
-        model = DSIRModel.load(spark, stage_dir(config, "fit"))
+        model = load_model(spark, stage_dir(config, "fit"))
         correction = config.score.length_correction
         model.transform(documents(raw), length_correction=correction, chunk_tokens=chunking.tokens,
                         chunk_min_tokens=min_tokens).write.mode("overwrite").parquet(out)
