@@ -88,7 +88,12 @@ def reference_selection(raw: str, target: str, k: int, work: Path) -> list[dict]
     return [json.loads(line) for path in sorted((work / "out").glob("*.jsonl")) for line in open(path)]
 
 
-def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fraction: float) -> list[dict]:
+SETTINGS = ("none", "poisson", "mean", "chunks128", "logistic", "logistic poisson")
+
+
+def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fraction: float,
+            tokenizer: str = "wordpunct", regularization: float = 1e-4, wanted=SETTINGS,
+            reference: bool = True) -> list[dict]:
     from pyspark.sql import SparkSession
 
     from dsir_spark.config import (
@@ -109,11 +114,11 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
     work = Path(tempfile.mkdtemp(dir=OUT))
     raw_path = write_jsonl(work / "raw.jsonl", docs)
     target_path = write_jsonl(work / "target.jsonl", held)
-    lengths = {d["id"]: len(tokenize(d["text"])) for d in docs}
+    lengths = {d["id"]: len(tokenize(d["text"], tokenizer)) for d in docs}
     eligible = [d for d in docs if lengths[d["id"]] >= 100]
     k = int(fraction * len(eligible))
     label_of = {d["id"]: d["label"] for d in docs}
-    featurizer = make_featurizer(FeatureConfig())
+    featurizer = make_featurizer(FeatureConfig(tokenizer=tokenizer))
 
     def kl_of(texts: list[str], config: RunConfig) -> float:
         from dsir_spark.rundir import load_counts
@@ -125,7 +130,7 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
 
     def row(name: str, selected: list[dict], config: RunConfig, text_key: str = "text") -> dict:
         texts = [s[text_key] for s in selected]
-        tokens = [len(tokenize(t)) for t in texts]
+        tokens = [len(tokenize(t, tokenizer)) for t in texts]
         in_domain = [label_of[s.get("dsir_doc_id", s["id"])] == domain for s in selected]
         domain_tokens = sum(t for t, d in zip(tokens, in_domain) if d)
         return {"corpus": corpus, "setting": name, "k": len(selected), "domain_share": float(np.mean(in_domain)),
@@ -134,25 +139,50 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
                 "eligible_median_tokens": float(np.median([lengths[d["id"]] for d in eligible]))}
 
     def config_for(name: str, **sections) -> RunConfig:
+        sections.setdefault("fit", FitConfig(num_tokens_to_fit="all"))
         return RunConfig(run_dir=str(work / name), raw=DatasetConfig(paths=(raw_path,), id_col="id"),
-                         targets=(DatasetConfig(paths=(target_path,)),), fit=FitConfig(num_tokens_to_fit="all"),
+                         targets=(DatasetConfig(paths=(target_path,)),),
                          resample=ResampleConfig(num_to_sample=k, seed=0, output_format="json"),
                          report=ReportConfig(enabled=False), **sections)
 
+    def ranking(config: RunConfig) -> dict:
+        """ROC AUC of the selection's weight column for the target domain over the eligible raw documents,
+        and the domain's share of the k highest weights (precision at k)."""
+        from dsir_spark.logistic import roc_auc
+        from dsir_spark.model import LOG_WEIGHT
+        from dsir_spark.rundir import stage_dir
+
+        correction = config.score.length_correction
+        column = LOG_WEIGHT if correction == "none" else f"{LOG_WEIGHT}_{correction}"
+        scores = spark.read.parquet(stage_dir(config, "score")).where("num_tokens >= 100").toPandas()
+        if "dsir_doc_id" in scores:  # chunks: a document ranks by its best chunk
+            scores = scores.groupby("dsir_doc_id", as_index=False)[column].max().rename(columns={"dsir_doc_id": "id"})
+        labels = np.array([label_of[i] == domain for i in scores["id"]], dtype=float)
+        weights = scores[column].to_numpy()
+        top = np.argsort(-weights, kind="stable")[:k]
+        return {"auc": roc_auc(labels, weights), "precision_at_k": float(labels[top].mean())}
+
     results = []
+    features = FeatureConfig(tokenizer=tokenizer)
+    logistic = FitConfig(num_tokens_to_fit="all", estimator="logistic", regularization=regularization)
     settings = {"none": {}, "poisson": {"score": ScoreConfig(length_correction="poisson")},
                 "mean": {"score": ScoreConfig(length_correction="mean")},
-                "chunks128": {"chunking": ChunkingConfig(tokens=128)}}
+                "chunks128": {"chunking": ChunkingConfig(tokens=128)},
+                "logistic": {"fit": logistic},
+                "logistic poisson": {"fit": logistic, "score": ScoreConfig(length_correction="poisson")}}
     base = None
     for name, sections in settings.items():
-        config = config_for(name, **sections)
+        if name not in wanted:
+            continue
+        config = config_for(name.replace(" ", "_"), features=features, **sections)
         run_pipeline(spark, config)
-        selected = [json.loads(line) for path in sorted((work / name / "output").glob("*.json"))
+        selected = [json.loads(line) for path in sorted((Path(config.run_dir) / "output").glob("*.json"))
                     for line in open(path)]
-        results.append(row(f"dsir-spark {name}", selected, config))
+        results.append({**row(f"dsir-spark {name}", selected, config), **ranking(config)})
         base = base or config
-    results.append(row("reference (data-selection)", reference_selection(raw_path, target_path, k, work / "ref"),
-                       base))
+    if reference:
+        results.append(row("reference (data-selection)", reference_selection(raw_path, target_path, k, work / "ref"),
+                           base))
     rng = random.Random(0)
     results.append(row("random", rng.sample(eligible, k), base))
     return results
@@ -162,23 +192,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", choices=["pile", "system", "both"], default="both")
     parser.add_argument("--fraction", type=float, default=0.1)
+    parser.add_argument("--regularization", type=float, default=1e-4, help="fit.regularization of the logistic rows")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {SETTINGS}")
     args = parser.parse_args()
+    wanted = args.settings.split(",")
+    options = {"regularization": args.regularization, "wanted": wanted}
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     OUT.mkdir(parents=True, exist_ok=True)
     results = []
     if args.corpus in ("pile", "both"):
         for domain in ("Github", "PubMed Central"):
             raw, held = pile_corpus(domain)
-            results += measure(f"pile/{domain}", raw, held, domain, args.fraction)
+            results += measure(f"pile/{domain}", raw, held, domain, args.fraction, **options)
     if args.corpus in ("system", "both"):
         raw, held = system_corpus()
-        results += measure("system/c_header", raw, held, "c_header", args.fraction)
+        results += measure("system/c_header", raw, held, "c_header", args.fraction, **options)
     print("| corpus (target domain) | setting | k | domain share (docs) | domain share (tokens) | KL reduction | "
-          "median tokens selected / eligible |")
-    print("|---|---|---|---|---|---|---|")
+          "median tokens selected / eligible | ROC AUC | precision at k |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
+        ranked = f"{r['auc']:.3f} | {r['precision_at_k']:.3f}" if "auc" in r else "- | -"
         print(f"| {r['corpus']} | {r['setting']} | {r['k']} | {r['domain_share']:.3f} | {r['domain_token_share']:.3f} "
-              f"| {r['kl_reduction']:.3f} | {r['median_tokens']:.0f} / {r['eligible_median_tokens']:.0f} |")
+              f"| {r['kl_reduction']:.3f} | {r['median_tokens']:.0f} / {r['eligible_median_tokens']:.0f} | {ranked} |")
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
 
 

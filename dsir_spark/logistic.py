@@ -30,7 +30,7 @@ from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
+from pyspark.sql.types import BooleanType, DoubleType, LongType, StructField, StructType
 
 from dsir_spark.config import FeatureConfig, FitConfig
 from dsir_spark.counts import BucketCounts
@@ -49,9 +49,9 @@ from dsir_spark.ngrams import Contribution, ngram_counts
 from dsir_spark.randomness import uniform
 from dsir_spark.records import read_table, write_json, write_table
 
-LABEL, HELD_OUT, FEATURES, WEIGHT = "label", "held_out", "features", "weight"
+LABEL, HELD_OUT, FEATURES, WEIGHT, ORDER = "label", "held_out", "features", "weight", "order"
 _VECTORS = StructType([StructField(LABEL, DoubleType(), False), StructField(HELD_OUT, BooleanType(), False),
-                       StructField(FEATURES, VectorUDT(), False)])
+                       StructField(ORDER, LongType(), False), StructField(FEATURES, VectorUDT(), False)])
 MAX_ITERATIONS, TOLERANCE = 200, 1e-9
 
 
@@ -147,18 +147,20 @@ class _Vectorizer:
                  pa.ListArray.from_arrays(offsets, pa.array(sparse.buckets)),
                  pa.ListArray.from_arrays(offsets, pa.array(log1p(sparse.counts)))],
                 names=["type", "size", "indices", "values"])
-            yield pa.RecordBatch.from_arrays([batch.column(LABEL), batch.column(HELD_OUT), vectors],
-                                             names=[LABEL, HELD_OUT, FEATURES])
+            passed = [batch.column(name) for name in (LABEL, HELD_OUT, ORDER)]
+            yield pa.RecordBatch.from_arrays(passed + [vectors], names=[LABEL, HELD_OUT, ORDER, FEATURES])
 
 
 def labeled(documents: DataFrame, label: float, fraction: float, fit: FitConfig, salt: str) -> DataFrame:
     """A seeded sample (``fraction`` of the documents with a text, by a hash of their id) as training rows:
-    text, label and whether the row is held out for measuring."""
+    text, label, whether the row is held out for measuring, and its place in the training order (a hash
+    of its id and text: the same on any partitioning; documents that tie are the same document)."""
     rows = documents.where(F.col(TEXT).isNotNull())
     if fraction < 1:
         rows = rows.where(uniform(fit.sample_seed, F.col(ID), salt) < F.lit(fraction))
     held = uniform(fit.sample_seed, F.col(ID), "held-out") < F.lit(fit.held_out)
-    return rows.select(TEXT, F.lit(label).alias(LABEL), held.alias(HELD_OUT))
+    return rows.select(TEXT, F.lit(label).alias(LABEL), held.alias(HELD_OUT),
+                       F.xxhash64(F.lit(salt), F.col(ID), F.col(TEXT)).alias(ORDER))
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,14 @@ class Classifier:
 
 
 def train(rows: DataFrame, features: FeatureConfig, fit: FitConfig) -> Classifier:
-    """A class-balanced L2 logistic regression on ``labeled`` rows (the held-out ones only measure it)."""
-    vectors = rows.mapInArrow(_Vectorizer(features, requested_implementation()), _VECTORS).cache()
+    """A class-balanced L2 logistic regression on ``labeled`` rows (the held-out ones only measure it).
+
+    The rows are featurized in parallel, then gathered into one partition in a fixed order: MLlib sums
+    the partitions' gradients in the order their tasks finish, so only one partition gives the same
+    coefficients bit for bit on any cluster and partitioning. The sample is bounded (fit.negatives +
+    fit.positives documents), so one task per L-BFGS iteration is fast enough."""
+    vectorized = rows.mapInArrow(_Vectorizer(features, requested_implementation()), _VECTORS)
+    vectors = vectorized.repartition(1).sortWithinPartitions(ORDER, LABEL).cache()
     try:
         sizes = {(r[LABEL], r[HELD_OUT]): r["count"] for r in vectors.groupBy(LABEL, HELD_OUT).count().collect()}
         positives, negatives = sizes.get((1.0, False), 0), sizes.get((0.0, False), 0)
