@@ -125,6 +125,26 @@ def test_the_whole_pipeline_from_a_spark_connect_client(cluster_inputs, tmp_path
     assert output["ids"] == expected
 
 
+def test_the_classifier_trains_through_spark_connect_as_in_local_mode(spark, cluster_inputs, tmp_path):
+    """fit.estimator: logistic through Connect: MLlib's LogisticRegression runs on the server, and the
+    coefficients (one partition, fixed order) and so the selection equal local mode's."""
+    _, config_for, _ = cluster_inputs
+
+    def logistic(run_dir: Path) -> dict:
+        config = config_for(run_dir)
+        config["features"] = {"num_buckets": 1000}
+        config["fit"].update({"estimator": "logistic", "held_out": 0.0})
+        return config
+
+    run_pipeline(spark, config_from_dict(logistic(tmp_path / "local")))
+    expected = selected_ids(spark, tmp_path / "local")
+    output = run_connect_client(CONNECT_CLIENT, logistic(tmp_path / "connect"), tmp_path)
+    assert output["ids"] == expected and len(expected) == 300
+    local, remote = (json.loads(next((tmp_path / name / "model" / "model.json").glob("part-*")).read_text())
+                     for name in ("local", "connect"))
+    assert local["intercepts"] == remote["intercepts"] and local["estimator"] == "logistic"
+
+
 CONNECT_TABLES_CLIENT = textwrap.dedent(
     """
     import json, sys
