@@ -1,6 +1,6 @@
 """Selection quality: length corrections and chunking against the reference's selection and a random one.
 
-    python benchmarks/bench_selection.py [--corpus pile|system|both] [--fraction 0.1]
+    python benchmarks/bench_selection.py [--corpus pile|system|cjk|all] [--fraction 0.1] [--regularization 1e-4]
 
 Two labeled corpora of real text, one domain split in two: a held-out part is the target, the rest stays
 in the raw corpus among the other domains. A good selection holds much of that domain.
@@ -54,7 +54,9 @@ def _read(path: str) -> str:
         return handle.read()[:200_000]
 
 
-def system_corpus(per_domain: int = 600, held_out: int = 100) -> tuple[list[dict], list[dict]]:
+def system_corpus(per_domain: int = 600, held_out: int = 100, in_raw: int = 600) -> tuple[list[dict], list[dict]]:
+    """Four kinds of text file of this machine, ``per_domain`` each; ``held_out`` C headers are the target
+    and ``in_raw`` others stay in raw."""
     import sysconfig
 
     stdlib = sysconfig.get_paths()["stdlib"]
@@ -69,19 +71,49 @@ def system_corpus(per_domain: int = 600, held_out: int = 100) -> tuple[list[dict
     for label, paths in sources.items():
         rng.shuffle(paths)
         texts = [t for t in (_read(p) for p in paths[: per_domain + held_out]) if t.strip()]
+        keep = per_domain
         if label == "c_header":
             held += [{"id": f"{label}/{i}", "text": t, "label": label} for i, t in enumerate(texts[:held_out])]
-            texts = texts[held_out:]
-        docs += [{"id": f"{label}/{i + held_out}", "text": t, "label": label} for i, t in enumerate(texts[:per_domain])]
+            texts, keep = texts[held_out:], in_raw
+        docs += [{"id": f"{label}/{i + held_out}", "text": t, "label": label} for i, t in enumerate(texts[:keep])]
     return docs, held
 
 
-def reference_selection(raw: str, target: str, k: int, work: Path) -> list[dict]:
+RUST_BY_EXAMPLE = "~/.rustup/toolchains/*/share/doc/rust/html/rust-by-example"
+
+
+def cjk_corpus() -> tuple[list[dict], list[dict]] | None:
+    """Rust by Example as rustup installs it, in English, Spanish, Japanese and Korean (about 200 pages
+    each: the text of each page's <main>, tags removed); half of the Japanese pages are the target, the
+    other half stay in raw. None where rustup's documentation is not installed."""
+    import html
+    import re
+
+    books = sorted(glob.glob(os.path.expanduser(RUST_BY_EXAMPLE)))
+    if not books:
+        return None
+    docs = []
+    for language, folder in (("en", books[0]), ("es", f"{books[0]}/es"), ("ja", f"{books[0]}/ja"),
+                             ("ko", f"{books[0]}/ko")):
+        pages = sorted(glob.glob(f"{folder}/*.html") + glob.glob(f"{folder}/*/*.html"))
+        if language == "en":  # the English book is the top folder: leave the translations out
+            pages = [p for p in pages if not re.search(r"/(es|ja|ko|zh)/", p[len(folder):] + "/")]
+        for page in pages:
+            main = re.search(r"<main>(.*?)</main>", open(page, encoding="utf-8").read(), re.S)
+            text = html.unescape(re.sub(r"[ \t]+", " ", re.sub(r"<[^>]+>", " ", main.group(1)))).strip() if main else ""
+            if text:
+                docs.append({"id": f"{language}/{os.path.relpath(page, folder)}", "text": text, "label": language})
+    target = [d for d in docs if d["label"] == "ja"][::2]
+    held = {d["id"] for d in target}
+    return [d for d in docs if d["id"] not in held], target
+
+
+def reference_selection(raw: str, target: str, k: int, work: Path, min_length: int = 100) -> list[dict]:
     from data_selection import HashedNgramDSIR
 
     parse = lambda ex: ex["text"]  # noqa: E731
     dsir = HashedNgramDSIR([raw], [target], str(work / "cache"), raw_parse_example_fn=parse,
-                           target_parse_example_fn=parse, num_proc=1, min_example_length=100)
+                           target_parse_example_fn=parse, num_proc=1, min_example_length=min_length)
     dsir.fit_importance_estimator(num_tokens_to_fit="all")
     dsir.compute_importance_weights()
     dsir.resample(out_dir=str(work / "out"), num_to_sample=k)
@@ -93,7 +125,7 @@ SETTINGS = ("none", "poisson", "mean", "chunks128", "logistic", "logistic poisso
 
 def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fraction: float,
             tokenizer: str = "wordpunct", regularization: float = 1e-4, wanted=SETTINGS,
-            reference: bool = True) -> list[dict]:
+            reference: bool = True, min_length: int = 100) -> list[dict]:
     from pyspark.sql import SparkSession
 
     from dsir_spark.config import (
@@ -115,7 +147,7 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
     raw_path = write_jsonl(work / "raw.jsonl", docs)
     target_path = write_jsonl(work / "target.jsonl", held)
     lengths = {d["id"]: len(tokenize(d["text"], tokenizer)) for d in docs}
-    eligible = [d for d in docs if lengths[d["id"]] >= 100]
+    eligible = [d for d in docs if lengths[d["id"]] >= min_length]
     k = int(fraction * len(eligible))
     label_of = {d["id"]: d["label"] for d in docs}
     featurizer = make_featurizer(FeatureConfig(tokenizer=tokenizer))
@@ -142,7 +174,8 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
         sections.setdefault("fit", FitConfig(num_tokens_to_fit="all"))
         return RunConfig(run_dir=str(work / name), raw=DatasetConfig(paths=(raw_path,), id_col="id"),
                          targets=(DatasetConfig(paths=(target_path,)),),
-                         resample=ResampleConfig(num_to_sample=k, seed=0, output_format="json"),
+                         resample=ResampleConfig(num_to_sample=k, seed=0, output_format="json",
+                                                 min_example_length=min_length),
                          report=ReportConfig(enabled=False), **sections)
 
     def ranking(config: RunConfig) -> dict:
@@ -154,7 +187,7 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
 
         correction = config.score.length_correction
         column = LOG_WEIGHT if correction == "none" else f"{LOG_WEIGHT}_{correction}"
-        scores = spark.read.parquet(stage_dir(config, "score")).where("num_tokens >= 100").toPandas()
+        scores = spark.read.parquet(stage_dir(config, "score")).where(f"num_tokens >= {min_length}").toPandas()
         if "dsir_doc_id" in scores:  # chunks: a document ranks by its best chunk
             scores = scores.groupby("dsir_doc_id", as_index=False)[column].max().rename(columns={"dsir_doc_id": "id"})
         labels = np.array([label_of[i] == domain for i in scores["id"]], dtype=float)
@@ -178,11 +211,12 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
         run_pipeline(spark, config)
         selected = [json.loads(line) for path in sorted((Path(config.run_dir) / "output").glob("*.json"))
                     for line in open(path)]
-        results.append({**row(f"dsir-spark {name}", selected, config), **ranking(config)})
+        label = f"dsir-spark {name}" + ("" if tokenizer == "wordpunct" else f" ({tokenizer})")
+        results.append({**row(label, selected, config), **ranking(config)})
         base = base or config
     if reference:
-        results.append(row("reference (data-selection)", reference_selection(raw_path, target_path, k, work / "ref"),
-                           base))
+        results.append(row("reference (data-selection)",
+                           reference_selection(raw_path, target_path, k, work / "ref", min_length), base))
     rng = random.Random(0)
     results.append(row("random", rng.sample(eligible, k), base))
     return results
@@ -190,7 +224,7 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--corpus", choices=["pile", "system", "both"], default="both")
+    parser.add_argument("--corpus", choices=["pile", "system", "cjk", "all"], default="all")
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--regularization", type=float, default=1e-4, help="fit.regularization of the logistic rows")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {SETTINGS}")
@@ -200,13 +234,24 @@ def main() -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     OUT.mkdir(parents=True, exist_ok=True)
     results = []
-    if args.corpus in ("pile", "both"):
+    if args.corpus in ("pile", "all"):
         for domain in ("Github", "PubMed Central"):
             raw, held = pile_corpus(domain)
             results += measure(f"pile/{domain}", raw, held, domain, args.fraction, **options)
-    if args.corpus in ("system", "both"):
+    if args.corpus in ("system", "all"):
         raw, held = system_corpus()
         results += measure("system/c_header", raw, held, "c_header", args.fraction, **options)
+        raw, held = system_corpus(in_raw=50)  # the target's domain 2% of raw: a harder ranking
+        results += measure("system/c_header 2%", raw, held, "c_header", args.fraction, **options)
+    corpus = cjk_corpus() if args.corpus in ("cjk", "all") else None
+    if corpus:  # Japanese pages among English, Spanish and Korean ones: what each tokenizer selects
+        raw, held = corpus
+        cjk = {**options, "min_length": 20, "wanted": [w for w in wanted if w in ("none", "logistic")]}
+        results += measure("rust-by-example/ja", raw, held, "ja", args.fraction, **cjk)
+        results += measure("rust-by-example/ja", raw, held, "ja", args.fraction, tokenizer="wordpunct_cjk",
+                           reference=False, **cjk)
+    elif args.corpus == "cjk":
+        print(f"no CJK corpus: rustup's Rust by Example ({RUST_BY_EXAMPLE}) is not installed")
     print("| corpus (target domain) | setting | k | domain share (docs) | domain share (tokens) | KL reduction | "
           "median tokens selected / eligible | ROC AUC | precision at k |")
     print("|---|---|---|---|---|---|---|---|---|")
