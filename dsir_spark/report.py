@@ -146,14 +146,16 @@ def build_report(
     min_example_length: int,
     seed: int,
     label_col: str | None = None,
-    log_diff: np.ndarray | None = None,
+    bucket_weights: np.ndarray | None = None,
+    bucket_weight_name: str = "log ratio",
     target_strings: dict[int, list[str]] | None = None,
     num_tokens: int | None = None,
     quota: Quota | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target.
-    With the model's ``log_diff`` (its first row) and the targets' n-gram strings by bucket, it lists the
-    n-grams that pull documents toward the target and away from it. The baselines are as large as the
+    With the model's ``bucket_weights`` (its first row: the log ratios, or a classifier's coefficients,
+    named by ``bucket_weight_name``) and the targets' n-gram strings by bucket, it lists the n-grams that
+    pull documents toward the target and away from it. The baselines are as large as the
     selection: as many documents, or the same token budget (``num_tokens``), under the same group
     ``quota`` if the selection had one."""
     k = selection.count()
@@ -176,7 +178,7 @@ def build_report(
     group = F.col("__sel") * F.lit(1000) + (F.col("target") if separate else F.lit(0))
     raw_probs = raw_counts.probabilities()
     # The same pass gathers the strings of the buckets that pull away most, from the random baseline.
-    away = pulling_buckets(log_diff, raw_probs, PULLING, toward=False) if log_diff is not None else []
+    away = pulling_buckets(bucket_weights, raw_probs, PULLING, toward=False) if bucket_weights is not None else []
     random_groups = [SELECTIONS.index("random") * 1000 + t for t in range(len(weight_cols) if separate else 1)]
     counted = count_pass(documents, features, group, string_groups=random_groups if away else (),
                          string_buckets=away)
@@ -220,10 +222,11 @@ def build_report(
                             "eligible") for t, column in enumerate(weight_cols)]
     histograms = _histograms(scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")])
     report["log_weights"], report["lengths"] = histograms[:-1], histograms[-1]
-    if log_diff is not None:
+    if bucket_weights is not None:
         target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
-        report["ngrams"] = _pulling_ngrams(log_diff, target_probs, raw_probs, target_strings or {},
+        report["ngrams"] = _pulling_ngrams(bucket_weights, target_probs, raw_probs, target_strings or {},
                                            strings_by_bucket(counted.strings.to_dict("records")))
+        report["ngrams"]["weight"] = bucket_weight_name
     report["min_example_length"] = min_example_length
     report["seed"] = seed
     report["targets"] = list(target_names)
@@ -275,12 +278,13 @@ def to_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
         for label in shares["raw"]:
             lines.append(f"| {label} | {shares['raw'][label]:.3f} | {shares['selected'].get(label, 0):.3f} | "
                          f"{shares['random'].get(label, 0):.3f} |")
+    weight = report.get("ngrams", {}).get("weight", "log ratio")
     for side, title, prob in (("toward", "pull documents toward the target", "target_prob"),
                               ("away", "pull documents away from the target", "raw_prob")):
         rows = report.get("ngrams", {}).get(side)
         if rows:
             lines += ["", f"## N-grams that {title}", "",
-                      f"| n-grams (most frequent in the bucket first) | bucket | log ratio | {prob} |",
+                      f"| n-grams (most frequent in the bucket first) | bucket | {weight} | {prob} |",
                       "|---|---|---|---|"]
             lines += [f"| {', '.join(_cell(g) for g in row['ngrams']) or '(not seen)'} | {row['bucket']} | "
                       f"{row['log_ratio']:.2f} | {row[prob]:.2e} |" for row in rows]

@@ -220,3 +220,26 @@ def test_compiled_and_python_sublinear_scores_are_the_same_doubles():
 def test_bad_classifier_settings_are_named(setting, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         FitConfig(**setting)
+
+
+def test_the_report_and_chunked_scores_work_with_the_classifier(spark, data, run):
+    raw, *_ = data
+    config, _ = run
+    reported = replace(config, report=ReportConfig(label_col="label"))
+    records = run_pipeline(spark, reported)
+    assert all(records[stage]["skipped"] for stage in ("count", "fit", "score", "resample"))
+    report = records["report"]["report"]
+    assert report["estimator"] == "logistic" and report["ngrams"]["weight"] == "classifier coefficient"
+    assert report["kl_reduction"]["selected"] > report["kl_reduction"]["random"]
+    assert report["labels"]["shares"]["selected"][DOMAIN] > report["labels"]["shares"]["raw"][DOMAIN]
+    markdown = open(f"{stage_dir(config, 'report')}/report.md", encoding="utf-8").read()
+    assert "| n-grams (most frequent in the bucket first) | bucket | classifier coefficient | target_prob |" in markdown
+
+    # Chunks: each chunk's own log1p counts, plus the intercept.
+    model = load_model(spark, stage_dir(config, "fit"))
+    docs = spark.createDataFrame([(d["id"], d["text"]) for d in raw[:50]], "id long, text string")
+    chunks = model.transform(docs, chunk_tokens=40, chunk_min_tokens=5).collect()
+    texts = {d["id"]: d["text"] for d in raw[:50]}
+    pieces = [texts[c["dsir_doc_id"]][c["dsir_char_start"]:c["dsir_char_end"]] for c in chunks]
+    expected = model.intercepts[0] + design(pieces) @ model.coefficients[0]
+    np.testing.assert_allclose([c["log_weight"] for c in chunks], expected, rtol=1e-12, atol=1e-12)

@@ -101,7 +101,8 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             min_example_length=config.resample.min_example_length,
             seed=config.resample.seed,
             label_col=label_col,
-            log_diff=model.bucket_weights()[0] if not model.separate_targets else None,
+            bucket_weights=model.bucket_weights()[0] if not model.separate_targets else None,
+            bucket_weight_name=model.bucket_weight_name,
             target_strings=_target_strings(spark, config),
             num_tokens=config.resample.num_tokens_to_sample,
             quota=quota,
@@ -111,6 +112,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             dataset.name: (read_json(spark, f"{counts_path(config, dataset)}.json") or {}).get("bad_records", {})
             for dataset in (config.raw, *config.targets)
         }
+        report["estimator"] = model.estimator
         report["warnings"] = model.uniform_weight_warnings()
         report = write_report(spark, report, folder)
         if config.resample.shards:  # the manifest tells a trainer how close the shards are to the target
