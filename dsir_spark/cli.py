@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(args: argparse.Namespace, config, debug: bool) -> int:
     from dsir_spark.pipeline import complete_without_session, run_pipeline
     from dsir_spark.rundir import default_out_dir
-    from dsir_spark.session import apply_big_input_defaults, quiet_task_failures, session_for_job
+    from dsir_spark.session import apply_big_input_defaults, quiet_spark_logging, session_for_job
     from dsir_spark.shards import MANIFEST, verify
 
     if args.command == "verify":  # pyarrow only: no Spark session
@@ -112,10 +112,10 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
         if records is not None:
             _print_records(records)
             return 0
+    if not debug:  # the failure is told in one line; executors' stack traces only under --debug
+        quiet_spark_logging()
     spark = session_for_job(f"dsir-spark {args.command}")
     apply_big_input_defaults(spark)
-    if not debug:  # the failure is told in one line; executors' stack traces only under --debug
-        quiet_task_failures(spark)
     if args.command == "explain":
         return _explain(spark, config, args.ids, args.top)
     stages = None if args.command == "run" else (args.command,)

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.errors import AnalysisException
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql.types import StringType, StructType
 
 _JSON_PART, _PARQUET_PART = "part-00000.txt", "part-00000.parquet"
@@ -83,6 +83,17 @@ def _publish(folder: str, part: str, write) -> None:
 # ---------------------------------------------------------------------------------------------- JSON
 
 
+# A writer option (passed to Hadoop's output committer): write no _SUCCESS marker. Nothing in a stage
+# folder carries one: a stage is complete when its record says done, so a stage that fails leaves no
+# marker behind to undo, on any storage and through Spark Connect alike.
+NO_SUCCESS_MARKER = "mapreduce.fileoutputcommitter.marksuccessfuljobs"
+
+
+def overwrite(frame: DataFrame) -> DataFrameWriter:
+    """A writer that replaces its path and writes no ``_SUCCESS`` marker (see NO_SUCCESS_MARKER)."""
+    return frame.write.mode("overwrite").option(NO_SUCCESS_MARKER, "false")
+
+
 def write_json(spark: SparkSession, path: str, record: dict[str, Any]) -> None:
     """Writes one JSON document as a one-line text dataset (a folder with one part file)."""
     line = json.dumps(record, sort_keys=True, default=str)
@@ -95,7 +106,7 @@ def write_json(spark: SparkSession, path: str, record: dict[str, Any]) -> None:
         _publish(folder, _JSON_PART, write)
         return
     frame = spark.createDataFrame([(line,)], StructType().add("value", StringType()))
-    frame.coalesce(1).write.mode("overwrite").text(path)
+    overwrite(frame.coalesce(1)).text(path)
 
 
 def read_json(spark: SparkSession | None, path: str) -> dict[str, Any] | None:
@@ -134,7 +145,7 @@ def write_table(spark: SparkSession, path: str, table: pd.DataFrame) -> None:
         arrow = pa.Table.from_pandas(table, preserve_index=False)
         _publish(folder, _PARQUET_PART, lambda temporary: pq.write_table(arrow, temporary))
         return
-    spark.createDataFrame(table).coalesce(1).write.mode("overwrite").parquet(path)
+    overwrite(spark.createDataFrame(table).coalesce(1)).parquet(path)
 
 
 def read_table(spark: SparkSession, path: str) -> pd.DataFrame | None:

@@ -37,13 +37,19 @@ from dsir_spark.config import (
 )
 from dsir_spark.counts import BucketCounts, dense_counts
 from dsir_spark.io import json_schemas, list_files, read_dataset
-from dsir_spark.records import direct_path, is_connect, local_path, read_json, read_table, write_json, write_table
+from dsir_spark.records import (
+    direct_path,
+    local_path,
+    overwrite,
+    read_json,
+    read_table,
+    write_json,
+    write_table,
+)
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
 RECORD = "_dsir/stage.json"  # under "_": Parquet readers of the stage folder skip it
-# A writer option (passed to Hadoop's output committer): write no _SUCCESS marker.
-NO_SUCCESS_MARKER = "mapreduce.fileoutputcommitter.marksuccessfuljobs"
 
 
 class StageOrderError(RuntimeError):
@@ -103,7 +109,7 @@ def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
         write_table(spark, out_dir, pd.DataFrame({"dsir_incomplete": pd.Series([], dtype="string")}))
     elif not out_dir.startswith(TABLE_PREFIX):
         empty = spark.createDataFrame([], "dsir_incomplete string")
-        empty.write.mode("overwrite").option(NO_SUCCESS_MARKER, "false").parquet(out_dir)
+        overwrite(empty).parquet(out_dir)
     report = stage_dir(config, "report")
     write_record(spark, report, {"stage": "report", "status": "stale"})
     local = local_path(report)
@@ -113,34 +119,17 @@ def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
                 os.remove(os.path.join(local, name))
 
 
-def remove_success_markers(spark: SparkSession, folder: str) -> None:
-    """Removes the ``_SUCCESS`` markers Spark's writers left in a stage folder and its subfolders, so
-    that the data of a stage that failed does not look complete to other readers. Through Spark
-    Connect (no file system access from the client) the markers stay; the stage record still says
-    the stage is not done."""
-    local = direct_path(spark, folder)
-    if local is not None:
-        for root, _, names in os.walk(local):
-            if "_SUCCESS" in names:
-                os.remove(os.path.join(root, "_SUCCESS"))
-        return
-    if is_connect(spark):
-        return
-    jvm = spark.sparkContext._jvm
-    pattern = jvm.org.apache.hadoop.fs.Path(f"{folder.rstrip('/')}/{{_SUCCESS,*/_SUCCESS}}")
-    file_system = pattern.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    for status in file_system.globStatus(pattern) or []:
-        file_system.delete(status.getPath(), False)
-
-
-def publish_folder(spark: SparkSession, staged: str, out_dir: str, fmt: str) -> None:
+def publish_folder(spark: SparkSession, staged: str, out_dir: str, fmt: str, marker: bool = True) -> None:
     """Makes the complete folder ``staged`` the output ``out_dir``: a rename where the driver reaches
-    both (nothing is written twice), else a copy through Spark."""
+    both (nothing is written twice), else a copy through Spark. The output, unlike a stage folder, gets
+    Spark's ``_SUCCESS`` marker once it is complete (``marker``), for readers that wait for one."""
     source, target = direct_path(spark, staged), direct_path(spark, out_dir)
     if source is not None and target is not None:
         shutil.rmtree(target, ignore_errors=True)
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
         os.replace(source, target)
+        if marker:
+            open(os.path.join(target, "_SUCCESS"), "w").close()
         return
     if fmt == "json":  # line by line, exactly as staged
         spark.read.text(staged).write.mode("overwrite").text(out_dir)

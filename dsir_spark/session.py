@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import warnings
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -44,34 +45,34 @@ BIG_INPUT_DEFAULTS = {"spark.sql.execution.arrow.maxBytesPerBatch": str(64 << 20
 
 
 def apply_big_input_defaults(spark: SparkSession) -> dict[str, str]:
-    """Sets BIG_INPUT_DEFAULTS that the session's own configuration does not set (never overriding the
-    user's); returns what it set. Spark Connect: the server's configuration is left alone."""
+    """Sets BIG_INPUT_DEFAULTS that the session's configuration does not set (spark-submit's --conf,
+    spark-defaults.conf and the builder's settings are the session's own, so they are never overridden);
+    returns what it set. Spark Connect: the server's configuration is left alone."""
     if is_connect(spark):
         return {}
-    given = spark.sparkContext.getConf()
-    chosen = {key: value for key, value in BIG_INPUT_DEFAULTS.items() if not given.contains(key)}
+    chosen = {key: value for key, value in BIG_INPUT_DEFAULTS.items() if spark.conf.get(key, None) is None}
     for key, value in chosen.items():
         spark.conf.set(key, value)
     return chosen
 
 
-# Loggers that print a failed task's whole stack trace on the driver's terminal (local mode runs the
-# executors in the driver's JVM), and the level that keeps their one-line messages.
-_TASK_FAILURE_LOGGERS = {"org.apache.spark.executor.Executor": "OFF", "org.apache.spark.scheduler.TaskSetManager":
-                         "ERROR", "org.apache.spark.api.python.PythonRunner": "OFF",
-                         "org.apache.spark.sql.execution.streaming.FileStreamSink": "ERROR"}
+# The command line's log4j 2 configuration: Spark's console at WARN, and failed tasks' stack traces
+# (local mode runs the executors in the driver's JVM) kept off the terminal.
+CLI_LOGGING = Path(__file__).with_name("log4j2-cli.properties")
 
 
-def quiet_task_failures(spark: SparkSession) -> None:
-    """Keeps failed tasks' stack traces off the terminal: the command line tells the failure in one line.
-    (Spark Connect: the server logs them, not the client.) Also pyspark's warning that repeats a failed
-    Arrow conversion's worker trace."""
+def quiet_spark_logging() -> bool:
+    """Before the command line starts Spark: has the JVM it launches use CLI_LOGGING (through
+    SPARK_SUBMIT_OPTS, which spark-submit adds to the driver's JVM options; a log4j file the user gives in
+    spark.driver.extraJavaOptions comes later and wins). Returns False where the JVM runs already
+    (spark-submit, a session in this process) or is remote (Spark Connect): their logging is their own.
+    Also silences pyspark's warning that repeats a failed Arrow conversion's worker trace."""
     warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization")
-    if is_connect(spark):
-        return
-    log4j = spark.sparkContext._jvm.org.apache.logging.log4j
-    for name, level in _TASK_FAILURE_LOGGERS.items():
-        log4j.core.config.Configurator.setLevel(name, log4j.Level.valueOf(level))
+    if {"PYSPARK_GATEWAY_PORT", "SPARK_REMOTE"} & set(os.environ) or SparkSession.getActiveSession() is not None:
+        return False
+    option = f"-Dlog4j2.configurationFile={CLI_LOGGING.as_uri()}"
+    os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {option}".strip()
+    return True
 
 
 class SessionError(RuntimeError):

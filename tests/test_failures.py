@@ -184,7 +184,8 @@ def test_scores_from_elsewhere_with_a_nan_weight_are_refused_before_counting(spa
 def test_scores_whose_ids_are_not_raw_ids_are_told_so_and_leave_no_success_marker(spark, tmp_path, capsys):
     raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
     code, _ = run_cli(tmp_path, capsys, config_dict(tmp_path / "run", raw))
-    assert code == 0 and (tmp_path / "run" / "selection" / "ids" / "_SUCCESS").exists()
+    assert code == 0 and (tmp_path / "run" / "output" / "_SUCCESS").exists()
+    assert not list((tmp_path / "run" / "selection").rglob("_SUCCESS"))  # stage folders never get one
     scores = external_scores(tmp_path, [10_000 + i for i in range(150)], [0.0] * 150)
     code, line = run_cli(tmp_path, capsys, config_dict(tmp_path / "run", raw, scores=scores))
     assert code == 3
@@ -192,6 +193,7 @@ def test_scores_whose_ids_are_not_raw_ids_are_told_so_and_leave_no_success_marke
                     f"{tmp_path}/run/output: 20 selected ids are not ids of the raw dataset and 0 more rows share a "
                     "selected id; the scores must use the raw dataset's id_col (the same ids, of the same type)")
     assert not list((tmp_path / "run" / "selection").rglob("_SUCCESS"))  # the failed stage's folders
+    assert not (tmp_path / "run" / "output" / "_SUCCESS").exists()  # the earlier output is gone
 
 
 def test_a_model_that_cannot_tell_documents_apart_is_warned_about(spark, tmp_path, capsys):

@@ -77,6 +77,7 @@ def test_big_input_defaults_fill_in_only_what_the_user_did_not_set(spark, monkey
 
     monkeypatch.setattr(session, "BIG_INPUT_DEFAULTS", {**session.BIG_INPUT_DEFAULTS,
                                                         "spark.sql.shuffle.partitions": "99"})
+    spark.conf.unset("spark.sql.execution.arrow.maxBytesPerBatch")  # an earlier command line in this process set it
     chosen = session.apply_big_input_defaults(spark)
     assert chosen == {"spark.sql.execution.arrow.maxBytesPerBatch": str(64 << 20)}
     assert spark.conf.get("spark.sql.execution.arrow.maxBytesPerBatch") == str(64 << 20)

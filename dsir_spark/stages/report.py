@@ -15,7 +15,7 @@ from dsir_spark.config import RunConfig
 from dsir_spark.estimators import load_model
 from dsir_spark.io import good_rows, require_column
 from dsir_spark.ngrams import strings_by_bucket
-from dsir_spark.records import read_json, read_table, write_json
+from dsir_spark.records import overwrite, read_json, read_table, write_json
 from dsir_spark.report import build_report, draw_figures, to_markdown
 from dsir_spark.rundir import (
     counts_path,
@@ -43,7 +43,7 @@ def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> di
     if local is None:
         write_json(spark, f"{folder}/report.json", report)
         markdown = spark.createDataFrame([(to_markdown(report, []),)], "value string")
-        markdown.coalesce(1).write.mode("overwrite").text(f"{folder}/report.md")
+        overwrite(markdown.coalesce(1)).text(f"{folder}/report.md")
         return {**report, "figures": []}
     os.makedirs(local, exist_ok=True)
     figures = draw_figures(report, local)

@@ -32,7 +32,7 @@ from dsir_spark.io import (
     write_table,
 )
 from dsir_spark.model import NUM_TOKENS
-from dsir_spark.records import direct_path
+from dsir_spark.records import direct_path, overwrite
 from dsir_spark.resampling import KEY, ResampleError, check_selectable, select
 from dsir_spark.rundir import (
     default_out_dir,
@@ -70,7 +70,7 @@ def write_selection(
     exactly ``expected`` of them, ``out_dir`` is not written and a ResampleError says what was found
     (ids not in raw, ids found twice) and ``why_missing()`` what to do."""
     spark = selection.sparkSession
-    selection.write.mode("overwrite").parquet(f"{selection_dir}/ids")
+    overwrite(selection).parquet(f"{selection_dir}/ids")
     chosen = spark.read.parquet(f"{selection_dir}/ids")
     joined = raw.join(chosen.withColumnRenamed(ID, "__dsir_id"), on="__dsir_id", how="inner")
     columns = [F.col(f"`{c}`") for c in original_columns(raw)]
@@ -85,7 +85,7 @@ def write_selection(
     # Staged as it will be published (a rename publishes it); for shards as Parquet, which they are cut from.
     fmt = "parquet" if table or shards else output_format
     staged = f"{selection_dir}/documents"
-    writer = joined.select(*columns).write.mode("overwrite")
+    writer = overwrite(joined.select(*columns))
     (writer.json if fmt == "json" else writer.parquet)(staged)
     # A JSON Lines file holds one document per line, so the staged rows are counted without parsing them.
     found = (spark.read.text(staged) if fmt == "json" else spark.read.parquet(staged)).count()
@@ -127,7 +127,7 @@ def publish_shards(spark: SparkSession, config: RunConfig, summary: dict[str, An
     }
     write_manifest(staging, manifest)
     if direct_path(spark, staging) is not None and direct_path(spark, out_dir) is not None:
-        publish_folder(spark, staging, out_dir, settings.output_format)
+        publish_folder(spark, staging, out_dir, settings.output_format, marker=False)  # the manifest says it
     else:
         move_folder(staging, out_dir)
     return {"totals": totals, "plan": plan}

@@ -11,7 +11,7 @@ import pyspark
 from pyspark.sql import SparkSession
 
 from dsir_spark.lease import confirm_current
-from dsir_spark.rundir import fingerprint, read_record, remove_success_markers, write_record
+from dsir_spark.rundir import fingerprint, read_record, write_record
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
@@ -46,9 +46,6 @@ def run_stage(
     spark.addTag(tag)
     try:
         summary = work()
-    except BaseException:
-        remove_success_markers(spark, stage_dir)  # what the stage wrote before failing is not its output
-        raise
     finally:
         spark.removeTag(tag)
     seconds = round(time.time() - started, 3)

@@ -13,6 +13,7 @@ from dsir_spark.estimators import load_model
 from dsir_spark.features import compiled_available, requested_implementation
 from dsir_spark.io import ID, check_ids, documents, id_source, write_table
 from dsir_spark.model import DOC_ID
+from dsir_spark.records import overwrite
 from dsir_spark.rundir import (
     input_fingerprint,
     open_dataset,
@@ -45,8 +46,9 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
     def work() -> dict[str, Any]:
         model = load_model(spark, stage_dir(config, "fit"))
         correction = config.score.length_correction
-        model.transform(documents(raw), length_correction=correction, chunk_tokens=chunking.tokens,
-                        chunk_min_tokens=min_tokens).write.mode("overwrite").parquet(out)
+        scores_of = model.transform(documents(raw), length_correction=correction, chunk_tokens=chunking.tokens,
+                        chunk_min_tokens=min_tokens)
+        overwrite(scores_of).parquet(out)
         scores = spark.read.parquet(out)
         if not ids_checked:  # checked once, so that resampling can trust the ids
             check_ids(scores.select(ID), f"raw dataset ({', '.join(config.raw.paths)}), {id_source(config.raw)}")
