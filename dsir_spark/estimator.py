@@ -89,6 +89,10 @@ class ImportanceModel:
     def save(self, spark: SparkSession, path: str) -> None:
         raise NotImplementedError
 
+    def length_correction_warning(self, correction: str) -> str | None:
+        """Why a length correction may not suit this estimator's weights, or None."""
+        return None
+
     @classmethod
     def from_saved(cls, spark: SparkSession, path: str, meta: dict[str, Any], features: FeatureConfig):
         """The model saved at ``path``, whose model.json (``meta``) was read already."""

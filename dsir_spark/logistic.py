@@ -45,6 +45,7 @@ from dsir_spark.estimator import (
 )
 from dsir_spark.features import log1p, make_featurizer, requested_implementation
 from dsir_spark.io import ID, TEXT
+from dsir_spark.lengths import NONE
 from dsir_spark.ngrams import Contribution, ngram_counts
 from dsir_spark.randomness import uniform
 from dsir_spark.records import read_table, write_json, write_table
@@ -92,6 +93,13 @@ class LogisticModel(ImportanceModel):
 
         found = [Contribution(gram, int(bucket), n, share(bucket)) for (gram, bucket), n in counted.items()]
         return sorted(found, key=lambda c: (-abs(c.total), c.ngram))
+
+    def length_correction_warning(self, correction: str) -> str | None:
+        if correction == NONE:
+            return None
+        return (f"score.length_correction: {correction} corrects a sum over n-grams, whose size grows with the "
+                "document's length; the classifier's log-odds already weighs length (log1p counts), so the "
+                "correction can outweigh what it learned (measured: benchmarks/bench_selection.py); consider none")
 
     def to_json(self) -> dict[str, Any]:
         return {**self.header(), "intercepts": self.intercepts.tolist(),

@@ -243,3 +243,13 @@ def test_the_report_and_chunked_scores_work_with_the_classifier(spark, data, run
     pieces = [texts[c["dsir_doc_id"]][c["dsir_char_start"]:c["dsir_char_end"]] for c in chunks]
     expected = model.intercepts[0] + design(pieces) @ model.coefficients[0]
     np.testing.assert_allclose([c["log_weight"] for c in chunks], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_length_correction_on_the_classifier_is_warned_about(spark, run):
+    config, _ = run
+    model = load_model(spark, stage_dir(config, "fit"))
+    assert model.length_correction_warning("none") is None
+    assert "the classifier's log-odds already weighs length" in model.length_correction_warning("poisson")
+    reference = DSIRModel(features=FEATURES, log_diff=np.zeros((1, 256)), raw_probs=np.zeros(256),
+                          target_probs=np.zeros((1, 256)), target_names=["t"])
+    assert reference.length_correction_warning("poisson") is None

@@ -46,6 +46,9 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
     def work() -> dict[str, Any]:
         model = load_model(spark, stage_dir(config, "fit"))
         correction = config.score.length_correction
+        warning = model.length_correction_warning(correction)
+        if warning:
+            log.warning("stage score: %s", warning)
         scores_of = model.transform(documents(raw), length_correction=correction, chunk_tokens=chunking.tokens,
                         chunk_min_tokens=min_tokens)
         overwrite(scores_of).parquet(out)
@@ -57,7 +60,8 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
             write_table(scores, config.score.table, config.score.table_mode, "score.table")
         record = {"rows_in": rows, "rows_out": rows, "weight_columns": model.weight_columns(),
                   "featurizer": featurizer, "ids_checked": True, "table": config.score.table,
-                  "length_correction": correction, "selection_columns": model.selection_columns(correction)}
+                  "length_correction": correction, "selection_columns": model.selection_columns(correction),
+                  "warnings": [warning] if warning else []}
         if chunking.tokens:
             chunked = scores.agg(F.countDistinct(DOC_ID).alias("documents")).first()
             record["chunking"] = {"tokens": chunking.tokens, "min_tokens": min_tokens, "chunks": rows,
