@@ -180,8 +180,7 @@ def _write_first(lease: Lease) -> float:
     try:
         lease.write()
     except (PySparkException, Py4JError, OSError) as exc:
-        if not lease.held_by_us():
-            lease.check()  # raises: another run took it
+        lease.check()  # raises if another run took it
         reason = str(exc).strip().splitlines()[0][:300]
         raise RunDirError(f"run_dir {lease.run_dir} is not writable ({reason}); point run_dir at a folder "
                           "every executor can write (HDFS, s3a://, dbfs:/ or a shared mount)") from exc
