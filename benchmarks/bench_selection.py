@@ -1,6 +1,6 @@
 """Selection quality: length corrections and chunking against the reference's selection and a random one.
 
-    python benchmarks/bench_selection.py [--corpus pile|system|cjk|all] [--fraction 0.1] [--regularization 1e-4]
+    python benchmarks/bench_selection.py [--corpus pile|system|cjk|all] [--fraction 0.1] [--regularization 0.01]
 
 Two labeled corpora of real text, one domain split in two: a held-out part is the target, the rest stays
 in the raw corpus among the other domains. A good selection holds much of that domain.
@@ -124,7 +124,7 @@ SETTINGS = ("none", "poisson", "mean", "chunks128", "logistic", "logistic poisso
 
 
 def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fraction: float,
-            tokenizer: str = "wordpunct", regularization: float = 1e-4, wanted=SETTINGS,
+            tokenizer: str = "wordpunct", regularization: float = 1e-2, wanted=SETTINGS,
             reference: bool = True, min_length: int = 100) -> list[dict]:
     from pyspark.sql import SparkSession
 
@@ -226,7 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", choices=["pile", "system", "cjk", "all"], default="all")
     parser.add_argument("--fraction", type=float, default=0.1)
-    parser.add_argument("--regularization", type=float, default=1e-4, help="fit.regularization of the logistic rows")
+    parser.add_argument("--regularization", type=float, default=1e-2, help="fit.regularization of the logistic rows")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {SETTINGS}")
     args = parser.parse_args()
     wanted = args.settings.split(",")

@@ -132,7 +132,7 @@ class FitConfig:
     estimator: str = "ngram_ratio"
     negatives: int = 20_000  # raw documents it is trained against (a seeded sample)
     positives: int = 20_000  # at most this many target documents per classifier (a seeded sample)
-    regularization: float = 1e-4  # L2 strength on the mean class-balanced log loss
+    regularization: float = 1e-2  # L2 strength on the mean class-balanced log loss
     held_out: float = 0.1  # share of the training documents kept out to measure AUC and log loss
 
     def __post_init__(self) -> None:
@@ -143,7 +143,7 @@ class FitConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"fit.{name}={value!r}; use a positive number of documents")
         if not self.regularization >= 0:
-            raise ConfigError(f"fit.regularization={self.regularization}; use a number >= 0 (e.g. 1e-4)")
+            raise ConfigError(f"fit.regularization={self.regularization}; use a number >= 0 (e.g. 0.01)")
         if not 0 <= self.held_out < 1:
             raise ConfigError(f"fit.held_out={self.held_out}; use a share in [0, 1), e.g. 0.1")
         n = self.num_tokens_to_fit
