@@ -252,8 +252,11 @@ typedef struct {
     size_t feature_capacity;
     unsigned char *key;
     size_t key_capacity;
-    uint32_t *sorted; /* a chunk's features, sorted, for sublinear sums */
-    size_t sorted_capacity;
+    uint32_t *chunk; /* a chunk's features */
+    size_t chunk_capacity;
+    uint32_t *bucket_count; /* num_buckets counters, all 0 between documents (sublinear sums) */
+    uint32_t *touched;      /* a document's distinct buckets in order of first occurrence */
+    size_t touched_capacity;
     const unsigned char *classes; /* char_class, or the table given for another tokenizer */
     PyObject *classes_owner;      /* the bytes object holding a given table */
 } Featurizer;
@@ -464,7 +467,9 @@ static void Featurizer_dealloc(Featurizer *self) {
     PyMem_Free(self->grams);
     PyMem_Free(self->features);
     PyMem_Free(self->key);
-    PyMem_Free(self->sorted);
+    PyMem_Free(self->chunk);
+    PyMem_Free(self->bucket_count);
+    PyMem_Free(self->touched);
     Py_XDECREF(self->classes_owner);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -545,37 +550,60 @@ static int compare_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The sublinear sum of a document (or chunk) whose features, sorted ascending, are buckets[0 .. n):
- * over its distinct buckets b in ascending order, row[b] * log1p(count of b), summed left to right. */
-static double sublinear_sum(const double *row, const uint32_t *buckets, size_t n) {
-    double acc = 0.0;
-    for (size_t i = 0; i < n;) {
-        size_t j = i + 1;
-        while (j < n && buckets[j] == buckets[i]) j++;
-        acc += row[buckets[i]] * log1p((double)(j - i));
-        i = j;
-    }
-    return acc;
+/* log1p of small counts, from the C library's log1p itself (so equal to calling it) */
+#define LOG1P_TABLE 1024
+static double log1p_table[LOG1P_TABLE];
+
+static inline double log1p_count(uint32_t count) {
+    return count < LOG1P_TABLE ? log1p_table[count] : log1p((double)count);
 }
 
-/* The sum of row[b] over features[0 .. n) in feature order (linear), or their sublinear sum, for each
- * of `rows` rows of table; `sorted` holds the features sorted when sublinear. */
-static void score_rows(const double *table, Py_ssize_t rows, uint32_t num_buckets, const uint32_t *features,
-                       const uint32_t *sorted, size_t n, double *out, Py_ssize_t stride) {
+/* Counts the buckets of features[0 .. n) into self->bucket_count, listing each distinct bucket once in
+ * self->touched in order of first occurrence; returns how many, or -1 (memory). */
+static Py_ssize_t tally(Featurizer *self, const uint32_t *features, size_t n) {
+    if (self->bucket_count == NULL) {
+        self->bucket_count = PyMem_Calloc(self->num_buckets, sizeof(uint32_t));
+        if (self->bucket_count == NULL) { PyErr_NoMemory(); return -1; }
+    }
+    if (grow((void **)&self->touched, &self->touched_capacity, n ? n : 1, sizeof(uint32_t)) < 0) return -1;
+    Py_ssize_t distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = features[i];
+        if (self->bucket_count[b]++ == 0) self->touched[distinct++] = b;
+    }
+    return distinct;
+}
+
+/* The sum of row[b] over features[0 .. n) in feature order (linear) for each of `rows` rows of table,
+ * or (sublinear) over the distinct buckets b in order of first occurrence, row[b] * log1p(count of b),
+ * summed left to right. */
+static int score_rows(Featurizer *self, const double *table, Py_ssize_t rows, const uint32_t *features,
+                      size_t n, int sublinear, double *out, Py_ssize_t stride) {
+    Py_ssize_t distinct = sublinear ? tally(self, features, n) : 0;
+    if (distinct < 0) return -1;
     for (Py_ssize_t t = 0; t < rows; t++) {
-        const double *row = table + t * (Py_ssize_t)num_buckets;
+        const double *row = table + t * (Py_ssize_t)self->num_buckets;
         double acc = 0.0;
-        if (sorted) acc = sublinear_sum(row, sorted, n);
-        else for (size_t i = 0; i < n; i++) acc += row[features[i]];
+        if (sublinear) {
+            for (Py_ssize_t i = 0; i < distinct; i++) {
+                uint32_t b = self->touched[i];
+                acc += row[b] * log1p_count(self->bucket_count[b]);
+            }
+        } else {
+            for (size_t i = 0; i < n; i++) acc += row[features[i]];
+        }
         out[t * stride] = acc;
     }
+    for (Py_ssize_t i = 0; i < distinct; i++) self->bucket_count[self->touched[i]] = 0;
+    return 0;
 }
 
 PyDoc_STRVAR(score_doc,
 "score(texts, log_diff, num_tokens, sums, sublinear=False)\n\n"
 "For each document d and each row t of log_diff (float64, rows x num_buckets): sums[t * len(texts) + d]\n"
 "= the sum of log_diff[t, bucket] over d's features, in feature order (float64); num_tokens[d] (int32).\n"
-"sublinear: instead, over d's distinct buckets in ascending order, log_diff[t, bucket] * log1p(count).");
+"sublinear: instead, over d's distinct buckets in order of first occurrence, log_diff[t, bucket] *\n"
+"log1p(count of the bucket), summed left to right.");
 
 static PyObject *Featurizer_score(Featurizer *self, PyObject *args) {
     PyObject *texts, *diff_obj, *tokens_obj, *sums_obj;
@@ -601,9 +629,10 @@ static PyObject *Featurizer_score(Featurizer *self, PyObject *args) {
         if (nfeat < 0) { result = NULL; break; }
         if (ntok > INT32_MAX) { PyErr_SetString(PyExc_OverflowError, "a document has over 2**31 tokens"); result = NULL; break; }
         num_tokens[d] = (int32_t)ntok;
-        if (sublinear) qsort(self->features, (size_t)nfeat, sizeof(uint32_t), compare_u32);
-        score_rows(table, rows, self->num_buckets, self->features, sublinear ? self->features : NULL,
-                   (size_t)nfeat, sum + d, docs);
+        if (score_rows(self, table, rows, self->features, (size_t)nfeat, sublinear, sum + d, docs) < 0) {
+            result = NULL;
+            break;
+        }
     }
     PyBuffer_Release(&sums); PyBuffer_Release(&tokens); PyBuffer_Release(&diff);
     Py_DECREF(seq);
@@ -776,16 +805,16 @@ static PyObject *Featurizer_score_chunks(Featurizer *self, PyObject *args) {
             /* the chunk's features in the document's order: its unigrams, bigrams, ... */
             size_t n = 0;
             for (int k = 1; k <= maxk && k <= b - a; k++) n += (size_t)(b - a - k + 1);
-            if (grow((void **)&self->sorted, &self->sorted_capacity, n ? n : 1, sizeof(uint32_t)) < 0) { failed = 1; break; }
-            uint32_t *own = self->sorted;
+            if (grow((void **)&self->chunk, &self->chunk_capacity, n ? n : 1, sizeof(uint32_t)) < 0) { failed = 1; break; }
+            uint32_t *own = self->chunk;
             for (int k = 1; k <= maxk && k <= b - a; k++)
                 for (Py_ssize_t i = a; i + k <= b; i++) *own++ = self->features[offset[k] + i];
-            if (sublinear) qsort(self->sorted, n, sizeof(uint32_t), compare_u32);
-            for (Py_ssize_t t = 0; t < rows && !failed; t++) {
-                double acc;
-                score_rows(table + t * (Py_ssize_t)self->num_buckets, 1, self->num_buckets, self->sorted,
-                           sublinear ? self->sorted : NULL, n, &acc, 1);
-                failed |= append(&sums, &acc, 8) < 0;
+            double acc[64];
+            for (Py_ssize_t t = 0; t < rows && !failed; t += 64) {
+                Py_ssize_t block = rows - t < 64 ? rows - t : 64;
+                failed |= score_rows(self, table + t * (Py_ssize_t)self->num_buckets, block, self->chunk, n,
+                                     sublinear, acc, 1) < 0;
+                for (Py_ssize_t i = 0; i < block && !failed; i++) failed |= append(&sums, &acc[i], 8) < 0;
             }
         }
         const unsigned char *s = failed ? NULL : (const unsigned char *)PyUnicode_AsUTF8(lowered);
@@ -924,6 +953,7 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__featurize(void) {
+    for (int c = 0; c < LOG1P_TABLE; c++) log1p_table[c] = log1p((double)c);
     if (char_class == NULL) {
         /* Python re's classes for str patterns, read from this interpreter for every code point. */
         char_class = PyMem_Malloc(0x110000);

@@ -238,14 +238,17 @@ class Features:
         return SparseCounts(indptr.astype(np.int64), (keys % num_buckets).astype(np.int32), counts.astype(np.int32))
 
     def sums(self, values: np.ndarray, num_buckets: int, sublinear: bool) -> np.ndarray:
-        """``document_sums``, or with ``sublinear`` per document the sum over its distinct buckets in
-        ascending order of values[bucket] * log1p(count), left to right (bincount adds in input order), as
-        the compiled featurizer does."""
+        """``document_sums``, or with ``sublinear`` per document the sum over its distinct buckets, in order
+        of first occurrence, of values[bucket] * log1p(count), left to right (bincount adds in input
+        order), as the compiled featurizer does."""
         if not sublinear:
             return self.document_sums(values)
-        sparse = self.sparse(num_buckets)
-        terms = values[sparse.buckets] * log1p(sparse.counts)
-        return np.bincount(sparse.doc_index(), weights=terms, minlength=len(self.num_tokens))
+        keys, first, counts = np.unique(self.doc_index * num_buckets + self.buckets, return_index=True,
+                                        return_counts=True)
+        order = np.argsort(first, kind="stable")  # documents are contiguous: their buckets stay together
+        keys, counts = keys[order], counts[order]
+        terms = values[keys % num_buckets] * log1p(counts)
+        return np.bincount(keys // num_buckets, weights=terms, minlength=len(self.num_tokens))
 
 
 def log1p(counts: np.ndarray) -> np.ndarray:
