@@ -44,7 +44,7 @@ from dsir_spark.estimator import (
     target_proportions,
 )
 from dsir_spark.features import log1p, make_featurizer, requested_implementation
-from dsir_spark.io import ID, TEXT
+from dsir_spark.io import TEXT
 from dsir_spark.lengths import NONE
 from dsir_spark.ngrams import Contribution, ngram_counts
 from dsir_spark.randomness import uniform
@@ -160,15 +160,16 @@ class _Vectorizer:
 
 
 def labeled(documents: DataFrame, label: float, fraction: float, fit: FitConfig, salt: str) -> DataFrame:
-    """A seeded sample (``fraction`` of the documents with a text, by a hash of their id) as training rows:
-    text, label, whether the row is held out for measuring, and its place in the training order (a hash
-    of its id and text: the same on any partitioning; documents that tie are the same document)."""
+    """A seeded sample (``fraction`` of the documents with a text) as training rows: text, label, whether
+    the row is held out for measuring, and its place in the training order. All three come from hashes
+    of the text, not the id: derived ids name the file, and the model should not change when the files
+    move (or are split differently); documents that tie are the same text."""
     rows = documents.where(F.col(TEXT).isNotNull())
     if fraction < 1:
-        rows = rows.where(uniform(fit.sample_seed, F.col(ID), salt) < F.lit(fraction))
-    held = uniform(fit.sample_seed, F.col(ID), "held-out") < F.lit(fit.held_out)
+        rows = rows.where(uniform(fit.sample_seed, F.col(TEXT), salt) < F.lit(fraction))
+    held = uniform(fit.sample_seed, F.col(TEXT), "held-out") < F.lit(fit.held_out)
     return rows.select(TEXT, F.lit(label).alias(LABEL), held.alias(HELD_OUT),
-                       F.xxhash64(F.lit(salt), F.col(ID), F.col(TEXT)).alias(ORDER))
+                       F.xxhash64(F.lit(salt), F.col(TEXT)).alias(ORDER))
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,11 @@ def split() -> tuple[list[dict], list[dict]]:
     return [d for d in docs if d["id"] not in held], target
 
 
-def config_for(run_dir, raw_paths, target_paths, **fit) -> RunConfig:
+def config_for(run_dir, raw_paths, target_paths, target_id_col="id", **fit) -> RunConfig:
     return RunConfig(
         run_dir=str(run_dir),
         raw=DatasetConfig(paths=tuple(raw_paths), id_col="id"),
-        targets=tuple(DatasetConfig(paths=(p,), id_col="id") for p in target_paths),
+        targets=tuple(DatasetConfig(paths=(p,), id_col=target_id_col) for p in target_paths),
         features=FEATURES,
         fit=FitConfig(num_tokens_to_fit="all", estimator="logistic", regularization=REGULARIZATION, **fit),
         resample=ResampleConfig(num_to_sample=60, min_example_length=20, output_format="json"),
@@ -138,9 +138,11 @@ def test_the_model_saves_and_loads_and_the_run_selects_exactly_k_seeded_on_any_p
 
     first = selected(config)
     assert len(first) == 60 == records["resample"]["rows_out"]
-    # The same documents in five files: the same classifier bit for bit, the same selection.
+    # The same documents in five files, and the target elsewhere with ids derived from its path (the
+    # samples go by text): the same classifier bit for bit, the same selection.
     parts = [write_jsonl(tmp_path / f"raw_{i}.jsonl", raw[i::5]) for i in range(5)]
-    split_config = config_for(tmp_path / "split", parts, [target_path], held_out=0.0)
+    moved_target = write_jsonl(tmp_path / "elsewhere" / "target.jsonl", target)
+    split_config = config_for(tmp_path / "split", parts, [moved_target], target_id_col=None, held_out=0.0)
     run_pipeline(spark, split_config)
     np.testing.assert_array_equal(load_model(spark, stage_dir(split_config, "fit")).coefficients, model.coefficients)
     assert selected(split_config) == first
@@ -181,6 +183,14 @@ def test_held_out_documents_measure_the_classifier_and_separate_targets_get_one_
         assert 0.5 < measured["auc"] <= 1.0 and measured["log_loss"] > 0
     scores = spark.read.parquet(stage_dir(config, "score"))
     assert set(scores.columns) >= {"log_weight_0", "log_weight_1"} and scores.count() == len(raw)
+    # The held-out documents are chosen by their text: the target moved, with ids derived from its new
+    # path, gives the same split and the same classifier.
+    moved = write_jsonl(tmp_path / "moved" / "pubmed.jsonl", other)
+    again = config_for(tmp_path / "again", [raw_path], [target_path, moved], target_id_col=None,
+                       separate_targets=True)
+    records = run_pipeline(spark, again, stages=("count", "fit"))
+    assert records["fit"]["training"] == training
+    np.testing.assert_array_equal(load_model(spark, stage_dir(again, "fit")).coefficients, model.coefficients)
 
 
 def test_roc_auc_counts_pairs_and_halves_ties():
