@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
@@ -26,7 +27,7 @@ from dsir_spark.features import HASH_DEFINITIONS, ChunkScores, make_featurizer, 
 from dsir_spark.io import ID, TEXT
 from dsir_spark.lengths import NONE, POISSON, correct, corrected_column, mean_tokens
 from dsir_spark.ngrams import Contribution
-from dsir_spark.records import read_json
+from dsir_spark.records import read_json, read_table
 from dsir_spark.version import __version__
 
 NUM_TOKENS = "num_tokens"
@@ -212,6 +213,29 @@ def target_proportions(targets: Sequence[BucketCounts], fit: FitConfig) -> list[
 def count_stats(raw: BucketCounts, targets: Sequence[BucketCounts], target_names: Sequence[str]) -> dict[str, Any]:
     """The count stage's totals a model keeps (its length correction's lambdas come from them)."""
     return {"raw": raw.stats(), "targets": {name: t.stats() for name, t in zip(target_names, targets)}}
+
+
+def target_columns(name: str, separate: bool, targets: int) -> list[str]:
+    """The columns of a per-bucket table that hold ``name`` for each weight column: ``name`` itself, or
+    ``name_<t>`` per target when the targets are separate."""
+    return [f"{name}_{t}" for t in range(targets)] if separate else [name]
+
+
+def read_bucket_table(spark: SparkSession, path: str) -> pd.DataFrame:
+    """A saved model's per-bucket table (``<model>/<table>``), in bucket order."""
+    table = read_table(spark, path)
+    if table is None:
+        raise FileNotFoundError(f"no complete model at {path.rsplit('/', 1)[0]} ({path.rsplit('/', 1)[1]} "
+                                "missing); run the fit stage")
+    return table.sort_values("bucket")
+
+
+def saved_fields(meta: dict[str, Any], own: Sequence[str] = ()) -> dict[str, Any]:
+    """The fields every model has, from its model.json: targets, proportions, and the metadata (what is
+    neither the header nor the model's ``own`` keys)."""
+    return {"target_names": list(meta["target_names"]), "separate_targets": bool(meta["separate_targets"]),
+            "target_proportions": meta["target_proportions"],
+            "metadata": {k: v for k, v in meta.items() if k not in (*HEADER_KEYS, *own)}}
 
 
 HEADER_KEYS = ("library", "version", "estimator", "features", "target_names", "separate_targets",

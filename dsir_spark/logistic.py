@@ -35,12 +35,14 @@ from pyspark.sql.types import BooleanType, DoubleType, LongType, StructField, St
 from dsir_spark.config import FeatureConfig, FitConfig
 from dsir_spark.counts import BucketCounts
 from dsir_spark.estimator import (
-    HEADER_KEYS,
     FitError,
     ImportanceModel,
     ScoringTable,
     count_stats,
+    read_bucket_table,
     require_tokens,
+    saved_fields,
+    target_columns,
     target_proportions,
 )
 from dsir_spark.features import log1p, make_featurizer, requested_implementation
@@ -48,7 +50,7 @@ from dsir_spark.io import TEXT
 from dsir_spark.lengths import NONE
 from dsir_spark.ngrams import Contribution, ngram_counts
 from dsir_spark.randomness import uniform
-from dsir_spark.records import read_table, write_json, write_table
+from dsir_spark.records import write_json, write_table
 
 LABEL, HELD_OUT, FEATURES, WEIGHT, ORDER = "label", "held_out", "features", "weight", "order"
 _VECTORS = StructType([StructField(LABEL, DoubleType(), False), StructField(HELD_OUT, BooleanType(), False),
@@ -108,30 +110,20 @@ class LogisticModel(ImportanceModel):
     def save(self, spark: SparkSession, path: str) -> None:
         """Writes ``<path>/coefficients/`` (Parquet: bucket, coefficient[_t]) and then ``<path>/model.json``."""
         table = {"bucket": np.arange(self.features.num_buckets, dtype=np.int32)}
-        for t, row in enumerate(self.coefficients):
-            table[f"coefficient_{t}" if self.separate_targets else "coefficient"] = row
+        table.update(zip(target_columns("coefficient", self.separate_targets, len(self.coefficients)),
+                         self.coefficients))
         write_table(spark, f"{path}/coefficients", pd.DataFrame(table))
         write_json(spark, f"{path}/model.json", self.to_json())
 
     @classmethod
     def from_saved(cls, spark: SparkSession, path: str, meta: dict[str, Any], features: FeatureConfig) -> LogisticModel:
-        table = read_table(spark, f"{path}/coefficients")
-        if table is None:
-            raise FileNotFoundError(f"no complete model at {path} (coefficients missing); run the fit stage")
-        table = table.sort_values("bucket")
-        separate = bool(meta["separate_targets"])
-        names = [f"coefficient_{t}" for t in range(len(meta["target_names"]))] if separate else ["coefficient"]
-        own = ("intercepts", "prior_log_ratios")
-        return cls(
-            features=features,
-            coefficients=np.stack([table[name].to_numpy(dtype=np.float64) for name in names]),
-            intercepts=np.asarray(meta["intercepts"], dtype=np.float64),
-            prior_log_ratios=np.asarray(meta["prior_log_ratios"], dtype=np.float64),
-            target_names=list(meta["target_names"]),
-            separate_targets=separate,
-            target_proportions=meta["target_proportions"],
-            metadata={k: v for k, v in meta.items() if k not in HEADER_KEYS + own},
-        )
+        table = read_bucket_table(spark, f"{path}/coefficients")
+        fields = saved_fields(meta, own=("intercepts", "prior_log_ratios"))
+        columns = target_columns("coefficient", fields["separate_targets"], len(fields["target_names"]))
+        return cls(features=features,
+                   coefficients=np.stack([table[name].to_numpy(dtype=np.float64) for name in columns]),
+                   intercepts=np.asarray(meta["intercepts"], dtype=np.float64),
+                   prior_log_ratios=np.asarray(meta["prior_log_ratios"], dtype=np.float64), **fields)
 
 
 # ---------------------------------------------------------------------------------------------- training

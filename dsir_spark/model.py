@@ -22,18 +22,20 @@ from dsir_spark.estimator import (  # noqa: F401 (re-exported: the score columns
     CHAR_START,
     CHUNK,
     DOC_ID,
-    HEADER_KEYS,
     LOG_WEIGHT,
     NUM_TOKENS,
     FitError,
     ImportanceModel,
     ScoringTable,
     count_stats,
+    read_bucket_table,
     require_tokens,
+    saved_fields,
+    target_columns,
     target_proportions,
 )
 from dsir_spark.ngrams import Contribution, ngram_counts
-from dsir_spark.records import read_table, write_json, write_table
+from dsir_spark.records import write_json, write_table
 
 EPS = 1e-8
 
@@ -81,10 +83,9 @@ class DSIRModel(ImportanceModel):
 
     def to_pandas(self) -> pd.DataFrame:
         table = {"bucket": np.arange(self.features.num_buckets, dtype=np.int32), "raw_prob": self.raw_probs}
-        for t in range(len(self.log_diff)):
-            suffix = "" if not self.separate_targets else f"_{t}"
-            table[f"log_diff{suffix}"] = self.log_diff[t]
-            table[f"target_prob{suffix}"] = self.target_probs[t]
+        rows = len(self.log_diff)
+        for name, values in (("log_diff", self.log_diff), ("target_prob", self.target_probs)):
+            table.update(zip(target_columns(name, self.separate_targets, rows), values))
         return pd.DataFrame(table)
 
     def save(self, spark: SparkSession, path: str) -> None:
@@ -94,26 +95,15 @@ class DSIRModel(ImportanceModel):
 
     @classmethod
     def from_saved(cls, spark: SparkSession, path: str, meta: dict[str, Any], features: FeatureConfig) -> DSIRModel:
-        table = read_table(spark, f"{path}/log_diff")
-        if table is None:
-            raise FileNotFoundError(f"no complete model at {path} (log_diff missing); run the fit stage")
-        table = table.sort_values("bucket")
-        separate = bool(meta["separate_targets"])
-        columns = range(len(meta["target_names"])) if separate else [None]
+        table = read_bucket_table(spark, f"{path}/log_diff")
+        fields = saved_fields(meta)
 
-        def suffix(t: int | None) -> str:
-            return "" if t is None else f"_{t}"
+        def rows(name: str) -> np.ndarray:
+            columns = target_columns(name, fields["separate_targets"], len(fields["target_names"]))
+            return np.stack([table[column].to_numpy() for column in columns])
 
-        return cls(
-            features=features,
-            log_diff=np.stack([table[f"log_diff{suffix(t)}"].to_numpy() for t in columns]),
-            raw_probs=table["raw_prob"].to_numpy(),
-            target_probs=np.stack([table[f"target_prob{suffix(t)}"].to_numpy() for t in columns]),
-            target_names=list(meta["target_names"]),
-            separate_targets=separate,
-            target_proportions=meta["target_proportions"],
-            metadata={k: v for k, v in meta.items() if k not in HEADER_KEYS},
-        )
+        return cls(features=features, log_diff=rows("log_diff"), raw_probs=table["raw_prob"].to_numpy(),
+                   target_probs=rows("target_prob"), **fields)
 
 
 def fit_model(

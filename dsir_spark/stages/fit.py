@@ -9,6 +9,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
+from dsir_spark.counts import BucketCounts
 from dsir_spark.estimator import ImportanceModel
 from dsir_spark.io import documents
 from dsir_spark.logistic import LogisticModel, fit_logistic
@@ -27,19 +28,22 @@ from dsir_spark.stages.runner import run_stage
 log = logging.getLogger("dsir_spark")
 
 
-def fit_from_counts(spark: SparkSession, config: RunConfig) -> DSIRModel:
+def _counts(spark: SparkSession, config: RunConfig) -> tuple[BucketCounts, list[BucketCounts]]:
+    """The count stage's counts of raw and of each target."""
     num_buckets = config.features.num_buckets
-    raw = load_counts(spark, counts_path(config, config.raw), num_buckets)
-    targets = [load_counts(spark, counts_path(config, t), num_buckets) for t in config.targets]
+    return (load_counts(spark, counts_path(config, config.raw), num_buckets),
+            [load_counts(spark, counts_path(config, t), num_buckets) for t in config.targets])
+
+
+def fit_from_counts(spark: SparkSession, config: RunConfig) -> DSIRModel:
+    raw, targets = _counts(spark, config)
     model = fit_model(raw, targets, [t.name for t in config.targets], config.features, config.fit)
     model.metadata["num_tokens_to_fit"] = config.fit.num_tokens_to_fit
     return model
 
 
 def fit_classifier(spark: SparkSession, config: RunConfig) -> LogisticModel:
-    num_buckets = config.features.num_buckets
-    raw_counts = load_counts(spark, counts_path(config, config.raw), num_buckets)
-    target_counts = [load_counts(spark, counts_path(config, t), num_buckets) for t in config.targets]
+    raw_counts, target_counts = _counts(spark, config)
     return fit_logistic(documents(open_dataset(spark, config, config.raw)),
                         [documents(open_dataset(spark, config, t)) for t in config.targets],
                         raw_counts, target_counts, [t.name for t in config.targets], config.features, config.fit)
