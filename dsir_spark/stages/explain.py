@@ -82,13 +82,10 @@ def format_explanation(explanation: dict[str, Any]) -> str:
     """An explanation as text for a terminal."""
     lines = [f"document {explanation['id']}: {explanation['num_tokens']} tokens"]
     for weight in explanation["weights"]:
-        constant = weight.get("constant", 0.0)
-        if constant:  # the classifier's intercept
-            lines.append(f"  {weight['column']} = {weight['log_weight']:.4f} (the constant {constant:+.4f} plus the "
-                         "sum over all its n-grams of count x share)")
-        else:
-            lines.append(f"  {weight['column']} = {weight['log_weight']:.4f} (the sum over all its n-grams of count x "
-                         "log ratio)")
+        constant = weight.get("constant", 0.0)  # the classifier's intercept
+        what = (f"the constant {constant:+.4f} plus the sum over all its n-grams of count x share" if constant
+                else "the sum over all its n-grams of count x log ratio")
+        lines.append(f"  {weight['column']} = {weight['log_weight']:.4f} ({what})")
         for side, label in (("toward", "toward the target"), ("away", "away from the target")):
             lines.append(f"  pulling {label}:" if weight[side] else f"  nothing pulls {label}")
             lines += [f"    {row['total']:+10.3f}  {row['count']:4d} x {row['log_ratio']:+.3f}  {row['ngram']!r}"
