@@ -27,6 +27,7 @@ BAD_RECORD_MODES = ("fail", "skip")
 LENGTH_CORRECTIONS = ("none", "poisson", "mean")
 TOKENIZERS = ("wordpunct", "wordpunct_regex", "wordpunct_cjk")
 ESTIMATORS = ("ngram_ratio", "logistic")
+COMPACT_MODES = ("auto", "always", "never")
 TABLE_PREFIX = "table:"
 # One part of a table name: a plain identifier or a `back-quoted` one.
 _NAME_PART = re.compile(r"[A-Za-z0-9_]+|`[^`]+`")
@@ -73,6 +74,7 @@ class DatasetConfig:
     name: str | None = None
     on_bad_records: str = "fail"
     json_max_string_length: int | None = None
+    compact: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.paths, str):
@@ -90,6 +92,8 @@ class DatasetConfig:
         if self.json_max_string_length is not None and self.json_max_string_length < 1:
             raise ConfigError(f"dataset {self.name}: json_max_string_length={self.json_max_string_length}; "
                               "it must be a positive number of characters")
+        if self.compact not in COMPACT_MODES:
+            raise ConfigError(f"dataset {self.name}: compact={self.compact!r}; use one of {COMPACT_MODES}")
         for path in self.paths:
             if path.startswith(TABLE_PREFIX):
                 table_name_parts(path[len(TABLE_PREFIX):], f"dataset {self.name}: path {path}")

@@ -25,6 +25,7 @@ import pandas as pd
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
+from dsir_spark.compaction import compacted, should_compact
 from dsir_spark.config import (
     TABLE_PREFIX,
     ChunkingConfig,
@@ -84,18 +85,33 @@ def open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig,
     """``io.read_dataset`` with the JSON schemas inferred once per run directory and dataset settings,
     stored in ``<run_dir>/_dsir/schemas/<dataset>``: later stages and reruns read without inferring.
     ``refresh`` (the count stage, when it runs) infers again unless the dataset's files are those the
-    stored schemas were inferred from (same paths, sizes and modification times)."""
+    stored schemas were inferred from (same paths, sizes and modification times). A dataset of many
+    small files is read from its snapshot in ``<run_dir>/_dsir/compacted/<dataset>`` (see compaction)."""
     path = f"{config.run_dir.rstrip('/')}/_dsir/schemas/{dataset.name}"
-    settings = json.loads(json.dumps(asdict(dataset)))
+    settings = json.loads(json.dumps(_dataset_settings(dataset)))
     stored = read_json(spark, path)
     files = _files_fingerprint(spark, dataset) if refresh else None
     if stored is not None and stored.get("dataset") == settings and (not refresh or stored.get("files") == files):
-        return read_dataset(spark, dataset, stored["schemas"])
-    schemas = json_schemas(spark, dataset)
-    if any(schemas):
-        files = files or _files_fingerprint(spark, dataset)
-        write_json(spark, path, {"dataset": settings, "schemas": schemas, "files": files})
-    return read_dataset(spark, dataset, schemas)
+        schemas = stored["schemas"]
+    else:
+        schemas = json_schemas(spark, dataset)
+        if any(schemas):
+            files = files or _files_fingerprint(spark, dataset)
+            write_json(spark, path, {"dataset": settings, "schemas": schemas, "files": files})
+    frame = read_dataset(spark, dataset, schemas)
+    listing = _dataset_files(spark, dataset)
+    if not should_compact(dataset.compact, listing):
+        return frame
+    key = {"dataset": settings, "files": files or _files_fingerprint(spark, dataset)}
+    folder = f"{config.run_dir.rstrip('/')}/_dsir/compacted/{dataset.name}"
+    return compacted(spark, folder, frame, key, sum(size for _, size, _ in listing))
+
+
+def _dataset_files(spark: SparkSession, dataset: DatasetConfig) -> list[tuple[str, int, int]] | None:
+    """Every file of a dataset from the run's listing, or None when a path is a table."""
+    if any(path.startswith(TABLE_PREFIX) for path in dataset.paths):
+        return None
+    return [file for path in dataset.paths for file in list_files(spark, path)]
 
 
 def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
@@ -165,6 +181,11 @@ def input_fingerprint(spark: SparkSession, config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
+def _dataset_settings(dataset: DatasetConfig) -> dict[str, Any]:
+    """A dataset's settings that its rows depend on (``compact`` only changes where they are read from)."""
+    return {k: v for k, v in asdict(dataset).items() if k != "compact"}
+
+
 def _without_defaults(settings: dict[str, Any], default: Any, newer: tuple[str, ...]) -> dict[str, Any]:
     """``settings`` without the ``newer`` keys that hold their default: records made before they existed
     stay valid."""
@@ -186,7 +207,7 @@ def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]
     fit = asdict(config.fit)
     settings: dict[str, Any] = {
         "inputs": inputs,
-        "datasets": {"raw": asdict(config.raw), "targets": [asdict(t) for t in config.targets]},
+        "datasets": {"raw": _dataset_settings(config.raw), "targets": [_dataset_settings(t) for t in config.targets]},
         "features": _without_defaults(asdict(config.features), FeatureConfig(), ("tokenizer",)),
         "num_tokens_to_fit": fit["num_tokens_to_fit"],
         "sample_seed": fit["sample_seed"],
