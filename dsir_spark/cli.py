@@ -115,7 +115,7 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
     if not debug:  # the failure is told in one line; executors' stack traces only under --debug
         quiet_spark_logging()
     spark = session_for_job(f"dsir-spark {args.command}")
-    apply_big_input_defaults(spark)
+    apply_big_input_defaults(spark, config)
     if args.command == "explain":
         return _explain(spark, config, args.ids, args.top)
     stages = None if args.command == "run" else (args.command,)

@@ -11,7 +11,9 @@ listing of paths, sizes and modification times) and the dataset's settings are t
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -25,6 +27,8 @@ SMALL_FILE_BYTES = 4 << 20
 SNAPSHOT_FILE_BYTES = 32 << 20
 _RECORD = "_dsir/compaction.json"  # under "_": Parquet readers of the snapshot skip it
 
+log = logging.getLogger("dsir_spark")
+
 
 def should_compact(mode: str, files: list[tuple[str, int, int]] | None) -> bool:
     """Whether a dataset of these files (path, bytes, mtime; None for a table) is read from a snapshot."""
@@ -35,13 +39,17 @@ def should_compact(mode: str, files: list[tuple[str, int, int]] | None) -> bool:
     return len(files) >= SMALL_FILES and sum(size for _, size, _ in files) / len(files) <= SMALL_FILE_BYTES
 
 
-def compacted(spark: SparkSession, folder: str, frame: DataFrame, key: dict[str, Any], input_bytes: int) -> DataFrame:
+def compacted(spark: SparkSession, folder: str, frame: DataFrame, key: dict[str, Any], files: int,
+              input_bytes: int) -> DataFrame:
     """``frame`` (a dataset as ``io.read_dataset`` gives it) read from its snapshot in ``folder``, written
     first unless a snapshot of the same ``key`` (settings and file listing) is there."""
     record = read_json(spark, f"{folder}/{_RECORD}")
     if record is None or record.get("key") != key:
+        started = time.time()
         parts = max(1, math.ceil(input_bytes / SNAPSHOT_FILE_BYTES))
         # coalesce, not repartition: no shuffle; each of the few tasks reads its share of the small files.
         overwrite(frame.coalesce(parts)).parquet(folder)
-        write_json(spark, f"{folder}/{_RECORD}", {"key": key, "parts": parts})
+        write_json(spark, f"{folder}/{_RECORD}", {"key": key, "files": files, "parts": parts})
+        log.info("dataset %s: %s small files (%.1f MB) read once into %d Parquet files in %s (%.1f s)",
+                 key["dataset"]["name"], f"{files:,}", input_bytes / 1e6, parts, folder, time.time() - started)
     return spark.read.parquet(folder)

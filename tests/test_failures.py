@@ -68,13 +68,16 @@ def test_a_csv_file_named_jsonl_is_not_json_lines(spark, tmp_path, capsys):
                            "('id,contents')")
 
 
-def test_a_corrupt_parquet_file_in_a_folder_is_named(spark, tmp_path, capsys):
+@pytest.mark.parametrize("compact", ["never", "always"])  # always: found while the snapshot is made
+def test_a_corrupt_parquet_file_in_a_folder_is_named(spark, tmp_path, capsys, compact):
     folder = tmp_path / "raw"
     folder.mkdir()
     pd.DataFrame(ROWS).to_parquet(folder / "a.parquet")
     whole = (folder / "a.parquet").read_bytes()
     (folder / "b.parquet").write_bytes(whole[: len(whole) // 2])  # cut short: no footer
-    code, line = run_cli(tmp_path, capsys, config_dict(tmp_path / "run", folder))
+    config = config_dict(tmp_path / "run", folder)
+    config["raw"]["compact"] = compact
+    code, line = run_cli(tmp_path, capsys, config)
     assert code == 3
     assert line.startswith(f"dsir-spark: dataset raw: cannot read file://{folder}/b.parquet (")
     assert "is not a Parquet file" in line and line.endswith("fix it or move it out")

@@ -77,8 +77,22 @@ def test_big_input_defaults_fill_in_only_what_the_user_did_not_set(spark, monkey
 
     monkeypatch.setattr(session, "BIG_INPUT_DEFAULTS", {**session.BIG_INPUT_DEFAULTS,
                                                         "spark.sql.shuffle.partitions": "99"})
-    spark.conf.unset("spark.sql.execution.arrow.maxBytesPerBatch")  # an earlier command line in this process set it
-    chosen = session.apply_big_input_defaults(spark)
-    assert chosen == {"spark.sql.execution.arrow.maxBytesPerBatch": str(64 << 20)}
-    assert spark.conf.get("spark.sql.execution.arrow.maxBytesPerBatch") == str(64 << 20)
-    assert spark.conf.get("spark.sql.shuffle.partitions") == "4"  # the test session's own setting stays
+    keys = ("spark.sql.execution.arrow.maxBytesPerBatch", "spark.sql.sources.parallelPartitionDiscovery.parallelism",
+            "spark.sql.files.openCostInBytes")
+    local = RunConfig(run_dir="runs/x", raw=DatasetConfig(paths=("data/raw",)),
+                      targets=(DatasetConfig(paths=("file:/data/target.jsonl",)),))
+    remote = RunConfig(run_dir="runs/x", raw=DatasetConfig(paths=("s3a://bucket/raw",)), targets=local.targets)
+    try:
+        for key in keys:  # an earlier command line in this process set them
+            spark.conf.unset(key)
+        assert session.apply_big_input_defaults(spark, remote) == {
+            "spark.sql.execution.arrow.maxBytesPerBatch": str(64 << 20),
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": "100"}
+        assert spark.conf.get("spark.sql.execution.arrow.maxBytesPerBatch") == str(64 << 20)
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "4"  # the test session's own setting stays
+        assert spark.conf.get("spark.sql.files.openCostInBytes") == "4194304b"  # remote input: Spark's own 4 MB
+        # Local inputs: files are cheap to open; what was set before (by the user, or above) stays.
+        assert session.apply_big_input_defaults(spark, local) == {"spark.sql.files.openCostInBytes": str(256 << 10)}
+    finally:
+        for key in keys:
+            spark.conf.unset(key)
