@@ -232,10 +232,10 @@ def build_report(
     report["targets"] = list(target_names)
     if label_col:
         marks = tagged.groupBy(ID).agg(F.collect_set("__sel").alias("sels"))
-        base = raw.select(F.col("__dsir_id").alias(ID), F.col(label_col).alias("__label"))
-        labelled = base.withColumn("__sel", F.lit(-1)).unionByName(
-            base.join(marks, on=ID).select(ID, "__label", F.explode("sels").alias("__sel"))
-        )
+        # One scan of raw: each row counts for raw (-1) and for every selection that holds it.
+        sels = F.array_union(F.array(F.lit(-1)), F.coalesce(F.col("sels"), F.array().cast("array<int>")))
+        labelled = (raw.select(F.col("__dsir_id").alias(ID), F.col(label_col).alias("__label"))
+                    .join(marks, on=ID, how="left").select("__label", F.explode(sels).alias("__sel")))
         report["labels"] = {"column": label_col, "shares": _label_shares(labelled, label_col)}
     return report
 

@@ -54,7 +54,7 @@ def wikipedia_run(spark, tmp_path_factory):
     return root, dsir
 
 
-def test_dsir_beats_random_and_selects_more_wikipedia(wikipedia_run):
+def test_dsir_beats_random_and_selects_more_wikipedia(spark, wikipedia_run):
     root, dsir = wikipedia_run
     report = dsir.report(label_col="metadata.pile_set_name")
     kl = report["kl_reduction"]
@@ -62,6 +62,11 @@ def test_dsir_beats_random_and_selects_more_wikipedia(wikipedia_run):
     assert kl["selected"] > kl["random"] and kl["top_k"] > kl["random"]
     shares = report["labels"]["shares"]
     assert shares["selected"]["Wikipedia (en)"] > shares["raw"]["Wikipedia (en)"]
+    # Exactly the shares of the raw rows and of the selected ones (one scan of raw gives both).
+    labels = {r["id"]: r["metadata"]["pile_set_name"] for r in read_jsonl(root / "raw.jsonl")}
+    chosen = [labels[r.id] for r in spark.read.parquet(str(root / "run" / "selection" / "ids")).collect()]
+    for name, values in (("raw", list(labels.values())), ("selected", chosen)):
+        assert shares[name] == pytest.approx({k: values.count(k) / len(values) for k in sorted(set(values))})
     assert report["documents"]["selected"] == 40
     assert report["documents"]["raw"] == report["documents"]["eligible"] + report["documents"]["too_short"]
     histogram = report["log_weights"][0]
