@@ -6,7 +6,6 @@ This module only hands on the public names; nothing inside the package imports i
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
 
 from dsir_spark.version import __version__
 
@@ -26,21 +25,6 @@ _PUBLIC = {
     "HashedNgramDSIR": "dsir_spark.dsir",
 }
 
-if TYPE_CHECKING:
-    from dsir_spark.config import (
-        ConfigError,
-        DatasetConfig,
-        FeatureConfig,
-        FitConfig,
-        ResampleConfig,
-        RunConfig,
-        load_config,
-    )
-    from dsir_spark.dsir import HashedNgramDSIR
-    from dsir_spark.estimators import load_model
-    from dsir_spark.logistic import LogisticModel
-    from dsir_spark.model import DSIRModel
-
 
 def __getattr__(name: str):
     if name in _PUBLIC:
@@ -48,17 +32,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'dsir_spark' has no attribute {name!r}")
 
 
-__all__ = [
-    "__version__",
-    "ConfigError",
-    "DatasetConfig",
-    "FeatureConfig",
-    "FitConfig",
-    "ResampleConfig",
-    "RunConfig",
-    "load_config",
-    "DSIRModel",
-    "LogisticModel",
-    "load_model",
-    "HashedNgramDSIR",
-]
+__all__ = ["__version__", *_PUBLIC]

@@ -37,7 +37,7 @@ from dsir_spark.config import (
     ScoreConfig,
 )
 from dsir_spark.counts import BucketCounts, dense_counts
-from dsir_spark.io import json_schemas, list_files, read_dataset
+from dsir_spark.io import json_schemas, list_files, one_listing, read_dataset
 from dsir_spark.records import (
     direct_path,
     local_path,
@@ -86,7 +86,13 @@ def open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig,
     stored in ``<run_dir>/_dsir/schemas/<dataset>``: later stages and reruns read without inferring.
     ``refresh`` (the count stage, when it runs) infers again unless the dataset's files are those the
     stored schemas were inferred from (same paths, sizes and modification times). A dataset of many
-    small files is read from its snapshot in ``<run_dir>/_dsir/compacted/<dataset>`` (see compaction)."""
+    small files is read from its snapshot in ``<run_dir>/_dsir/compacted/<dataset>`` (see compaction).
+    Its files are listed once (the run's listing, or one of its own outside a run)."""
+    with one_listing():
+        return _open_dataset(spark, config, dataset, refresh)
+
+
+def _open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, refresh: bool) -> DataFrame:
     path = f"{config.run_dir.rstrip('/')}/_dsir/schemas/{dataset.name}"
     settings = json.loads(json.dumps(_dataset_settings(dataset)))
     stored = read_json(spark, path)

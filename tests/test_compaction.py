@@ -11,7 +11,6 @@ from conftest import PILE, TARGET_C, read_jsonl
 
 from dsir_spark.compaction import SMALL_FILE_BYTES, SMALL_FILES, should_compact
 from dsir_spark.config import config_from_dict
-from dsir_spark.io import one_listing
 from dsir_spark.pipeline import run_pipeline
 from dsir_spark.rundir import open_dataset, read_record
 
@@ -64,9 +63,8 @@ def test_a_snapshot_of_many_small_files_selects_what_the_files_themselves_do(spa
     assert counts[0]["raw"] == counts[1]["raw"]
 
     # Every later pass reads the snapshot, not the 120 files.
-    with one_listing():
-        raw = open_dataset(spark, config_for(snapshot, small_files, "always"), config_for(
-            snapshot, small_files, "always").raw)
+    config = config_for(snapshot, small_files, "always")
+    raw = open_dataset(spark, config, config.raw)
     assert raw.inputFiles() and all("/_dsir/compacted/raw/" in f for f in raw.inputFiles())
 
 
@@ -76,13 +74,11 @@ def test_a_changed_file_makes_the_snapshot_again(spark, small_files, tmp_path):
     for name in sorted(os.listdir(small_files))[:20]:
         (raw / name).write_text((small_files / name).read_text())
     config = config_for(tmp_path / "run", raw, "always")
-    with one_listing():
-        before = open_dataset(spark, config, config.raw).where("__dsir_bad = 0").count()
+    before = open_dataset(spark, config, config.raw).where("__dsir_bad = 0").count()
     changed = raw / "part-0003.jsonl"
     changed.write_text(changed.read_text() + json.dumps({"contents": "one more document"}) + "\n")
     os.utime(changed, (os.stat(changed).st_atime, os.stat(changed).st_mtime + 5))
-    with one_listing():
-        after = open_dataset(spark, config, config.raw)
+    after = open_dataset(spark, config, config.raw)
     assert after.where("__dsir_bad = 0").count() == before + 1
     assert after.where("contents = 'one more document'").count() == 1
 
