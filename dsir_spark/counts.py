@@ -7,7 +7,7 @@ counts by bucket; the driver receives at most num_buckets + 3 rows, never per-do
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,36 +84,40 @@ def _id_rows(batch: pa.RecordBatch, groups: np.ndarray, id_groups: frozenset[int
         names=["grp", BUCKET, COUNT, NGRAM])
 
 
-def _partial_counts(config: FeatureConfig, implementation: str, string_groups: frozenset[int], string_chars: int,
-                    string_buckets: frozenset[int] | None, id_groups: frozenset[int]):
+def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[int, frozenset[int] | None],
+                    string_chars: int, strings_only: frozenset[int], id_groups: frozenset[int]):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = make_featurizer(config, implementation)
         compiled = int(featurizer.name == "compiled")
         totals: dict[int, np.ndarray] = {}  # group -> [totals..., bucket counts...]
-        tally = NgramTally(config, implementation, string_chars, string_buckets) if string_groups else None
+        tallies = {group: NgramTally(config, implementation, string_chars, buckets)
+                   for group, buckets in strings.items()}
         for batch in batches:
-            texts = batch.column(TEXT)
             groups = batch.column(GROUP).to_numpy(zero_copy_only=False)
             if id_groups:
                 ids = _id_rows(batch, groups, id_groups)
                 if ids is not None:
                     yield ids
-            present, rows = np.unique(groups, return_inverse=True)
-            counts = np.zeros((len(present), config.num_buckets), dtype=np.int64)
+            counted = np.flatnonzero(~np.isin(groups, list(strings_only))) if strings_only else None
+            texts = batch.column(TEXT) if counted is None else batch.column(TEXT).take(pa.array(counted))
             pylist = texts.to_pylist()
-            num_tokens = featurizer.count(pylist, rows.astype(np.int64), counts)
-            nulls = texts.is_null().to_numpy(zero_copy_only=False)
-            for row, group in enumerate(present):
-                total = totals.setdefault(int(group), np.zeros(config.num_buckets + _TOTALS, dtype=np.int64))
-                in_group = rows == row
-                total[_TOTALS:] += counts[row]
-                total[0] += int(in_group.sum())
-                total[1] += int(num_tokens[in_group].sum())
-                total[2] += int(nulls[in_group].sum())
-                total[3] += int(in_group.sum()) * compiled
-                if tally is not None and int(group) in string_groups and not tally.full:
-                    for d in np.flatnonzero(in_group):
-                        tally.add(pylist[d])
+            if len(pylist):
+                counted_groups = groups if counted is None else groups[counted]
+                present, rows = np.unique(counted_groups, return_inverse=True)
+                counts = np.zeros((len(present), config.num_buckets), dtype=np.int64)
+                num_tokens = featurizer.count(pylist, rows.astype(np.int64), counts)
+                nulls = texts.is_null().to_numpy(zero_copy_only=False)
+                for row, group in enumerate(present):
+                    total = totals.setdefault(int(group), np.zeros(config.num_buckets + _TOTALS, dtype=np.int64))
+                    in_group = rows == row
+                    total[_TOTALS:] += counts[row]
+                    total[0] += int(in_group.sum())
+                    total[1] += int(num_tokens[in_group].sum())
+                    total[2] += int(nulls[in_group].sum())
+                    total[3] += int(in_group.sum()) * compiled
+            for group, tally in tallies.items():
+                for d in np.flatnonzero(groups == group) if not tally.full else ():
+                    tally.add(batch.column(TEXT)[int(d)].as_py())
         for group, total in totals.items():
             nonzero = np.flatnonzero(total[_TOTALS:])
             buckets = np.concatenate([nonzero, [_DOCS, _TOKENS, _NULL_TEXTS, _COMPILED_DOCS]]).astype(np.int32)
@@ -123,10 +127,11 @@ def _partial_counts(config: FeatureConfig, implementation: str, string_groups: f
                  pa.nulls(len(buckets), pa.string())],
                 names=["grp", BUCKET, COUNT, NGRAM],
             )
-        if tally is not None and tally.seen:
-            buckets, grams, counts = tally.columns()
-            yield pa.RecordBatch.from_arrays([pa.array(np.full(len(buckets), STRINGS, dtype=np.int32)), buckets,
-                                              counts, grams], names=["grp", BUCKET, COUNT, NGRAM])
+        for tally in tallies.values():
+            if tally.seen:
+                buckets, grams, counts = tally.columns()
+                yield pa.RecordBatch.from_arrays([pa.array(np.full(len(buckets), STRINGS, dtype=np.int32)), buckets,
+                                                  counts, grams], names=["grp", BUCKET, COUNT, NGRAM])
 
     return count_partition
 
@@ -161,20 +166,21 @@ def _id_check(rows: pd.DataFrame) -> IdCheck:
 
 
 def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
-               string_groups: Iterable[int] = (), string_chars: int = STRING_SAMPLE_CHARS,
-               string_buckets: Iterable[int] | None = None, per_bucket: int = STRINGS_PER_BUCKET,
+               strings: Mapping[int, Iterable[int] | None] | None = None, string_chars: int = STRING_SAMPLE_CHARS,
+               strings_only: Iterable[int] = (), per_bucket: int = STRINGS_PER_BUCKET,
                id_groups: Iterable[int] = ()) -> CountPass:
-    """Counts per value of an integer ``group`` expression in one pass over ``documents`` (``text``);
-    with ``string_groups``, the n-gram strings behind each bucket (of ``string_buckets`` only, if given)
-    too, from at most ``string_chars`` characters of those groups' text per task (see ngrams.NgramTally);
-    with ``id_groups``, the null and duplicated ids (``ID_KEY``, a string) of those groups' rows.
+    """Counts per value of an integer ``group`` expression in one pass over ``documents`` (``text``).
+    With ``strings`` (group -> buckets, None: all), the n-gram strings behind those buckets too, from at
+    most ``string_chars`` characters of each such group's text per task (see ngrams.NgramTally);
+    documents of ``strings_only`` groups give strings and are not counted. With ``id_groups``, the null
+    and duplicated ids (``ID_KEY``, a string) of those groups' rows.
     The driver receives at most (groups + per_bucket) x num_buckets + ID_EXAMPLES rows."""
-    wanted = frozenset(int(g) for g in string_groups)
+    wanted = {int(g): (None if b is None else frozenset(int(x) for x in b)) for g, b in (strings or {}).items()}
     checked = frozenset(int(g) for g in id_groups)
-    buckets = None if string_buckets is None else frozenset(int(b) for b in string_buckets)
     columns = [TEXT, group.cast("int").alias(GROUP)] + ([F.col(ID_KEY).cast("string")] if checked else [])
     partials = documents.select(*columns).mapInArrow(
-        _partial_counts(config, requested_implementation(), wanted, string_chars, buckets, checked), _PARTIAL_SCHEMA
+        _partial_counts(config, requested_implementation(), wanted, string_chars,
+                        frozenset(int(g) for g in strings_only), checked), _PARTIAL_SCHEMA
     )
     totals = partials.groupBy("grp", BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
     is_strings, is_ids = F.col("grp") == F.lit(STRINGS), F.col("grp") == F.lit(IDS)

@@ -102,22 +102,23 @@ def _histograms(scores: DataFrame, selection: DataFrame, specs: Sequence[_Histog
 
 
 PULLING = 30
+# The group of the targets' documents in the report's counting pass: they give n-gram strings only.
+_TARGET_TEXTS = len(SELECTIONS) * 1000
 
 
 def _pulling_ngrams(log_diff: np.ndarray, target_probs: np.ndarray, raw_probs: np.ndarray,
-                    target_strings: dict[int, list[str]], raw_strings: dict[int, list[str]]) -> dict[str, list]:
+                    strings: dict[int, list[str]]) -> dict[str, list]:
     """The PULLING n-grams that pull documents toward the target most (log ratio x target probability;
-    strings from the targets) and away from it most (log ratio x raw probability; strings from the
-    random baseline's documents, a sample of raw)."""
+    their strings from the targets' documents) and away from it most (log ratio x raw probability;
+    strings from the random baseline's documents, a sample of raw)."""
     toward = pulling_buckets(log_diff, target_probs, PULLING, toward=True)
     away = pulling_buckets(log_diff, raw_probs, PULLING, toward=False)
 
-    def rows(buckets: list[int], strings: dict[int, list[str]], probs: np.ndarray, side: str) -> list[dict]:
+    def rows(buckets: list[int], probs: np.ndarray, side: str) -> list[dict]:
         return [{"ngrams": strings.get(b, []), "bucket": b, "log_ratio": float(log_diff[b]),
                  f"{side}_prob": float(probs[b]), "pull": float(log_diff[b] * probs[b])} for b in buckets]
 
-    return {"toward": rows(toward, target_strings, target_probs, "target"),
-            "away": rows(away, raw_strings, raw_probs, "raw")}
+    return {"toward": rows(toward, target_probs, "target"), "away": rows(away, raw_probs, "raw")}
 
 
 def _label_shares(labelled: DataFrame, label_col: str) -> dict[str, dict[str, float]]:
@@ -148,16 +149,16 @@ def build_report(
     label_col: str | None = None,
     bucket_weights: np.ndarray | None = None,
     bucket_weight_name: str = "log ratio",
-    target_strings: dict[int, list[str]] | None = None,
+    target_texts: DataFrame | None = None,
     num_tokens: int | None = None,
     quota: Quota | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target.
     With the model's ``bucket_weights`` (its first row: the log ratios, or a classifier's coefficients,
-    named by ``bucket_weight_name``) and the targets' n-gram strings by bucket, it lists the n-grams that
-    pull documents toward the target and away from it. The baselines are as large as the
-    selection: as many documents, or the same token budget (``num_tokens``), under the same group
-    ``quota`` if the selection had one."""
+    named by ``bucket_weight_name``) it lists the n-grams that pull documents toward the target (their
+    strings from ``target_texts``, the targets' documents or a sample of them) and away from it. The
+    baselines are as large as the selection: as many documents, or the same token budget
+    (``num_tokens``), under the same group ``quota`` if the selection had one."""
     k = selection.count()
     if k == 0:
         raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
@@ -168,20 +169,27 @@ def build_report(
     flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
     random, _ = select(flat, list(weight_cols), noise_salt="random-baseline", **common)
 
-    # One featurizing pass over the union of the three selections (at most 3k documents).
+    # One featurizing pass over the union of the three selections (at most 3k documents), which also
+    # gathers the strings of the buckets that pull toward the target (from its documents, not counted)
+    # and away from it (from the random baseline's).
     tagged = None
     for index, frame in enumerate((selection, random, top_k)):
         part = frame.select(ID, F.col("target").cast("int").alias("target"), F.lit(index).alias("__sel"))
         tagged = part if tagged is None else tagged.unionByName(part)
-    documents = raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT)).join(tagged, on=ID)
     separate = len(weight_cols) > 1
     group = F.col("__sel") * F.lit(1000) + (F.col("target") if separate else F.lit(0))
+    documents = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT)).join(tagged, on=ID)
+                 .select(TEXT, group.alias("__group")))
     raw_probs = raw_counts.probabilities()
-    # The same pass gathers the strings of the buckets that pull away most, from the random baseline.
-    away = pulling_buckets(bucket_weights, raw_probs, PULLING, toward=False) if bucket_weights is not None else []
-    random_groups = [SELECTIONS.index("random") * 1000 + t for t in range(len(weight_cols) if separate else 1)]
-    counted = count_pass(documents, features, group, string_groups=random_groups if away else (),
-                         string_buckets=away)
+    target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
+    strings: dict[int, list[int]] = {}
+    if bucket_weights is not None:
+        away = pulling_buckets(bucket_weights, raw_probs, PULLING, toward=False)
+        strings = {SELECTIONS.index("random") * 1000 + t: away for t in range(len(weight_cols) if separate else 1)}
+        if target_texts is not None:
+            strings[_TARGET_TEXTS] = pulling_buckets(bucket_weights, target_probs, PULLING, toward=True)
+            documents = documents.unionByName(target_texts.select(TEXT, F.lit(_TARGET_TEXTS).alias("__group")))
+    counted = count_pass(documents, features, F.col("__group"), strings=strings, strings_only=[_TARGET_TEXTS])
     counts = counted.counts
 
     targets = [t.probabilities() for t in target_counts]
@@ -223,8 +231,7 @@ def build_report(
     histograms = _histograms(scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")])
     report["log_weights"], report["lengths"] = histograms[:-1], histograms[-1]
     if bucket_weights is not None:
-        target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
-        report["ngrams"] = _pulling_ngrams(bucket_weights, target_probs, raw_probs, target_strings or {},
+        report["ngrams"] = _pulling_ngrams(bucket_weights, target_probs, raw_probs,
                                            strings_by_bucket(counted.strings.to_dict("records")))
         report["ngrams"]["weight"] = bucket_weight_name
     report["min_example_length"] = min_example_length

@@ -72,11 +72,6 @@ def counts_path(config: RunConfig, dataset: DatasetConfig) -> str:
     return f"{stage_dir(config, 'count')}/{dataset.name}"
 
 
-def ngrams_path(config: RunConfig) -> str:
-    """The targets' most frequent n-gram strings per bucket (what the hashed buckets stand for)."""
-    return f"{stage_dir(config, 'count')}/_target_ngrams"
-
-
 def default_out_dir(config: RunConfig) -> str:
     return config.resample.out_dir or f"{config.run_dir.rstrip('/')}/output"
 

@@ -33,11 +33,9 @@ from dsir_spark.io import (
     rows,
 )
 from dsir_spark.model import FitError
-from dsir_spark.records import write_table
 from dsir_spark.rundir import (
     counts_path,
     input_fingerprint,
-    ngrams_path,
     open_dataset,
     stage_dir,
     stage_settings,
@@ -142,8 +140,7 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
     raw_index = len(datasets) - 1
 
     def work() -> dict[str, Any]:
-        # One pass over every dataset: bucket counts of targets and raw (its fit sample) by group, and the
-        # targets' most frequent n-gram strings per bucket (what the buckets stand for: report, explain).
+        # One pass over every dataset: bucket counts of targets and raw (its fit sample) by group.
         in_sample, sample_info = _fit_sample(spark, config, frames[raw_index])
         parts = [_grouped_rows(df, i, in_sample if i == raw_index else None, i == raw_index)
                  for i, df in enumerate(frames)]
@@ -151,7 +148,6 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         for other in parts[1:]:
             union = union.unionByName(other)
         counted = count_pass(union, config.features, F.col(GROUP),
-                             string_groups=[_group(i, GOOD) for i in range(raw_index)],
                              id_groups=[_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)])
         summary: dict[str, Any] = {"targets": {}, "bad_records": {}}
         results = []
@@ -180,7 +176,6 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
             else:
                 summary["targets"][dataset.name] = counts.stats()
             write_counts(spark, counts_path(config, dataset), counts, extra)
-        write_table(spark, ngrams_path(config), counted.strings)
         rows_in = sum(counts.documents for counts, _ in results)
         compiled = sum(counts.compiled_documents for counts, _ in results)
         summary["featurizer"] = {"requested": requested_implementation(), "documents_compiled": compiled,

@@ -8,14 +8,14 @@ import logging
 import os
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from dsir_spark.chunks import expand_chunks, is_chunked
 from dsir_spark.config import RunConfig
 from dsir_spark.estimators import load_model
-from dsir_spark.io import good_rows, require_column
-from dsir_spark.ngrams import strings_by_bucket
-from dsir_spark.records import overwrite, read_json, read_table, write_json
+from dsir_spark.io import TEXT, good_rows, plain_text_bytes, require_column
+from dsir_spark.records import overwrite, read_json, write_json
 from dsir_spark.report import build_report, draw_figures, to_markdown
 from dsir_spark.rundir import (
     counts_path,
@@ -23,7 +23,6 @@ from dsir_spark.rundir import (
     input_fingerprint,
     load_counts,
     local_path,
-    ngrams_path,
     open_dataset,
     require_stage,
     stage_dir,
@@ -55,15 +54,22 @@ def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> di
     return report
 
 
-def _target_strings(spark: SparkSession, config: RunConfig) -> dict[int, list[str]]:
-    """The targets' n-gram strings per bucket; none (the report says "not seen") for counts made before
-    the count stage kept them."""
-    table = read_table(spark, ngrams_path(config))
-    if table is None:
-        log.warning("stage report: no n-gram strings in %s (counted by an older version); rerun the count "
-                    "stage (dsir-spark run --force) to see them", ngrams_path(config))
-        return {}
-    return strings_by_bucket(table.to_dict("records"))
+# About this much of the targets' text is read for the n-gram strings that name the buckets pulling
+# toward them (the most frequent strings of frequent buckets: a sample names them as well as the whole).
+TARGET_STRING_BYTES = 8_000_000
+
+
+def _target_texts(spark: SparkSession, config: RunConfig) -> DataFrame:
+    """The targets' documents (text), a seeded sample of about TARGET_STRING_BYTES when their files are
+    known to be larger."""
+    texts = None
+    for target in config.targets:
+        frame = good_rows(open_dataset(spark, config, target)).select(F.col("__dsir_text").alias(TEXT))
+        texts = frame if texts is None else texts.unionByName(frame)
+    sizes = [plain_text_bytes(spark, target) for target in config.targets]
+    if None not in sizes and sum(sizes) > TARGET_STRING_BYTES:
+        texts = texts.sample(fraction=TARGET_STRING_BYTES / sum(sizes), seed=config.resample.seed)
+    return texts
 
 
 def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
@@ -103,7 +109,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             label_col=label_col,
             bucket_weights=model.bucket_weights()[0] if not model.separate_targets else None,
             bucket_weight_name=model.bucket_weight_name,
-            target_strings=_target_strings(spark, config),
+            target_texts=_target_texts(spark, config),
             num_tokens=config.resample.num_tokens_to_sample,
             quota=quota,
         )
