@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,41 +56,43 @@ class _HistogramSpec:
     population_name: str
 
 
-def _histograms(scores: DataFrame, selection: DataFrame, specs: Sequence[_HistogramSpec]) -> list[dict[str, Any]]:
+def _histograms(scores: DataFrame, selection: DataFrame, specs: Sequence[_HistogramSpec],
+                also: Sequence[Column] = ()) -> tuple[list[dict[str, Any]], list[Any]]:
     """Histograms on shared bin edges that span the central 99% of each side (quantiles 0.5% to 99.5%);
-    values outside are counted, not drawn. Two passes in all: quantiles, then every bin of every spec."""
-    selected = scores.join(selection.select(ID, F.col("target").alias("__target")), on=ID)
-    sides = (("raw", scores, lambda spec: spec.population), ("selected", selected, lambda spec: spec.chosen))
-
-    def aggregate(frame: DataFrame, columns: list[Column]) -> list[Any]:
-        return list(frame.agg(*[c.alias(f"c{i}") for i, c in enumerate(columns)]).first())
-
-    spans = [aggregate(frame, [F.percentile_approx(F.when(where(spec), F.col(spec.column)), [0.005, 0.995], 1000)
-                               for spec in specs]) for _, frame, where in sides]
+    values outside are counted, not drawn. Two passes over the scores joined with the selection: the
+    quantiles of both sides (with the aggregates ``also``, whose values are returned too), then every
+    bin of every spec of both sides."""
+    frame = scores.join(selection.select(ID, F.col("target").alias("__target")), on=ID, how="left")
+    chosen = F.col("__target").isNotNull()
+    sides = (("raw", lambda spec: spec.population), ("selected", lambda spec: chosen & spec.chosen))
+    cells_of = [(side, i) for side in range(len(sides)) for i in range(len(specs))]  # one per (side, spec)
+    quantiles = [F.percentile_approx(F.when(sides[side][1](specs[i]), F.col(specs[i].column)), [0.005, 0.995], 1000)
+                 for side, i in cells_of]
+    values = list(frame.agg(*[c.alias(f"c{n}") for n, c in enumerate([*quantiles, *also])]).first())
+    spans, extra = values[:len(quantiles)], values[len(quantiles):]
     edges = []
     for i in range(len(specs)):
-        found = [side[i] for side in spans if side[i]]
+        found = [spans[n] for n, (_, spec) in enumerate(cells_of) if spec == i and spans[n]]
         lo, hi = min(span[0] for span in found), max(span[1] for span in found)
         edges.append((lo, hi, (hi - lo) / HISTOGRAM_BINS or 1.0))
 
-    def bin_of(i: int, spec: _HistogramSpec, where: Column, lo: float, hi: float, width: float) -> Column:
-        """The (spec, bin) of a row as one number, i x span + bin + 1 (bins -1 and
+    def bin_of(n: int, spec: _HistogramSpec, where: Column, lo: float, hi: float, width: float) -> Column:
+        """The (side and spec n, bin) of a row as one number, n x span + bin + 1 (bins -1 and
         HISTOGRAM_BINS: below and above the axis); null outside the spec's rows."""
         value = F.col(spec.column)
         index = (F.when(value < F.lit(lo), F.lit(-1)).when(value > F.lit(hi), F.lit(HISTOGRAM_BINS))
                  .otherwise(F.least(F.floor((value - F.lit(lo)) / F.lit(width)).cast("int"),
                                     F.lit(HISTOGRAM_BINS - 1))))
-        return F.when(where & value.isNotNull(), index + F.lit(i * span + 1))
+        return F.when(where & value.isNotNull(), index + F.lit(n * span + 1))
 
     span = HISTOGRAM_BINS + 2  # [below, bins..., above]
-    counted = {}
-    for name, frame, where in sides:
-        cells = F.array(*[bin_of(i, spec, where(spec), *edge) for i, (spec, edge) in enumerate(zip(specs, edges))])
-        values = [0] * (span * len(specs))
-        for row in frame.select(F.explode(cells).alias("cell")).where(F.col("cell").isNotNull()).groupBy(
-                "cell").count().collect():
-            values[row["cell"]] = int(row["count"])
-        counted[name] = [values[i * span:(i + 1) * span] for i in range(len(specs))]
+    cells = F.array(*[bin_of(n, specs[i], sides[side][1](specs[i]), *edges[i]) for n, (side, i) in enumerate(cells_of)])
+    bins = [0] * (span * len(cells_of))
+    for row in frame.select(F.explode(cells).alias("cell")).where(F.col("cell").isNotNull()).groupBy(
+            "cell").count().collect():
+        bins[row["cell"]] = int(row["count"])
+    counted = {name: [bins[(side * len(specs) + i) * span:(side * len(specs) + i + 1) * span]
+                      for i in range(len(specs))] for side, (name, _) in enumerate(sides)}
     result = []
     for i, (spec, (lo, _, width)) in enumerate(zip(specs, edges)):
         raw, chosen = counted["raw"][i], counted["selected"][i]
@@ -98,7 +101,7 @@ def _histograms(scores: DataFrame, selection: DataFrame, specs: Sequence[_Histog
                        "outside": {"raw": {"below": raw[0], "above": raw[-1]},
                                    "selected": {"below": chosen[0], "above": chosen[-1]}},
                        "raw_documents": spec.population_name})
-    return result
+    return result, extra
 
 
 PULLING = 30
@@ -217,19 +220,16 @@ def build_report(
                 name: kl_reduction([targets[t]], raw_probs, [probs(index, t)]) for index, name in enumerate(SELECTIONS)
             }
         report["kl_reduction"]["per_target"] = per_target
-    totals = scores.agg(
-        F.count("*").alias("n"), F.sum(NUM_TOKENS).alias("tokens"),
-        F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1)).alias("short"),
-    ).first()
-    selected_docs = [c for g, c in counts.items() if g // 1000 == 0]
-    report["documents"] = {"raw": int(totals["n"]), "too_short": int(totals["short"]),
-                           "eligible": int(totals["n"]) - int(totals["short"]), "selected": k}
-    report["tokens"] = {"raw": int(totals["tokens"] or 0), "selected": int(sum(c.tokens for c in selected_docs))}
     eligible = F.col(NUM_TOKENS) >= F.lit(min_example_length)
     specs = [_HistogramSpec(column, eligible, (F.col("__target") == F.lit(t)) if separate else F.lit(True),
                             "eligible") for t, column in enumerate(weight_cols)]
-    histograms = _histograms(scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")])
+    histograms, (n, tokens, short) = _histograms(
+        scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")],
+        also=[F.count("*"), F.sum(NUM_TOKENS), F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1))])
     report["log_weights"], report["lengths"] = histograms[:-1], histograms[-1]
+    selected_docs = [c for g, c in counts.items() if g // 1000 == 0]
+    report["documents"] = {"raw": int(n), "too_short": int(short), "eligible": int(n) - int(short), "selected": k}
+    report["tokens"] = {"raw": int(tokens or 0), "selected": int(sum(c.tokens for c in selected_docs))}
     if bucket_weights is not None:
         report["ngrams"] = _pulling_ngrams(bucket_weights, target_probs, raw_probs,
                                            strings_by_bucket(counted.strings.to_dict("records")))
@@ -299,13 +299,32 @@ def to_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _plotting():
+    """matplotlib's pyplot on the file-only backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def import_plotting_early() -> None:
+    """Imports matplotlib (about a second) on a background thread while Spark computes the report; the
+    figures' own import then finds it done (or waits for it: Python's import lock)."""
+    def run() -> None:
+        try:
+            _plotting()
+        except ImportError:  # said by draw_figures
+            pass
+
+    threading.Thread(target=run, name="dsir-spark-plotting", daemon=True).start()
+
+
 def draw_figures(report: dict[str, Any], folder: str) -> list[str]:
     """PNG figures, when matplotlib (the ``report`` extra) is installed; else none."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = _plotting()
     except ImportError:
         log.info("matplotlib not installed (pip install 'dsir-spark[report]'): report without figures")
         return []

@@ -16,7 +16,7 @@ from dsir_spark.config import RunConfig
 from dsir_spark.estimators import load_model
 from dsir_spark.io import TEXT, good_rows, plain_text_bytes, require_column
 from dsir_spark.records import overwrite, read_json, write_json
-from dsir_spark.report import build_report, draw_figures, to_markdown
+from dsir_spark.report import build_report, draw_figures, import_plotting_early, to_markdown
 from dsir_spark.rundir import (
     counts_path,
     default_out_dir,
@@ -87,6 +87,8 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
     folder = stage_dir(config, "report")
 
     def work() -> dict[str, Any]:
+        if local_path(folder) is not None:  # figures are drawn only there
+            import_plotting_early()
         model = load_model(spark, stage_dir(config, "fit"))
         buckets = config.features.num_buckets
         scores, quota = open_scores(spark, config), None
