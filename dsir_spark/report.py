@@ -106,7 +106,13 @@ def _histograms(scores: DataFrame, selection: DataFrame, specs: Sequence[_Histog
 
 PULLING = 30
 # The group of the targets' documents in the report's counting pass: they give n-gram strings only.
-_TARGET_TEXTS = len(SELECTIONS) * 1000
+_TARGET_TEXTS = -1
+
+
+def _holder(code: int, index: int, base: int) -> int:
+    """From a document's group in the report's counting pass (the sum over the selections i holding it
+    of (its target there + 1) x base^i): 0 if selection ``index`` does not hold it, else its target + 1."""
+    return (code // base ** index) % base if code >= 0 else 0
 
 
 def _pulling_ngrams(log_diff: np.ndarray, target_probs: np.ndarray, raw_probs: np.ndarray,
@@ -172,28 +178,36 @@ def build_report(
     flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
     random, _ = select(flat, list(weight_cols), noise_salt="random-baseline", **common)
 
-    # One featurizing pass over the union of the three selections (at most 3k documents), which also
-    # gathers the strings of the buckets that pull toward the target (from its documents, not counted)
-    # and away from it (from the random baseline's).
+    # One featurizing pass over the union of the three selections (at most 3k documents, each once
+    # however many selections hold it), which also gathers the strings of the buckets that pull toward
+    # the target (from its documents, not counted) and away from it (from the random baseline's).
+    separate = len(weight_cols) > 1
+    base = (len(weight_cols) if separate else 1) + 1
     tagged = None
     for index, frame in enumerate((selection, random, top_k)):
-        part = frame.select(ID, F.col("target").cast("int").alias("target"), F.lit(index).alias("__sel"))
+        target = F.col("target").cast("int") if separate else F.lit(0)
+        part = frame.select(ID, target.alias("target"), F.lit(index).alias("__sel"),
+                            ((target + F.lit(1)) * F.lit(base ** index)).alias("__code"))
         tagged = part if tagged is None else tagged.unionByName(part)
-    separate = len(weight_cols) > 1
-    group = F.col("__sel") * F.lit(1000) + (F.col("target") if separate else F.lit(0))
-    documents = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT)).join(tagged, on=ID)
-                 .select(TEXT, group.alias("__group")))
+    held = tagged.groupBy(ID).agg(F.sum("__code").cast("int").alias("__group"))
+    documents = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT)).join(held, on=ID)
+                 .select(TEXT, "__group"))
     raw_probs = raw_counts.probabilities()
     target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
     strings: dict[int, list[int]] = {}
     if bucket_weights is not None:
         away = pulling_buckets(bucket_weights, raw_probs, PULLING, toward=False)
-        strings = {SELECTIONS.index("random") * 1000 + t: away for t in range(len(weight_cols) if separate else 1)}
+        random_index = SELECTIONS.index("random")
+        strings = {code: away for code in range(base ** len(SELECTIONS)) if _holder(code, random_index, base)}
         if target_texts is not None:
             strings[_TARGET_TEXTS] = pulling_buckets(bucket_weights, target_probs, PULLING, toward=True)
             documents = documents.unionByName(target_texts.select(TEXT, F.lit(_TARGET_TEXTS).alias("__group")))
     counted = count_pass(documents, features, F.col("__group"), strings=strings, strings_only=[_TARGET_TEXTS])
-    counts = counted.counts
+
+    def held_by(index: int, target: int | None = None) -> list[BucketCounts]:
+        """Counts of the documents selection ``index`` holds (for ``target`` only, if given)."""
+        return [c for code, c in counted.counts.items()
+                if _holder(code, index, base) and (target is None or _holder(code, index, base) == target + 1)]
 
     targets = [t.probabilities() for t in target_counts]
     if not separate:  # one target distribution: all target datasets together
@@ -202,12 +216,8 @@ def build_report(
     empty = np.zeros(features.num_buckets)
 
     def probs(index: int, target: int | None = None) -> np.ndarray:
-        if target is None:  # the whole selection, all targets' parts together
-            parts = [c.counts for g, c in counts.items() if g // 1000 == index]
-            total = np.sum(parts, axis=0) if parts else empty
-        else:
-            part = counts.get(index * 1000 + target)
-            total = part.counts if part is not None else empty
+        parts = [c.counts for c in held_by(index, target)]
+        total = np.sum(parts, axis=0) if parts else empty
         return total / total.sum() if total.sum() else total
 
     report: dict[str, Any] = {"kl_reduction": {}, "documents": {}, "tokens": {}}
@@ -227,7 +237,7 @@ def build_report(
         scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")],
         also=[F.count("*"), F.sum(NUM_TOKENS), F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1))])
     report["log_weights"], report["lengths"] = histograms[:-1], histograms[-1]
-    selected_docs = [c for g, c in counts.items() if g // 1000 == 0]
+    selected_docs = held_by(0)
     report["documents"] = {"raw": int(n), "too_short": int(short), "eligible": int(n) - int(short), "selected": k}
     report["tokens"] = {"raw": int(tokens or 0), "selected": int(sum(c.tokens for c in selected_docs))}
     if bucket_weights is not None:

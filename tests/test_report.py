@@ -11,7 +11,16 @@ import pytest
 from conftest import PILE, read_jsonl, write_jsonl
 
 from dsir_spark import HashedNgramDSIR
+from dsir_spark.config import FeatureConfig
+from dsir_spark.features import Featurizer
 from dsir_spark.report import kl_divergence, kl_reduction
+
+
+def _distribution(texts: list[str]) -> np.ndarray:
+    """The bucket distribution of ``texts``, by the pure-Python featurizer on the driver."""
+    counts = np.zeros((1, FeatureConfig().num_buckets), dtype=np.int64)
+    Featurizer(FeatureConfig()).count(texts, np.zeros(len(texts), dtype=np.int64), counts)
+    return counts[0] / counts[0].sum()
 
 
 def test_kl_matches_an_independent_numpy_computation():
@@ -68,6 +77,13 @@ def test_dsir_beats_random_and_selects_more_wikipedia(spark, wikipedia_run):
     for name, values in (("raw", list(labels.values())), ("selected", chosen)):
         assert shares[name] == pytest.approx({k: values.count(k) / len(values) for k in sorted(set(values))})
     assert report["documents"]["selected"] == 40
+    # Exactly the KL reduction of the selected documents, counted here on the driver.
+    texts = {r["id"]: r["contents"] for r in read_jsonl(root / "raw.jsonl")}
+    selected_probs = _distribution([texts[r.id] for r in spark.read.parquet(
+        str(root / "run" / "selection" / "ids")).collect()])
+    target_probs = _distribution([r["contents"] for r in read_jsonl(root / "target.jsonl")])
+    expected = kl_reduction([target_probs], _distribution(list(texts.values())), [selected_probs])
+    assert kl["selected"] == pytest.approx(expected, rel=1e-9)
     assert report["documents"]["raw"] == report["documents"]["eligible"] + report["documents"]["too_short"]
     histogram = report["log_weights"][0]
     outside = histogram["outside"]
@@ -137,3 +153,11 @@ def test_separate_targets_report_per_target(spark, tmp_path):
     assert set(per_target) == {"target_0", "target_1"}
     for values in per_target.values():
         assert values["selected"] > values["random"]
+    # Exactly the KL reduction of each target's part of the selection, counted here on the driver.
+    texts = {r["id"]: r["contents"] for r in rows}
+    chosen = spark.read.parquet(str(tmp_path / "run" / "selection" / "ids")).collect()
+    raw_probs = _distribution(list(texts.values()))
+    for t, target in enumerate((by_source("Wikipedia (en)"), by_source("Github"))):
+        part = _distribution([texts[r.id] for r in chosen if r.target == t])
+        expected = kl_reduction([_distribution([r["contents"] for r in target])], raw_probs, [part])
+        assert per_target[f"target_{t}"]["selected"] == pytest.approx(expected, rel=1e-9)
