@@ -26,7 +26,7 @@ from dsir_spark.counts import BucketCounts, count_pass
 from dsir_spark.io import ID, TEXT
 from dsir_spark.model import EPS, NUM_TOKENS
 from dsir_spark.ngrams import pulling_buckets, strings_by_bucket
-from dsir_spark.resampling import Quota, select
+from dsir_spark.resampling import Quota, check_selectable, select
 
 log = logging.getLogger("dsir_spark")
 SELECTIONS = ("selected", "random", "top_k")
@@ -172,7 +172,10 @@ def build_report(
     if k == 0:
         raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
     size = {"num_tokens": num_tokens} if num_tokens is not None else {"num_to_sample": k}
-    common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota, **size)
+    # Both baselines pick from the same documents: their sizes are checked once.
+    sizes = check_selectable(scores, list(weight_cols), size.get("num_to_sample", 0), min_example_length)
+    common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota,
+                  sizes=sizes, **size)
     top_k, _ = select(scores, list(weight_cols), top_k=True, **common)
     grouped = [quota.column] if quota is not None else []
     flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])

@@ -306,6 +306,7 @@ def select(
     temperature: float = 1.0,
     noise_salt: str = "gumbel",
     quota: Quota | None = None,
+    sizes: tuple[int, int, int] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Selects from scores (id, num_tokens, weight columns) exactly ``num_to_sample`` documents, or the
     longest prefix of the key order whose tokens sum to at most ``num_tokens``.
@@ -314,14 +315,15 @@ def select(
     (separate targets) k (or the token budget) is split by ``proportions`` and each target picks from
     what earlier targets left, so no id is chosen twice. ``noise_salt`` gives a baseline noise
     independent of the selection's; ``temperature`` divides the log weights before the noise is added;
-    ``quota`` (one weight column only) passes over the documents of groups that are full.
+    ``quota`` (one weight column only) passes over the documents of groups that are full. ``sizes``:
+    check_selectable's answer for these scores, when the caller has it already.
     """
     if (num_to_sample is None) == (num_tokens is None):
         raise ValueError("give exactly one of num_to_sample and num_tokens")
     started = time.time()
     eligible = scores.where(F.col(NUM_TOKENS) >= F.lit(min_example_length))
-    total, eligible_count, eligible_tokens = check_selectable(scores, weight_cols, num_to_sample or 0,
-                                                              min_example_length)
+    total, eligible_count, eligible_tokens = sizes or check_selectable(scores, weight_cols, num_to_sample or 0,
+                                                                       min_example_length)
     amount = num_to_sample if num_tokens is None else num_tokens
     if len(weight_cols) > 1:
         even = [1.0 / len(weight_cols)] * len(weight_cols)
