@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,13 +161,15 @@ def build_report(
     target_texts: DataFrame | None = None,
     num_tokens: int | None = None,
     quota: Quota | None = None,
+    figures: Figures | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target.
     With the model's ``bucket_weights`` (its first row: the log ratios, or a classifier's coefficients,
     named by ``bucket_weight_name``) it lists the n-grams that pull documents toward the target (their
     strings from ``target_texts``, the targets' documents or a sample of them) and away from it. The
     baselines are as large as the selection: as many documents, or the same token budget
-    (``num_tokens``), under the same group ``quota`` if the selection had one."""
+    (``num_tokens``), under the same group ``quota`` if the selection had one. ``figures`` are given
+    the histograms as soon as they are known."""
     k = selection.count()
     if k == 0:
         raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
@@ -181,10 +183,19 @@ def build_report(
     flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
     random, _ = select(flat, list(weight_cols), noise_salt="random-baseline", **common)
 
+    separate = len(weight_cols) > 1
+    eligible = F.col(NUM_TOKENS) >= F.lit(min_example_length)
+    specs = [_HistogramSpec(column, eligible, (F.col("__target") == F.lit(t)) if separate else F.lit(True),
+                            "eligible") for t, column in enumerate(weight_cols)]
+    histograms, (n, tokens, short) = _histograms(
+        scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")],
+        also=[F.count("*"), F.sum(NUM_TOKENS), F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1))])
+    if figures is not None:  # drawn while the counting pass runs
+        figures.histograms(histograms)
+
     # One featurizing pass over the union of the three selections (at most 3k documents, each once
     # however many selections hold it), which also gathers the strings of the buckets that pull toward
     # the target (from its documents, not counted) and away from it (from the random baseline's).
-    separate = len(weight_cols) > 1
     base = (len(weight_cols) if separate else 1) + 1
     tagged = None
     for index, frame in enumerate((selection, random, top_k)):
@@ -233,12 +244,6 @@ def build_report(
                 name: kl_reduction([targets[t]], raw_probs, [probs(index, t)]) for index, name in enumerate(SELECTIONS)
             }
         report["kl_reduction"]["per_target"] = per_target
-    eligible = F.col(NUM_TOKENS) >= F.lit(min_example_length)
-    specs = [_HistogramSpec(column, eligible, (F.col("__target") == F.lit(t)) if separate else F.lit(True),
-                            "eligible") for t, column in enumerate(weight_cols)]
-    histograms, (n, tokens, short) = _histograms(
-        scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")],
-        also=[F.count("*"), F.sum(NUM_TOKENS), F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1))])
     report["log_weights"], report["lengths"] = histograms[:-1], histograms[-1]
     selected_docs = held_by(0)
     report["documents"] = {"raw": int(n), "too_short": int(short), "eligible": int(n) - int(short), "selected": k}
@@ -313,71 +318,84 @@ def to_markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
 
 
 def _plotting():
-    """matplotlib's pyplot on the file-only backend."""
-    import matplotlib
+    """matplotlib's pyplot on the file-only backend; None (said once) when matplotlib is not installed."""
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib not installed (pip install 'dsir-spark[report]'): report without figures")
+        return None
     return plt
 
 
-def import_plotting_early() -> None:
-    """Imports matplotlib (about a second) on a background thread while Spark computes the report; the
-    figures' own import then finds it done (or waits for it: Python's import lock)."""
-    def run() -> None:
-        try:
-            _plotting()
-        except ImportError:  # said by draw_figures
-            pass
-
-    threading.Thread(target=run, name="dsir-spark-plotting", daemon=True).start()
+def _save(plt, fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
-def draw_figures(report: dict[str, Any], folder: str) -> list[str]:
-    """PNG figures, when matplotlib (the ``report`` extra) is installed; else none."""
-    try:
-        plt = _plotting()
-    except ImportError:
-        log.info("matplotlib not installed (pip install 'dsir-spark[report]'): report without figures")
-        return []
-    paths = []
-    for hist in report["log_weights"] + ([report["lengths"]] if "lengths" in report else []):
-        edges = np.array(hist["edges"])
-        fig, ax = plt.subplots(figsize=(7, 4))
-        raw_label = f"{hist.get('raw_documents', 'eligible')} raw"
-        for name, label, color in (("raw", raw_label, "tab:gray"), ("selected", "selected", "tab:blue")):
-            counts = np.array(hist[name], dtype=float)
-            total = counts.sum() + sum(hist["outside"][name].values())
-            ax.stairs(counts / max(1.0, total), edges, label=label, color=color, fill=name == "raw", alpha=0.6)
-        ax.set_xlabel(hist["column"])
-        ax.set_ylabel("share of documents")
-        what = "Document length (tokens)" if hist["column"] == NUM_TOKENS else "Log importance weights"
-        ax.set_title(f"{what}: {raw_label} vs selected ({hist['column']})")
-        outside = hist["outside"]
-        fig.text(0.01, 0.01, f"Axis: the central 99% of each. Outside it: {raw_label} {outside['raw']['below']:,} "
-                             f"below, {outside['raw']['above']:,} above; selected {outside['selected']['below']:,} "
-                             f"below, {outside['selected']['above']:,} above.", fontsize=7)
-        ax.legend()
-        path = os.path.join(folder, f"{hist['column']}_histogram.png")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    if "labels" in report:
-        shares = report["labels"]["shares"]
-        labels = list(shares["raw"])
-        y = np.arange(len(labels))
-        fig, ax = plt.subplots(figsize=(8, 0.35 * len(labels) + 1.5))
-        for offset, name in zip((-0.27, 0, 0.27), ("raw", "selected", "random")):
-            ax.barh(y + offset, [shares[name].get(label, 0) for label in labels], height=0.27, label=name)
-        ax.set_yticks(y, labels)
-        ax.set_xlabel("share of documents")
-        ax.set_title(f"Share of each {report['labels']['column']}")
-        ax.legend()
-        path = os.path.join(folder, "label_shares.png")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+def _draw_histogram(plt, hist: dict[str, Any], folder: str) -> str:
+    edges = np.array(hist["edges"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    raw_label = f"{hist.get('raw_documents', 'eligible')} raw"
+    for name, label, color in (("raw", raw_label, "tab:gray"), ("selected", "selected", "tab:blue")):
+        counts = np.array(hist[name], dtype=float)
+        total = counts.sum() + sum(hist["outside"][name].values())
+        ax.stairs(counts / max(1.0, total), edges, label=label, color=color, fill=name == "raw", alpha=0.6)
+    ax.set_xlabel(hist["column"])
+    ax.set_ylabel("share of documents")
+    what = "Document length (tokens)" if hist["column"] == NUM_TOKENS else "Log importance weights"
+    ax.set_title(f"{what}: {raw_label} vs selected ({hist['column']})")
+    outside = hist["outside"]
+    fig.text(0.01, 0.01, f"Axis: the central 99% of each. Outside it: {raw_label} {outside['raw']['below']:,} "
+                         f"below, {outside['raw']['above']:,} above; selected {outside['selected']['below']:,} "
+                         f"below, {outside['selected']['above']:,} above.", fontsize=7)
+    ax.legend()
+    return _save(plt, fig, os.path.join(folder, f"{hist['column']}_histogram.png"))
+
+
+def _draw_label_shares(plt, labels: dict[str, Any], folder: str) -> str:
+    shares = labels["shares"]
+    names = list(shares["raw"])
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(names) + 1.5))
+    for offset, name in zip((-0.27, 0, 0.27), ("raw", "selected", "random")):
+        ax.barh(y + offset, [shares[name].get(label, 0) for label in names], height=0.27, label=name)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("share of documents")
+    ax.set_title(f"Share of each {labels['column']}")
+    ax.legend()
+    return _save(plt, fig, os.path.join(folder, "label_shares.png"))
+
+
+class Figures:
+    """The report's PNG figures in ``folder``, drawn on one background thread (matplotlib's import
+    first) while Spark computes the rest of the report; none when matplotlib (the ``report`` extra) is
+    not installed."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsir-spark-figures")
+        self._plotting = self._pool.submit(_plotting)
+        self._drawn: list[Future] = []
+
+    def _draw(self, draw, *args) -> None:
+        def run() -> list[str]:
+            plt = self._plotting.result()
+            return [] if plt is None else [draw(plt, *args, self.folder)]
+
+        self._drawn.append(self._pool.submit(run))
+
+    def histograms(self, histograms: Sequence[dict[str, Any]]) -> None:
+        for hist in histograms:
+            self._draw(_draw_histogram, hist)
+
+    def finish(self, report: dict[str, Any]) -> list[str]:
+        """Draws what needs the whole report, waits for every figure; their paths."""
+        if "labels" in report:
+            self._draw(_draw_label_shares, report["labels"])
+        self._pool.shutdown(wait=True)
+        return [path for drawn in self._drawn for path in drawn.result()]

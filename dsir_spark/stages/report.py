@@ -16,7 +16,7 @@ from dsir_spark.config import RunConfig
 from dsir_spark.estimators import load_model
 from dsir_spark.io import TEXT, good_rows, plain_text_bytes, require_column
 from dsir_spark.records import overwrite, read_json, write_json
-from dsir_spark.report import build_report, draw_figures, import_plotting_early, to_markdown
+from dsir_spark.report import Figures, build_report, to_markdown
 from dsir_spark.rundir import (
     counts_path,
     default_out_dir,
@@ -35,23 +35,19 @@ from dsir_spark.stages.runner import run_stage
 log = logging.getLogger("dsir_spark")
 
 
-def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> dict[str, Any]:
-    """Writes report.json, report.md and PNG figures. On remote storage the JSON and Markdown go through
-    Spark (as one-part text datasets of those names) and figures are skipped."""
+def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> None:
+    """Writes report.json and report.md (with the figures the report names, drawn there already). On
+    remote storage they go through Spark, as one-part text datasets of those names."""
     local = local_path(folder)
     if local is None:
         write_json(spark, f"{folder}/report.json", report)
-        markdown = spark.createDataFrame([(to_markdown(report, []),)], "value string")
+        markdown = spark.createDataFrame([(to_markdown(report, report["figures"]),)], "value string")
         overwrite(markdown.coalesce(1)).text(f"{folder}/report.md")
-        return {**report, "figures": []}
-    os.makedirs(local, exist_ok=True)
-    figures = draw_figures(report, local)
-    report = {**report, "figures": [os.path.basename(f) for f in figures]}
+        return
     with open(os.path.join(local, "report.md"), "w", encoding="utf-8") as handle:
-        handle.write(to_markdown(report, figures))
+        handle.write(to_markdown(report, report["figures"]))
     with open(os.path.join(local, "report.json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2, sort_keys=True)
-    return report
 
 
 # About this much of the targets' text is read for the n-gram strings that name the buckets pulling
@@ -87,8 +83,10 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
     folder = stage_dir(config, "report")
 
     def work() -> dict[str, Any]:
-        if local_path(folder) is not None:  # figures are drawn only there
-            import_plotting_early()
+        local = local_path(folder)
+        if local is not None:  # figures are drawn only there
+            os.makedirs(local, exist_ok=True)
+        figures = Figures(local) if local is not None else None
         model = load_model(spark, stage_dir(config, "fit"))
         buckets = config.features.num_buckets
         scores, quota = open_scores(spark, config), None
@@ -114,6 +112,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             target_texts=_target_texts(spark, config),
             num_tokens=config.resample.num_tokens_to_sample,
             quota=quota,
+            figures=figures,
         )
         # Lines the reader could not parse, left out of every dataset (on_bad_records: skip), by reason.
         report["bad_records"] = {
@@ -122,7 +121,9 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         }
         report["estimator"] = model.estimator
         report["warnings"] = model.uniform_weight_warnings()
-        report = write_report(spark, report, folder)
+        drawn = figures.finish(report) if figures is not None else []
+        report["figures"] = [os.path.basename(path) for path in drawn]
+        write_report(spark, report, folder)
         if config.resample.shards:  # the manifest tells a trainer how close the shards are to the target
             out_dir = default_out_dir(config)
             manifest = read_manifest(out_dir)
