@@ -130,6 +130,15 @@ def _pulling_ngrams(log_diff: np.ndarray, target_probs: np.ndarray, raw_probs: n
     return {"toward": rows(toward, target_probs, "target"), "away": rows(away, raw_probs, "raw")}
 
 
+def _labelled(raw: DataFrame, tagged: DataFrame, label_col: str) -> DataFrame:
+    """(label, selection) for one scan of raw: each row counts for raw (-1) and for every selection
+    (``__sel`` of ``tagged``) that holds it."""
+    marks = tagged.groupBy(ID).agg(F.collect_set("__sel").alias("sels"))
+    sels = F.array_union(F.array(F.lit(-1)), F.coalesce(F.col("sels"), F.array().cast("array<int>")))
+    return (raw.select(F.col("__dsir_id").alias(ID), F.col(label_col).alias("__label"))
+            .join(marks, on=ID, how="left").select("__label", F.explode(sels).alias("__sel")))
+
+
 def _label_shares(labelled: DataFrame, label_col: str) -> dict[str, dict[str, float]]:
     """Share of each label in raw and in each selection (``__sel`` = index into SELECTIONS, or -1)."""
     rows = labelled.groupBy("__sel", "__label").count().collect()
@@ -173,23 +182,27 @@ def build_report(
     k = selection.count()
     if k == 0:
         raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
-    size = {"num_tokens": num_tokens} if num_tokens is not None else {"num_to_sample": k}
-    # Both baselines pick from the same documents: their sizes are checked once.
-    sizes = check_selectable(scores, list(weight_cols), size.get("num_to_sample", 0), min_example_length)
-    common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota,
-                  sizes=sizes, **size)
-    top_k, _ = select(scores, list(weight_cols), top_k=True, **common)
-    grouped = [quota.column] if quota is not None else []
-    flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
-    random, _ = select(flat, list(weight_cols), noise_salt="random-baseline", **common)
-
     separate = len(weight_cols) > 1
     eligible = F.col(NUM_TOKENS) >= F.lit(min_example_length)
     specs = [_HistogramSpec(column, eligible, (F.col("__target") == F.lit(t)) if separate else F.lit(True),
                             "eligible") for t, column in enumerate(weight_cols)]
-    histograms, (n, tokens, short) = _histograms(
-        scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")],
-        also=[F.count("*"), F.sum(NUM_TOKENS), F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1))])
+    size = {"num_tokens": num_tokens} if num_tokens is not None else {"num_to_sample": k}
+    grouped = [quota.column] if quota is not None else []
+    flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
+    # Small Spark jobs wait on scheduling more than they work: the histograms and the two baselines run
+    # side by side (and below, the label shares beside the counting pass).
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsir-spark-report") as pool:
+        histogram_job = pool.submit(
+            _histograms, scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")],
+            also=[F.count("*"), F.sum(NUM_TOKENS), F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1))])
+        # Both baselines pick from the same documents: their sizes are checked once.
+        sizes = check_selectable(scores, list(weight_cols), size.get("num_to_sample", 0), min_example_length)
+        common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota,
+                      sizes=sizes, **size)
+        random_job = pool.submit(select, flat, list(weight_cols), noise_salt="random-baseline", **common)
+        top_k, _ = select(scores, list(weight_cols), top_k=True, **common)
+        random, _ = random_job.result()
+        histograms, (n, tokens, short) = histogram_job.result()
     if figures is not None:  # drawn while the counting pass runs
         figures.histograms(histograms)
 
@@ -216,7 +229,10 @@ def build_report(
         if target_texts is not None:
             strings[_TARGET_TEXTS] = pulling_buckets(bucket_weights, target_probs, PULLING, toward=True)
             documents = documents.unionByName(target_texts.select(TEXT, F.lit(_TARGET_TEXTS).alias("__group")))
-    counted = count_pass(documents, features, F.col("__group"), strings=strings, strings_only=[_TARGET_TEXTS])
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsir-spark-report") as pool:
+        labels_job = pool.submit(_label_shares, _labelled(raw, tagged, label_col), label_col) if label_col else None
+        counted = count_pass(documents, features, F.col("__group"), strings=strings, strings_only=[_TARGET_TEXTS])
+        labels = labels_job.result() if labels_job is not None else None
 
     def held_by(index: int, target: int | None = None) -> list[BucketCounts]:
         """Counts of the documents selection ``index`` holds (for ``target`` only, if given)."""
@@ -256,12 +272,7 @@ def build_report(
     report["seed"] = seed
     report["targets"] = list(target_names)
     if label_col:
-        marks = tagged.groupBy(ID).agg(F.collect_set("__sel").alias("sels"))
-        # One scan of raw: each row counts for raw (-1) and for every selection that holds it.
-        sels = F.array_union(F.array(F.lit(-1)), F.coalesce(F.col("sels"), F.array().cast("array<int>")))
-        labelled = (raw.select(F.col("__dsir_id").alias(ID), F.col(label_col).alias("__label"))
-                    .join(marks, on=ID, how="left").select("__label", F.explode(sels).alias("__sel")))
-        report["labels"] = {"column": label_col, "shares": _label_shares(labelled, label_col)}
+        report["labels"] = {"column": label_col, "shares": labels}
     return report
 
 
