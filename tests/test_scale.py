@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ResampleConfig, RunConfig
 from dsir_spark.counts import count_pass
+from dsir_spark.features import sha256_bucket
 from dsir_spark.io import one_listing
 from dsir_spark.pipeline import plan
 from dsir_spark.rundir import STAGES, input_fingerprint
@@ -59,8 +60,8 @@ def test_a_tiny_string_bound_still_finds_the_most_frequent_strings_and_counts_st
     texts = [f"alpha beta alpha beta {word} gamma{i} delta{i % 7}" for i, word in enumerate(["x", "y", "z"] * 200)]
     documents = spark.createDataFrame([(t,) for t in texts], "text string").repartition(4)
     features = FeatureConfig()
-    bounded = count_pass(documents, features, F.lit(0), string_groups=[0], string_chars=300)
-    exact = count_pass(documents, features, F.lit(0), string_groups=[0], string_chars=10**9)
+    bounded = count_pass(documents, features, F.lit(0), strings={0: None}, string_chars=300)
+    exact = count_pass(documents, features, F.lit(0), strings={0: None}, string_chars=10**9)
     assert (bounded.counts[0].counts == exact.counts[0].counts).all()
     assert bounded.counts[0].documents == 600
     top = bounded.strings.sort_values("count", ascending=False).iloc[0]
@@ -70,6 +71,14 @@ def test_a_tiny_string_bound_still_finds_the_most_frequent_strings_and_counts_st
     bounded_top = bounded.strings.sort_values("count", ascending=False)["ngram"].head(3).tolist()
     assert set(bounded_top) == set(ranked)
     assert bounded.strings["count"].sum() < exact.strings["count"].sum()  # it did stop counting
+
+
+def test_strings_only_documents_name_their_buckets_and_are_not_counted(spark):
+    documents = spark.createDataFrame([("alpha beta", 0), ("alpha beta", 0), ("gamma delta", 1)], "text string, g int")
+    gamma = sha256_bucket("gamma", FeatureConfig().num_buckets)
+    counted = count_pass(documents, FeatureConfig(), F.col("g"), strings={1: [gamma]}, strings_only=[1])
+    assert set(counted.counts) == {0} and counted.counts[0].documents == 2 and counted.counts[0].tokens == 4
+    assert set(counted.strings["bucket"]) == {gamma} and "gamma" in set(counted.strings["ngram"])
 
 
 def test_big_input_defaults_fill_in_only_what_the_user_did_not_set(spark, monkeypatch):
