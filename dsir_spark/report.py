@@ -130,13 +130,14 @@ def _pulling_ngrams(log_diff: np.ndarray, target_probs: np.ndarray, raw_probs: n
     return {"toward": rows(toward, target_probs, "target"), "away": rows(away, raw_probs, "raw")}
 
 
-def _labelled(raw: DataFrame, tagged: DataFrame, label_col: str) -> DataFrame:
+def _labelled(raw: DataFrame, held: DataFrame, label_col: str, base: int) -> DataFrame:
     """(label, selection) for one scan of raw: each row counts for raw (-1) and for every selection
-    (``__sel`` of ``tagged``) that holds it."""
-    marks = tagged.groupBy(ID).agg(F.collect_set("__sel").alias("sels"))
-    sels = F.array_union(F.array(F.lit(-1)), F.coalesce(F.col("sels"), F.array().cast("array<int>")))
+    that holds it (read off its ``__group`` in ``held``, as ``_holder`` does)."""
+    holders = [F.when((F.col("__group") / F.lit(base ** i)).cast("int") % F.lit(base) > 0, F.lit(i))
+               for i in range(len(SELECTIONS))]
     return (raw.select(F.col("__dsir_id").alias(ID), F.col(label_col).alias("__label"))
-            .join(marks, on=ID, how="left").select("__label", F.explode(sels).alias("__sel")))
+            .join(held, on=ID, how="left").select("__label", F.explode(F.array(F.lit(-1), *holders)).alias("__sel"))
+            .where(F.col("__sel").isNotNull()))
 
 
 def _label_shares(labelled: DataFrame, label_col: str) -> dict[str, dict[str, float]]:
@@ -213,8 +214,7 @@ def build_report(
     tagged = None
     for index, frame in enumerate((selection, random, top_k)):
         target = F.col("target").cast("int") if separate else F.lit(0)
-        part = frame.select(ID, target.alias("target"), F.lit(index).alias("__sel"),
-                            ((target + F.lit(1)) * F.lit(base ** index)).alias("__code"))
+        part = frame.select(ID, ((target + F.lit(1)) * F.lit(base ** index)).alias("__code"))
         tagged = part if tagged is None else tagged.unionByName(part)
     held = tagged.groupBy(ID).agg(F.sum("__code").cast("int").alias("__group"))
     documents = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT)).join(held, on=ID)
@@ -230,14 +230,15 @@ def build_report(
             strings[_TARGET_TEXTS] = pulling_buckets(bucket_weights, target_probs, PULLING, toward=True)
             documents = documents.unionByName(target_texts.select(TEXT, F.lit(_TARGET_TEXTS).alias("__group")))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsir-spark-report") as pool:
-        labels_job = pool.submit(_label_shares, _labelled(raw, tagged, label_col), label_col) if label_col else None
+        labels_job = pool.submit(_label_shares, _labelled(raw, held, label_col, base), label_col) if label_col else None
         counted = count_pass(documents, features, F.col("__group"), strings=strings, strings_only=[_TARGET_TEXTS])
         labels = labels_job.result() if labels_job is not None else None
 
     def held_by(index: int, target: int | None = None) -> list[BucketCounts]:
         """Counts of the documents selection ``index`` holds (for ``target`` only, if given)."""
+        holders = {code: _holder(code, index, base) for code in counted.counts}
         return [c for code, c in counted.counts.items()
-                if _holder(code, index, base) and (target is None or _holder(code, index, base) == target + 1)]
+                if holders[code] and (target is None or holders[code] == target + 1)]
 
     targets = [t.probabilities() for t in target_counts]
     if not separate:  # one target distribution: all target datasets together
