@@ -140,6 +140,9 @@ def _around(keys: list[float], rank: float, band_size: int, spread: float) -> tu
 def top_k_boundary(keys: DataFrame, k: int, total: int) -> Boundary:
     """The boundary of the k largest keys (ties by ascending id) among ``total`` rows, 1 <= k <= total."""
     band, need, band_size = keys.select(ID, KEY), k, total
+    if k <= BAND_LIMIT:  # one job: each partition keeps its k largest, the driver merges them
+        chosen = band.orderBy(F.desc(KEY), F.asc(ID)).limit(k).collect()[-1]
+        return Boundary(chosen[KEY], chosen[ID])
     spread, attempt = _SPREAD, 0
     while True:
         if band_size <= BAND_LIMIT:
