@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
@@ -21,6 +21,9 @@ from dsir_spark.config import FeatureConfig
 from dsir_spark.features import make_featurizer, requested_implementation
 from dsir_spark.io import TEXT
 from dsir_spark.ngrams import BUCKET, COUNT, NGRAM, STRINGS_PER_BUCKET, NgramTally, rank_in_bucket
+
+if TYPE_CHECKING:  # pandas only on the driver: Python workers import this module, and pandas costs each 1-2 s
+    import pandas as pd
 
 # Totals ride along with the bucket counts under negative "buckets".
 _DOCS, _TOKENS, _NULL_TEXTS, _COMPILED_DOCS = -1, -2, -3, -4
@@ -49,6 +52,8 @@ class BucketCounts:
     compiled_documents: int = 0
 
     def to_pandas(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame({"bucket": np.arange(len(self.counts), dtype=np.int32), "count": self.counts})
 
     def probabilities(self) -> np.ndarray:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
@@ -29,6 +28,9 @@ from dsir_spark.lengths import NONE, POISSON, correct, corrected_column, mean_to
 from dsir_spark.ngrams import Contribution
 from dsir_spark.records import read_json, read_table
 from dsir_spark.version import __version__
+
+if TYPE_CHECKING:  # pandas only on the driver: Python workers import this module, and pandas costs each 1-2 s
+    import pandas as pd
 
 NUM_TOKENS = "num_tokens"
 LOG_WEIGHT = "log_weight"

@@ -14,14 +14,16 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql.types import StringType, StructType
+
+if TYPE_CHECKING:  # pandas only on the driver: Python workers import this module, and pandas costs each 1-2 s
+    import pandas as pd
 
 _JSON_PART, _PARQUET_PART = "part-00000.txt", "part-00000.parquet"
 
