@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from conftest import PILE, TARGET_C
 
+from dsir_spark import rundir
 from dsir_spark.cli import main
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
 from dsir_spark.features import sha256_bucket
@@ -13,6 +16,9 @@ from dsir_spark.ngrams import STRINGS_PER_BUCKET
 from dsir_spark.pipeline import run_pipeline
 from dsir_spark.rundir import stage_dir
 from dsir_spark.stages.explain import explain
+
+# How often the run below read each dataset (by name).
+READS: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +31,20 @@ def run(spark, tmp_path_factory):
         resample=ResampleConfig(num_to_sample=50),
         report=ReportConfig(label_col="metadata.pile_set_name"),
     )
-    return config, run_pipeline(spark, config)
+    read_dataset = rundir.read_dataset
+
+    def counted(spark, dataset, schemas=None):
+        READS[dataset.name] += 1
+        return read_dataset(spark, dataset, schemas)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rundir, "read_dataset", counted)
+        return config, run_pipeline(spark, config)
+
+
+def test_a_run_reads_each_dataset_once_for_all_its_stages(run):
+    config, _ = run
+    assert READS == {config.raw.name: 1, config.targets[0].name: 1}
 
 
 def test_the_report_names_the_targets_distinctive_words_by_their_buckets(spark, run):
