@@ -5,11 +5,12 @@ same as keeping the k largest keys ``log_weight + Gumbel noise`` (Gumbel top-k);
 log space. The noise of a document comes from a hash of (seed, target, id), so the selection is a
 function of the data and the settings alone. Ties are broken by id (ascending).
 
-The exact global top-k avoids a full sort: a hashed sample of the keys (at most ``SAMPLE_SIZE``)
-brackets the k-th key, one pass counts the rows above the bracket and collects the rows inside it
-(at most ``BAND_LIMIT``), which are sorted on the driver to find the boundary (key, id). A bracket
-that missed, or holds too many rows, is narrowed or widened and tried again. The selection is then a
-filter, so driver memory does not grow with N or k, and a typical run takes two passes over the keys.
+The exact global top-k avoids a full sort. A k of at most ``BAND_LIMIT`` takes one pass: each
+partition keeps its k largest keys and the driver merges them. A larger k is bracketed by a hashed
+sample of the keys (at most ``SAMPLE_SIZE``); one pass counts the rows above the bracket and collects
+the rows inside it, which are sorted on the driver to find the boundary (key, id). A bracket that
+missed, or holds too many rows, is narrowed or widened and tried again. The selection is then a
+filter, so driver memory does not grow with N or k, and a larger k takes about two passes over the keys.
 """
 
 from __future__ import annotations
@@ -140,14 +141,10 @@ def _around(keys: list[float], rank: float, band_size: int, spread: float) -> tu
 def top_k_boundary(keys: DataFrame, k: int, total: int) -> Boundary:
     """The boundary of the k largest keys (ties by ascending id) among ``total`` rows, 1 <= k <= total."""
     band, need, band_size = keys.select(ID, KEY), k, total
-    if k <= BAND_LIMIT:  # one job: each partition keeps its k largest, the driver merges them
-        chosen = band.orderBy(F.desc(KEY), F.asc(ID)).limit(k).collect()[-1]
-        return Boundary(chosen[KEY], chosen[ID])
     spread, attempt = _SPREAD, 0
     while True:
-        if band_size <= BAND_LIMIT:
-            rows = sorted(band.collect(), key=lambda r: (-r[KEY], r[ID]))
-            chosen = rows[need - 1]
+        if need <= BAND_LIMIT:  # one job: each partition keeps its need largest, the driver merges them
+            chosen = band.orderBy(F.desc(KEY), F.asc(ID)).limit(need).collect()[-1]
             return Boundary(chosen[KEY], chosen[ID])
         low, high, expected = _bracket(band, need, band_size, spread, f"top-k-sample-{attempt}")
         attempt += 1
