@@ -23,7 +23,7 @@ from dsir_spark.failures import reading
 from dsir_spark.io import one_listing
 from dsir_spark.lease import held
 from dsir_spark.model import DSIRModel
-from dsir_spark.rundir import one_opening, stage_dir
+from dsir_spark.rundir import stage_dir
 from dsir_spark.session import active_session
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.explain import explain
@@ -104,7 +104,7 @@ class HashedNgramDSIR:
     def _lease(self) -> Iterator[None]:
         """The run directory's lease (see dsir_spark.lease) for one step, whose inputs are listed once."""
         config = self.config
-        with one_listing(), one_opening(), reading(config.raw, *config.targets), \
+        with one_listing(), reading(config.raw, *config.targets), \
                 held(self.spark, config.run_dir, config.lease_timeout_seconds):
             yield
 

@@ -21,6 +21,8 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -75,30 +77,41 @@ def _format_by_suffix(path: str) -> str | None:
     return None
 
 
-_LISTINGS: ContextVar[dict[str, list[tuple[str, int, int]]] | None] = ContextVar("dsir_listings", default=None)
+@dataclass
+class SeenInputs:
+    """What a block (a run) has seen of its inputs: each path's listing, and each dataset's opened frame
+    (a plan, no data: rundir.open_dataset keeps them)."""
+
+    listings: dict[str, list[tuple[str, int, int]]] = dataclass_field(default_factory=dict)
+    frames: dict[str, DataFrame] = dataclass_field(default_factory=dict)
+
+
+_SEEN: ContextVar[SeenInputs | None] = ContextVar("dsir_seen_inputs", default=None)
 
 
 @contextmanager
-def one_listing(fresh: bool = False) -> Iterator[None]:
-    """Within this block every input path is listed once: the plan, the fingerprints and each stage
-    reuse the first listing (a run's inputs are taken to stay as they were when it started). ``fresh``:
-    list again inside a block that already lists once (has anything changed since?)."""
-    if _LISTINGS.get() is not None and not fresh:  # an enclosing block already lists once
-        yield
+def one_listing(fresh: bool = False) -> Iterator[SeenInputs]:
+    """Within this block every input path is listed once and every dataset opened once: the plan, the
+    fingerprints and each stage reuse the first listing and frame (a run's inputs are taken to stay as
+    they were when it started). ``fresh``: list again inside a block that already lists once (has
+    anything changed since?)."""
+    seen = _SEEN.get()
+    if seen is not None and not fresh:  # an enclosing block already lists once
+        yield seen
         return
-    token = _LISTINGS.set({})
+    token = _SEEN.set(SeenInputs())
     try:
-        yield
+        yield _SEEN.get()
     finally:
-        _LISTINGS.reset(token)
+        _SEEN.reset(token)
 
 
 def list_files(spark: SparkSession | None, path: str) -> list[tuple[str, int, int]]:
     """(path, bytes, modification time in seconds) of every file a path, folder or glob holds, from Spark's
     own file listing (no contents read; Spark's hidden and ``_`` files are left out)."""
-    listings = _LISTINGS.get()
-    if listings is not None and path in listings:
-        return listings[path]
+    seen = _SEEN.get()
+    if seen is not None and path in seen.listings:
+        return seen.listings[path]
     files = _local_listing(spark, path)
     if files is None and spark is None:
         raise NeedsSession(f"{path} can only be listed through Spark")
@@ -106,8 +119,8 @@ def list_files(spark: SparkSession | None, path: str) -> list[tuple[str, int, in
         listing = spark.read.format("binaryFile").load(path).select(
             "path", "length", F.col("modificationTime").cast("long").alias("mtime"))
         files = sorted((r["path"], int(r["length"]), int(r["mtime"])) for r in listing.collect())
-    if listings is not None:
-        listings[path] = files
+    if seen is not None:
+        seen.listings[path] = files
     return files
 
 

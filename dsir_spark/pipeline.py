@@ -14,7 +14,7 @@ from dsir_spark.failures import reading
 from dsir_spark.io import one_listing, output_table, require_writable_table
 from dsir_spark.lease import held
 from dsir_spark.records import NeedsSession
-from dsir_spark.rundir import STAGES, complete_record, input_fingerprint, one_opening
+from dsir_spark.rundir import STAGES, complete_record, input_fingerprint
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
 from dsir_spark.stages.report import report_stage
@@ -88,7 +88,7 @@ def run_pipeline(
     directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
     if "resample" in _stages(config, stages):
         require_sample_size(config.resample)  # before any work
-    with one_listing(), one_opening(), reading(config.raw, *config.targets), \
+    with one_listing(), reading(config.raw, *config.targets), \
             held(spark, config.run_dir, config.lease_timeout_seconds, take_over):
         steps = plan(spark, config, force, _stages(config, stages))
         check_output_tables(spark, config, steps)

@@ -18,9 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import asdict
 from typing import Any
 
@@ -79,41 +76,20 @@ def default_out_dir(config: RunConfig) -> str:
     return config.resample.out_dir or f"{config.run_dir.rstrip('/')}/output"
 
 
-_OPENED: ContextVar[dict[str, DataFrame] | None] = ContextVar("dsir_opened", default=None)
-
-
-@contextmanager
-def one_opening() -> Iterator[None]:
-    """Within this block (a run) each dataset is opened once and every stage reuses its frame: a plan,
-    no data, whose making costs the driver a second of Spark analysis (Spark lists its files then, and
-    a run takes its inputs to stay as they were when it started: see io.one_listing)."""
-    if _OPENED.get() is not None:  # an enclosing block already opens once
-        yield
-        return
-    token = _OPENED.set({})
-    try:
-        yield
-    finally:
-        _OPENED.reset(token)
-
-
 def open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, refresh: bool = False) -> DataFrame:
     """``io.read_dataset`` with the JSON schemas inferred once per run directory and dataset settings,
     stored in ``<run_dir>/_dsir/schemas/<dataset>``: later stages and reruns read without inferring.
     ``refresh`` (the count stage, when it runs) infers again unless the dataset's files are those the
     stored schemas were inferred from (same paths, sizes and modification times). A dataset of many
     small files is read from its snapshot in ``<run_dir>/_dsir/compacted/<dataset>`` (see compaction).
-    Its files are listed once (the run's listing, or one of its own outside a run), and within
-    ``one_opening`` the dataset is opened once (``refresh`` opens it again)."""
-    opened = _OPENED.get()
+    Within a run (``io.one_listing``) its files are listed once and the dataset is opened once: every
+    stage reuses the frame, a plan whose making costs the driver about a second of Spark's analysis
+    (``refresh`` opens it again)."""
     key = json.dumps([id(spark), config.run_dir, asdict(dataset)], sort_keys=True, default=str)
-    if opened is not None and key in opened and not refresh:
-        return opened[key]
-    with one_listing():
-        frame = _open_dataset(spark, config, dataset, refresh)
-    if opened is not None:
-        opened[key] = frame
-    return frame
+    with one_listing() as seen:
+        if key not in seen.frames or refresh:
+            seen.frames[key] = _open_dataset(spark, config, dataset, refresh)
+        return seen.frames[key]
 
 
 def _open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, refresh: bool) -> DataFrame:
