@@ -244,46 +244,44 @@ def _with_variant_text(schema: StructType, parts: list[str]) -> StructType:
 
 def replace_text(df: DataFrame, text_col: str, value: Column) -> DataFrame:
     """``df`` with its (possibly nested, dotted) text column replaced by ``value``."""
-    return _replace_text(df, _name_parts(text_col), value)
+    return df.select(*_with_text(df.columns, _name_parts(text_col), value))
 
 
-def _replace_text(df: DataFrame, parts: list[str], value: Column) -> DataFrame:
-    if len(parts) == 1:
-        return df.withColumn(parts[0], value)
-    return df.withColumn(parts[0], F.col(f"`{parts[0]}`").withField(".".join(parts[1:]), value))
+def _with_text(columns: Sequence[str], parts: list[str], value: Column) -> list[Column]:
+    """``columns`` to select, the (possibly nested) text field ``parts`` among them replaced by ``value``."""
+    selected = []
+    for name in columns:
+        column = F.col(f"`{name}`")
+        if name == parts[0]:
+            column = (value if len(parts) == 1 else column.withField(".".join(parts[1:]), value)).alias(name)
+        selected.append(column)
+    return selected
 
 
-def _row_status(df: DataFrame, config: DatasetConfig, limit: int) -> DataFrame:
-    """Adds ``__dsir_bad``: GOOD, or why a JSON line is not a document (see BAD_REASONS). A text read as
-    VARIANT becomes a string again here, and only from a JSON string: values are never coerced."""
+def _tagged(df: DataFrame, config: DatasetConfig, limit: int, index: int, path: str, fmt: str) -> DataFrame:
+    """A path's rows in one select (each further DataFrame costs the driver a round of Spark's analysis):
+    its columns, a text read as VARIANT a string again (only from a JSON string: values are never
+    coerced), and hidden columns: ``__dsir_bad`` (GOOD, or why a JSON line is not a document, see
+    BAD_REASONS), ``__dsir_file`` (its file, or table) and ``__dsir_source`` (the path's index and the
+    file, which ids are derived from)."""
     bad = F.lit(GOOD)
-    variant = isinstance(_field_type(df.schema, config.text_col), VariantType)
-    if variant:
+    columns = [c for c in df.columns if c != CORRUPT]
+    kept = [F.col(f"`{c}`") for c in columns]
+    if isinstance(_field_type(df.schema, config.text_col), VariantType):
         text = F.col(config.text_col)
         kind = F.schema_of_variant(text)
         bad = (F.when(text.isNull(), F.lit(NO_TEXT))
                .when((kind != F.lit("STRING")) & (kind != F.lit("VOID")), F.lit(NOT_STRING)).otherwise(bad))
+        value = F.when(kind == F.lit("STRING"), F.variant_get(text, "$", "string"))
+        kept = _with_text(columns, _name_parts(config.text_col), value)
     if CORRUPT in df.columns:
         corrupt = F.col(CORRUPT)
         bad = (F.when(corrupt.isNull(), bad)
                .when(F.length(corrupt) >= F.lit(limit), F.lit(TOO_LONG))
                .when(corrupt.rlike(_LONE_SURROGATE), F.lit(NOT_UNICODE)).otherwise(F.lit(MALFORMED)))
-    df = df.withColumn("__dsir_bad", bad).drop(CORRUPT)
-    if variant:  # the status is set from the VARIANT; from here on the text is a string again
-        value = F.when(kind == F.lit("STRING"), F.variant_get(text, "$", "string"))
-        df = _replace_text(df, _name_parts(config.text_col), value)
-    return df
-
-
-def _with_source(df: DataFrame, index: int, path: str, fmt: str) -> DataFrame:
-    """Adds hidden columns: the source (path index + file path, or table name) used to derive ids, and
-    the file itself."""
-    if fmt == "table":
-        location = F.lit(path.removeprefix(TABLE_PREFIX))
-    else:
-        location = F.col("_metadata.file_path")
-    return (df.withColumn("__dsir_file", location)
-            .withColumn("__dsir_source", F.concat_ws("\u0000", F.lit(str(index)), location)))
+    location = F.lit(path.removeprefix(TABLE_PREFIX)) if fmt == "table" else F.col("_metadata.file_path")
+    return df.select(*kept, bad.alias("__dsir_bad"), location.alias("__dsir_file"),
+                     F.concat_ws("\u0000", F.lit(str(index)), location).alias("__dsir_source"))
 
 
 def _field_type(schema: StructType, dotted: str):
@@ -391,7 +389,7 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
             _require_json_lines(spark, config, path)  # no line parsed: say what the files are instead
         if len(config.paths) > 1:  # each path must have the text column itself: a union would fill in nulls
             _require_text(frame, config, path)
-        frames.append(_with_source(_row_status(frame, config, limit), index, path, fmt))
+        frames.append(_tagged(frame, config, limit, index, path, fmt))
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other, allowMissingColumns=True)
@@ -404,7 +402,8 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
     else:
         row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in original_columns(df)]))
         ident = F.substring(F.sha2(F.concat_ws("\u0000", F.col("__dsir_source"), row), 256), 1, 32)
-    return df.withColumn("__dsir_id", ident).withColumn("__dsir_text", text).drop("__dsir_source")
+    kept = [F.col(f"`{c}`") for c in df.columns if c != "__dsir_source"]
+    return df.select(*kept, ident.alias("__dsir_id"), text.alias("__dsir_text"))
 
 
 def documents(df: DataFrame) -> DataFrame:
@@ -436,7 +435,7 @@ def files_without_text(df: DataFrame, config: DatasetConfig, limit: int = 20) ->
     """Files of a dataset that lack its text column. Spark reads a Parquet folder or glob with one file's
     schema, so another file's missing column reads as null texts. Files whose every text is null (at most
     ``limit``, one small pass over file names and text nullness) have their own schema read: a missing
-    column is told apart from real null texts. JSON and tables need no check (see ``_row_status``)."""
+    column is told apart from real null texts. JSON and tables need no check (see ``_tagged``)."""
     if config.format in ("json", "table") or all(_format_by_suffix(p) == "json" for p in config.paths):
         return []
     suspects = (df.groupBy("__dsir_file").agg(F.count("__dsir_text").alias("texts"))
