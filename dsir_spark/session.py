@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sys
 import warnings
@@ -27,16 +28,37 @@ def active_session() -> SparkSession:
 def session_for_job(app_name: str) -> SparkSession:
     """The session of a command-line job. The master comes from spark-submit or the environment
     (``--master``, ``SPARK_REMOTE`` for Spark Connect); plain ``python`` falls back to local mode."""
+    builder = SparkSession.builder.appName(app_name)
     if "PYSPARK_GATEWAY_PORT" not in os.environ and "SPARK_REMOTE" not in os.environ:
         # Launched by plain python: executors in local mode must run this same interpreter.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        if _starts_local_mode(os.environ.get("PYSPARK_SUBMIT_ARGS", "")) and _same_file(
+                os.environ["PYSPARK_PYTHON"], sys.executable):
+            builder = builder.config("spark.python.daemon.module", "dsir_spark.worker_daemon")
     try:
-        return SparkSession.builder.appName(app_name).getOrCreate()
+        return builder.getOrCreate()
     except Exception as exc:  # an unreachable master shows up as a context stopped during start-up
         master = _submitted_master()
         check_master_reachable(master)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SessionError(f"cannot start a Spark session (master {master or 'default'}): {first_line}") from exc
+
+
+def _starts_local_mode(submit_args: str) -> bool:
+    """Whether plain python starts Spark in local mode (no --master, or a local one, in
+    PYSPARK_SUBMIT_ARGS), its Python workers then being this interpreter, which has dsir_spark; a daemon
+    module the arguments name is kept."""
+    args = shlex.split(submit_args)
+    masters = [value for flag, value in zip(args, args[1:]) if flag == "--master"]
+    masters += [arg.removeprefix("--master=") for arg in args if arg.startswith("--master=")]
+    return all(m.startswith("local") for m in masters) and "spark.python.daemon.module" not in submit_args
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 # Settings for big inputs that a command-line job gets where neither spark-submit nor spark-defaults set
