@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib.util import find_spec
+from importlib.machinery import PathFinder
 
 
 def _zipped_copy_home(entry: str) -> str | None:
@@ -35,12 +35,7 @@ def prefer_installed_pyspark(path: list[str]) -> list[str]:
         return path
     home = _zipped_copy_home(zips[0])
     reordered = [entry for entry in path if entry not in zips] + zips
-    saved = sys.path[:]
-    sys.path[:] = reordered
-    try:
-        pyspark, py4j = find_spec("pyspark"), find_spec("py4j")
-    finally:
-        sys.path[:] = saved
+    pyspark, py4j = PathFinder.find_spec("pyspark", reordered), PathFinder.find_spec("py4j", reordered)
     same_package = pyspark is not None and pyspark.origin == os.path.join(home, "__init__.py")
     site = os.path.dirname(home)
     beside = py4j is not None and py4j.origin is not None and os.path.dirname(os.path.dirname(py4j.origin)) == site
