@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +39,10 @@ STRING_SAMPLE_CHARS = 2_000_000
 IDS, _NULL_ID = -2_000_000, -1
 ID_KEY = "__dsir_id_key"
 ID_EXAMPLES = 5
+# The group of the label rows of a count pass (bucket: a group, ngram: a label, count: its rows) and the
+# column holding the labels.
+LABELS = -3_000_000
+LABEL = "__dsir_label"
 
 
 @dataclass(frozen=True)
@@ -89,16 +94,35 @@ def _id_rows(batch: pa.RecordBatch, groups: np.ndarray, id_groups: frozenset[int
         names=["grp", BUCKET, COUNT, NGRAM])
 
 
+def _tally_labels(batch: pa.RecordBatch, tallied: dict[tuple[int, str | None], int]) -> None:
+    """Adds the batch's rows per (group, label) to ``tallied``."""
+    table = pa.Table.from_batches([batch.select([GROUP, LABEL])])
+    for row in table.group_by([GROUP, LABEL]).aggregate([([], "count_all")]).to_pylist():
+        key = (row[GROUP], row[LABEL])
+        tallied[key] = tallied.get(key, 0) + row["count_all"]
+
+
+def _label_rows(tallied: dict[tuple[int, str | None], int]) -> pa.RecordBatch:
+    """One (LABELS, group, count, label) row per (group, label) tallied."""
+    return pa.RecordBatch.from_arrays(
+        [pa.array(np.full(len(tallied), LABELS, dtype=np.int32)), pa.array([g for g, _ in tallied], pa.int32()),
+         pa.array(list(tallied.values()), pa.int64()), pa.array([label for _, label in tallied], pa.string())],
+        names=["grp", BUCKET, COUNT, NGRAM])
+
+
 def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[int, frozenset[int] | None],
-                    string_chars: int, strings_only: frozenset[int], id_groups: frozenset[int]):
+                    string_chars: int, strings_only: frozenset[int], id_groups: frozenset[int], labelled: bool):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = make_featurizer(config, implementation)
         compiled = int(featurizer.name == "compiled")
         totals: dict[int, np.ndarray] = {}  # group -> [totals..., bucket counts...]
         tallies = {group: NgramTally(config, implementation, string_chars, buckets)
                    for group, buckets in strings.items()}
+        labels: dict[tuple[int, str | None], int] = {}
         for batch in batches:
             groups = batch.column(GROUP).to_numpy(zero_copy_only=False)
+            if labelled:
+                _tally_labels(batch, labels)
             if id_groups:
                 ids = _id_rows(batch, groups, id_groups)
                 if ids is not None:
@@ -132,6 +156,8 @@ def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[in
                  pa.nulls(len(buckets), pa.string())],
                 names=["grp", BUCKET, COUNT, NGRAM],
             )
+        if labels:
+            yield _label_rows(labels)
         for tally in tallies.values():
             if tally.seen:
                 buckets, grams, counts = tally.columns()
@@ -154,12 +180,13 @@ class IdCheck:
 @dataclass(frozen=True)
 class CountPass:
     """What one pass over documents counted: bucket counts per group, (when asked for) the most
-    frequent n-gram strings of each bucket in the chosen groups' documents (bucket, ngram, count), and
-    the chosen groups' ids that are null or not unique."""
+    frequent n-gram strings of each bucket in the chosen groups' documents (bucket, ngram, count), the
+    chosen groups' ids that are null or not unique, and each group's rows per label (None: null)."""
 
     counts: dict[int, BucketCounts]
     strings: pd.DataFrame
     ids: IdCheck = IdCheck()
+    labels: dict[int, dict[str | None, int]] = dataclass_field(default_factory=dict)
 
 
 def _id_check(rows: pd.DataFrame) -> IdCheck:
@@ -173,19 +200,23 @@ def _id_check(rows: pd.DataFrame) -> IdCheck:
 def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
                strings: Mapping[int, Iterable[int] | None] | None = None, string_chars: int = STRING_SAMPLE_CHARS,
                strings_only: Iterable[int] = (), per_bucket: int = STRINGS_PER_BUCKET,
-               id_groups: Iterable[int] = ()) -> CountPass:
+               id_groups: Iterable[int] = (), labels: Column | None = None) -> CountPass:
     """Counts per value of an integer ``group`` expression in one pass over ``documents`` (``text``).
     With ``strings`` (group -> buckets, None: all), the n-gram strings behind those buckets too, from at
     most ``string_chars`` characters of each such group's text per task (see ngrams.NgramTally);
     documents of ``strings_only`` groups give strings and are not counted. With ``id_groups``, the null
-    and duplicated ids (``ID_KEY``, a string) of those groups' rows.
-    The driver receives at most (groups + per_bucket) x num_buckets + ID_EXAMPLES rows."""
+    and duplicated ids (``ID_KEY``, a string) of those groups' rows. With ``labels``, every row's label
+    (as a string; rows of every group, ``strings_only`` ones too) is tallied per group.
+    The driver receives at most (groups + per_bucket) x num_buckets + ID_EXAMPLES rows, and with labels
+    one row per (group, label) found."""
     wanted = {int(g): (None if b is None else frozenset(int(x) for x in b)) for g, b in (strings or {}).items()}
     checked = frozenset(int(g) for g in id_groups)
     columns = [TEXT, group.cast("int").alias(GROUP)] + ([F.col(ID_KEY).cast("string")] if checked else [])
+    if labels is not None:
+        columns.append(labels.cast("string").alias(LABEL))
     partials = documents.select(*columns).mapInArrow(
         _partial_counts(config, requested_implementation(), wanted, string_chars,
-                        frozenset(int(g) for g in strings_only), checked), _PARTIAL_SCHEMA
+                        frozenset(int(g) for g in strings_only), checked, labels is not None), _PARTIAL_SCHEMA
     )
     totals = partials.groupBy("grp", BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
     is_strings, is_ids = F.col("grp") == F.lit(STRINGS), F.col("grp") == F.lit(IDS)
@@ -200,8 +231,11 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
     rows = totals.toPandas()
     strings = rows[rows["grp"] == STRINGS][[BUCKET, NGRAM, COUNT]].reset_index(drop=True)
     ids = _id_check(rows[rows["grp"] == IDS]) if checked else IdCheck()
+    labelled: dict[int, dict[str | None, int]] = {}
+    for group, label, count in rows[rows["grp"] == LABELS][[BUCKET, NGRAM, COUNT]].itertuples(index=False):
+        labelled.setdefault(int(group), {})[label] = int(count)
     result = {}
-    for grp, part in rows[~rows["grp"].isin([STRINGS, IDS])].groupby("grp"):
+    for grp, part in rows[~rows["grp"].isin([STRINGS, IDS, LABELS])].groupby("grp"):
         sums = dict(zip(part[BUCKET].astype(int), part[COUNT].astype(np.int64)))
         real = part[part[BUCKET] >= 0]
         result[int(grp)] = BucketCounts(
@@ -211,7 +245,7 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
             null_texts=int(sums.get(_NULL_TEXTS, 0)),
             compiled_documents=int(sums.get(_COMPILED_DOCS, 0)),
         )
-    return CountPass(result, strings, ids)
+    return CountPass(result, strings, ids, labelled)
 
 
 def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Column) -> dict[int, BucketCounts]:

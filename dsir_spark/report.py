@@ -105,8 +105,10 @@ def _histograms(scores: DataFrame, selection: DataFrame, specs: Sequence[_Histog
 
 
 PULLING = 30
-# The group of the targets' documents in the report's counting pass: they give n-gram strings only.
+# The group of the targets' documents in the report's counting pass: they give n-gram strings only; and
+# of the raw documents no selection holds, read for their labels only.
 _TARGET_TEXTS = -1
+_HELD_BY_NONE = 0
 
 
 def _holder(code: int, index: int, base: int) -> int:
@@ -130,24 +132,18 @@ def _pulling_ngrams(log_diff: np.ndarray, target_probs: np.ndarray, raw_probs: n
     return {"toward": rows(toward, target_probs, "target"), "away": rows(away, raw_probs, "raw")}
 
 
-def _labelled(raw: DataFrame, held: DataFrame, label_col: str, base: int) -> DataFrame:
-    """(label, selection) for one scan of raw: each row counts for raw (-1) and for every selection
-    that holds it (read off its ``__group`` in ``held``, as ``_holder`` does)."""
-    holders = [F.when((F.col("__group") / F.lit(base ** i)).cast("int") % F.lit(base) > 0, F.lit(i))
-               for i in range(len(SELECTIONS))]
-    return (raw.select(F.col("__dsir_id").alias(ID), F.col(label_col).alias("__label"))
-            .join(held, on=ID, how="left").select("__label", F.explode(F.array(F.lit(-1), *holders)).alias("__sel"))
-            .where(F.col("__sel").isNotNull()))
-
-
-def _label_shares(labelled: DataFrame, label_col: str) -> dict[str, dict[str, float]]:
-    """Share of each label in raw and in each selection (``__sel`` = index into SELECTIONS, or -1)."""
-    rows = labelled.groupBy("__sel", "__label").count().collect()
+def _label_shares(labels: dict[int, dict[str | None, int]], base: int) -> dict[str, dict[str, float]]:
+    """Share of each label in raw and in each selection, from the rows per (group, label) of the
+    report's counting pass: every raw row counts for raw, and for each selection that holds it."""
     totals: dict[str, dict[str, int]] = {name: {} for name in ("raw", *SELECTIONS)}
-    for row in rows:
-        label = "null" if row["__label"] is None else str(row["__label"])
-        name = "raw" if row["__sel"] < 0 else SELECTIONS[row["__sel"]]
-        totals[name][label] = totals[name].get(label, 0) + int(row["count"])
+    for code, counts in labels.items():
+        if code == _TARGET_TEXTS:
+            continue
+        names = ["raw", *[name for index, name in enumerate(SELECTIONS) if _holder(code, index, base)]]
+        for label, rows in counts.items():
+            for name in names:
+                shown = "null" if label is None else label
+                totals[name][shown] = totals[name].get(shown, 0) + rows
     return {name: {k: v / max(1, sum(c.values())) for k, v in sorted(c.items())} for name, c in totals.items()}
 
 
@@ -191,7 +187,7 @@ def build_report(
     grouped = [quota.column] if quota is not None else []
     flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
     # Small Spark jobs wait on scheduling more than they work: the histograms and the two baselines run
-    # side by side (and below, the label shares beside the counting pass).
+    # side by side.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsir-spark-report") as pool:
         histogram_job = pool.submit(
             _histograms, scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")],
@@ -217,8 +213,13 @@ def build_report(
         part = frame.select(ID, ((target + F.lit(1)) * F.lit(base ** index)).alias("__code"))
         tagged = part if tagged is None else tagged.unionByName(part)
     held = tagged.groupBy(ID).agg(F.sum("__code").cast("int").alias("__group"))
-    documents = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT)).join(held, on=ID)
-                 .select(TEXT, "__group"))
+    # With labels, every raw row is read for its label (the text only of those a selection holds).
+    label = ["__label"] if label_col else []
+    documents = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT),
+                            *[F.col(label_col).alias(name) for name in label])
+                 .join(held, on=ID, how="left" if label_col else "inner")
+                 .select(F.when(F.col("__group").isNotNull(), F.col(TEXT)).alias(TEXT),
+                         F.coalesce(F.col("__group"), F.lit(_HELD_BY_NONE)).alias("__group"), *label))
     raw_probs = raw_counts.probabilities()
     target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
     strings: dict[int, list[int]] = {}
@@ -228,11 +229,10 @@ def build_report(
         strings = {code: away for code in range(base ** len(SELECTIONS)) if _holder(code, random_index, base)}
         if target_texts is not None:
             strings[_TARGET_TEXTS] = pulling_buckets(bucket_weights, target_probs, PULLING, toward=True)
-            documents = documents.unionByName(target_texts.select(TEXT, F.lit(_TARGET_TEXTS).alias("__group")))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsir-spark-report") as pool:
-        labels_job = pool.submit(_label_shares, _labelled(raw, held, label_col, base), label_col) if label_col else None
-        counted = count_pass(documents, features, F.col("__group"), strings=strings, strings_only=[_TARGET_TEXTS])
-        labels = labels_job.result() if labels_job is not None else None
+            documents = documents.unionByName(target_texts.select(TEXT, F.lit(_TARGET_TEXTS).alias("__group")),
+                                              allowMissingColumns=True)
+    counted = count_pass(documents, features, F.col("__group"), strings=strings,
+                         strings_only=[_TARGET_TEXTS, _HELD_BY_NONE], labels=F.col("__label") if label_col else None)
 
     def held_by(index: int, target: int | None = None) -> list[BucketCounts]:
         """Counts of the documents selection ``index`` holds (for ``target`` only, if given)."""
@@ -273,7 +273,7 @@ def build_report(
     report["seed"] = seed
     report["targets"] = list(target_names)
     if label_col:
-        report["labels"] = {"column": label_col, "shares": labels}
+        report["labels"] = {"column": label_col, "shares": _label_shares(counted.labels, base)}
     return report
 
 

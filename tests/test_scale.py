@@ -81,6 +81,18 @@ def test_strings_only_documents_name_their_buckets_and_are_not_counted(spark):
     assert set(counted.strings["bucket"]) == {gamma} and "gamma" in set(counted.strings["ngram"])
 
 
+def test_labels_are_tallied_per_group_for_every_row_as_text(spark):
+    """Every row's label counts in its group, strings_only rows and texts that are null too; a label
+    that is not a string is counted as Spark writes it (true, not True), a null label as None."""
+    documents = spark.createDataFrame(
+        [("alpha beta", 0, True), ("alpha", 0, None), (None, 0, True), ("gamma", 1, False), ("delta", 1, False),
+         ("alpha", 2, True)], "text string, g int, flag boolean").repartition(3)
+    counted = count_pass(documents, FeatureConfig(), F.col("g"), strings_only=[1], labels=F.col("flag"))
+    assert counted.labels == {0: {"true": 2, None: 1}, 1: {"false": 2}, 2: {"true": 1}}
+    assert set(counted.counts) == {0, 2} and counted.counts[0].documents == 3 and counted.counts[0].null_texts == 1
+    assert count_pass(documents, FeatureConfig(), F.col("g")).labels == {}
+
+
 def test_big_input_defaults_fill_in_only_what_the_user_did_not_set(spark, monkeypatch):
     from dsir_spark import session
 
