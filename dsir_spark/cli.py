@@ -1,5 +1,6 @@
 """``dsir-spark count|fit|score|resample|report|run --config FILE [--set section.key=value ...]``, and
-``dsir-spark explain --config FILE --id ID [--id ID ...]``.
+``dsir-spark explain --config FILE --id ID [--id ID ...]``, ``dsir-spark verify --config FILE`` and
+``dsir-spark warm-up`` (see dsir_spark.class_archive).
 
 The same ``main`` serves the console script, ``jobs/dsir_job.py`` under spark-submit and a Databricks
 wheel task. It returns a process exit code and prints every error as one line on stderr (``--debug``, or the
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from dsir_spark.config import ConfigError, load_config
 from dsir_spark.features import requested_implementation
 
-COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain", "verify")
+COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain", "verify", "warm-up")
 RUN_ERROR, CONFIG_ERROR, INPUT_ERROR = 1, 2, 3
 
 
@@ -32,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsir-spark", description="DSIR data selection on Apache Spark.")
     parser.add_argument("command", choices=COMMANDS,
                         help="a single stage, run = all stages in order, explain = why documents got their weight, "
-                             "or verify = check the shards in out_dir against their manifest")
-    parser.add_argument("--config", required=True, help="YAML config (see conf/default.yaml)")
+                             "verify = check the shards in out_dir against their manifest, or warm-up = write "
+                             "the archive of Spark's classes that local runs start from (no --config)")
+    parser.add_argument("--config", help="YAML config (see conf/default.yaml); every command but warm-up")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a setting, e.g. --set resample.seed=7 (repeatable)")
     parser.add_argument("--force", action="store_true", help="run: recompute stages that are already complete")
@@ -78,10 +80,15 @@ def _fail(exc: BaseException, debug: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("DSIR_SPARK_DEBUG", "") not in ("", "0")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    if args.command == "warm-up":
+        return _warm_up(debug)
+    if args.config is None:
+        parser.error(f"{args.command} needs --config FILE")
     try:
         config = load_config(args.config, args.overrides)
         requested_implementation()  # a wrong DSIR_SPARK_FEATURIZER fails here, not in a Spark task
@@ -95,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace, config, debug: bool) -> int:
+    from dsir_spark.class_archive import use_in_launched_jvm
     from dsir_spark.pipeline import complete_without_session, run_pipeline
     from dsir_spark.rundir import default_out_dir
     from dsir_spark.session import apply_big_input_defaults, quiet_spark_logging, session_for_job
@@ -114,6 +122,7 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
             return 0
     if not debug:  # the failure is told in one line; executors' stack traces only under --debug
         quiet_spark_logging()
+    use_in_launched_jvm()
     spark = session_for_job(f"dsir-spark {args.command}")
     apply_big_input_defaults(spark, config)
     if args.command == "explain":
@@ -121,6 +130,18 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
     stages = None if args.command == "run" else (args.command,)
     force = args.force or args.command != "run"
     _print_records(run_pipeline(spark, config, force=force, stages=stages, take_over=args.take_over))
+    return 0
+
+
+def _warm_up(debug: bool) -> int:
+    from dsir_spark.class_archive import build
+
+    try:
+        path, seconds = build()
+    except Exception as exc:  # noqa: BLE001 - told in one line, as every failure
+        return _fail(exc, debug)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB, {seconds:.0f} s): local dsir-spark runs with this "
+          "Spark and Java start from it (delete it to go back)")
     return 0
 
 

@@ -95,17 +95,28 @@ def apply_big_input_defaults(spark: SparkSession, config: RunConfig | None = Non
 CLI_LOGGING = Path(__file__).with_name("log4j2-cli.properties")
 
 
+def launches_jvm() -> bool:
+    """Whether the session this process creates starts a JVM of its own (plain python), rather than join
+    one (spark-submit, a session in this process) or talk to a remote one (Spark Connect)."""
+    joins = {"PYSPARK_GATEWAY_PORT", "SPARK_REMOTE"} & set(os.environ)
+    return not joins and SparkSession.getActiveSession() is None
+
+
+def add_jvm_options(options: str) -> None:
+    """Adds JVM options to the JVM this process launches (SPARK_SUBMIT_OPTS, which spark-submit gives the
+    driver's JVM; options the user sets in spark.driver.extraJavaOptions come later and win)."""
+    os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {options}".strip()
+
+
 def quiet_spark_logging() -> bool:
-    """Before the command line starts Spark: has the JVM it launches use CLI_LOGGING (through
-    SPARK_SUBMIT_OPTS, which spark-submit adds to the driver's JVM options; a log4j file the user gives in
-    spark.driver.extraJavaOptions comes later and wins). Returns False where the JVM runs already
-    (spark-submit, a session in this process) or is remote (Spark Connect): their logging is their own.
-    Also silences pyspark's warning that repeats a failed Arrow conversion's worker trace."""
+    """Before the command line starts Spark: has the JVM it launches use CLI_LOGGING. Returns False where
+    the JVM runs already (spark-submit, a session in this process) or is remote (Spark Connect): their
+    logging is their own. Also silences pyspark's warning that repeats a failed Arrow conversion's
+    worker trace."""
     warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization")
-    if {"PYSPARK_GATEWAY_PORT", "SPARK_REMOTE"} & set(os.environ) or SparkSession.getActiveSession() is not None:
+    if not launches_jvm():
         return False
-    option = f"-Dlog4j2.configurationFile={CLI_LOGGING.as_uri()}"
-    os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {option}".strip()
+    add_jvm_options(f"-Dlog4j2.configurationFile={CLI_LOGGING.as_uri()}")
     return True
 
 
