@@ -1,6 +1,6 @@
 """A class-data-sharing archive of Spark's classes, mapped by the command line's local JVMs.
 
-The JVM of a local ``dsir-spark run`` loads and verifies about 13,000 classes of Spark before and during
+The JVM of a local ``dsir-spark run`` loads and verifies about 16,000 classes of Spark before and during
 its first jobs, several seconds of every run's start. Java can write the classes an application loaded
 to an archive (``-XX:ArchiveClassesAtExit``) and map that archive into later JVMs
 (``-XX:SharedArchiveFile``) instead of loading the classes again. ``dsir-spark warm-up`` writes one: it

@@ -141,8 +141,8 @@ def _label_shares(labels: dict[int, dict[str | None, int]], base: int) -> dict[s
             continue
         names = ["raw", *[name for index, name in enumerate(SELECTIONS) if _holder(code, index, base)]]
         for label, rows in counts.items():
+            shown = "null" if label is None else label
             for name in names:
-                shown = "null" if label is None else label
                 totals[name][shown] = totals[name].get(shown, 0) + rows
     return {name: {k: v / max(1, sum(c.values())) for k, v in sorted(c.items())} for name, c in totals.items()}
 
