@@ -168,6 +168,7 @@ def build_report(
     num_tokens: int | None = None,
     quota: Quota | None = None,
     figures: Figures | None = None,
+    recorded: tuple[int, tuple[int, int, int]] | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target.
     With the model's ``bucket_weights`` (its first row: the log ratios, or a classifier's coefficients,
@@ -175,8 +176,9 @@ def build_report(
     strings from ``target_texts``, the targets' documents or a sample of them) and away from it. The
     baselines are as large as the selection: as many documents, or the same token budget
     (``num_tokens``), under the same group ``quota`` if the selection had one. ``figures`` are given
-    the histograms as soon as they are known."""
-    k = selection.count()
+    the histograms as soon as they are known. ``recorded``: the selection's size and check_selectable's
+    answer for these scores, from the resample stage's record (else counted again)."""
+    k, sizes = recorded or (selection.count(), None)
     if k == 0:
         raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
     separate = len(weight_cols) > 1
@@ -192,8 +194,9 @@ def build_report(
         histogram_job = pool.submit(
             _histograms, scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")],
             also=[F.count("*"), F.sum(NUM_TOKENS), F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1))])
-        # Both baselines pick from the same documents: their sizes are checked once.
-        sizes = check_selectable(scores, list(weight_cols), size.get("num_to_sample", 0), min_example_length)
+        # Both baselines pick from the documents the selection picked from: their sizes are known, or checked once.
+        sizes = sizes or check_selectable(scores, list(weight_cols), size.get("num_to_sample", 0),
+                                          min_example_length)
         common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota,
                       sizes=sizes, **size)
         random_job = pool.submit(select, flat, list(weight_cols), noise_salt="random-baseline", **common)

@@ -374,6 +374,7 @@ def select(
     summary = {
         "documents": total,
         "eligible": eligible_count,
+        "eligible_tokens": eligible_tokens,
         "num_to_sample": num_to_sample,
         "selected": selected,
         "per_target": per_target,
@@ -384,7 +385,7 @@ def select(
         "selection_seconds": round(time.time() - started, 3),
     }
     if num_tokens is not None:
-        summary.update(num_tokens_to_sample=num_tokens, tokens_selected=tokens, eligible_tokens=eligible_tokens)
+        summary.update(num_tokens_to_sample=num_tokens, tokens_selected=tokens)
     if temperature != 1.0:
         summary["temperature"] = temperature
     if quota is not None and parts:

@@ -14,6 +14,7 @@ from dsir_spark import HashedNgramDSIR
 from dsir_spark.config import FeatureConfig
 from dsir_spark.features import Featurizer
 from dsir_spark.report import kl_divergence, kl_reduction
+from dsir_spark.rundir import read_record, write_record
 
 
 def _distribution(texts: list[str]) -> np.ndarray:
@@ -93,6 +94,26 @@ def test_dsir_beats_random_and_selects_more_wikipedia(spark, wikipedia_run):
     assert sum(histogram["raw"]) + outside["raw"]["below"] + outside["raw"]["above"] == eligible
     # The axis is the central 99%: about 1% of the eligible documents fall outside it, never more than 2%.
     assert 0 < outside["raw"]["below"] + outside["raw"]["above"] <= 0.02 * eligible
+
+
+def test_report_reuses_the_resample_record_and_matches_a_recount(spark, wikipedia_run):
+    """The report takes the selection's size and the scores' sizes from the resample stage's record; a
+    record without them (an older version's) makes it count them again, to the same report."""
+    root, dsir = wikipedia_run
+    from_record = dsir.report()
+    folder = str(root / "run" / "selection")
+    record = read_record(spark, folder)
+    documents = from_record["documents"]
+    assert (record["selected"], record["documents"], record["eligible"]) == (
+        documents["selected"], documents["raw"], documents["eligible"])
+    assert record["eligible_tokens"] > 0
+    write_record(spark, folder, {k: v for k, v in record.items() if k != "eligible_tokens"})
+    try:
+        recounted = dsir.report()
+    finally:
+        write_record(spark, folder, record)
+    for key in ("kl_reduction", "documents", "tokens", "log_weights", "lengths"):
+        assert recounted[key] == from_record[key]
 
 
 def is_png(path) -> tuple[int, int]:

@@ -24,6 +24,7 @@ from dsir_spark.rundir import (
     load_counts,
     local_path,
     open_dataset,
+    read_record,
     require_stage,
     stage_dir,
     stage_settings,
@@ -66,6 +67,15 @@ def _target_texts(spark: SparkSession, config: RunConfig) -> DataFrame:
     if None not in sizes and sum(sizes) > TARGET_STRING_BYTES:
         texts = texts.sample(fraction=TARGET_STRING_BYTES / sum(sizes), seed=config.resample.seed)
     return texts
+
+
+def _recorded_sizes(spark: SparkSession, config: RunConfig) -> tuple[int, tuple[int, int, int]] | None:
+    """The selection's size and the sizes of the scores it picked from (documents, eligible ones, their
+    tokens), from the resample stage's record; None from a version that did not record them."""
+    record = read_record(spark, stage_dir(config, "resample")) or {}
+    if "eligible_tokens" not in record:
+        return None
+    return record["selected"], (record["documents"], record["eligible"], record["eligible_tokens"])
 
 
 def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
@@ -113,6 +123,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             num_tokens=config.resample.num_tokens_to_sample,
             quota=quota,
             figures=figures,
+            recorded=_recorded_sizes(spark, config),
         )
         # Lines the reader could not parse, left out of every dataset (on_bad_records: skip), by reason.
         report["bad_records"] = {
