@@ -278,9 +278,9 @@ def stage_complete(spark: SparkSession, config: RunConfig, stage: str, inputs: s
     return complete_record(spark, config, stage, inputs) is not None
 
 
-def require_stage(spark: SparkSession, config: RunConfig, stage: str, inputs: str) -> None:
+def require_stage(spark: SparkSession, config: RunConfig, stage: str, inputs: str) -> dict[str, Any]:
     """Fails unless ``stage`` completed with the settings of ``config`` on the same input files (its
-    output is our input)."""
+    output is our input); returns its record."""
     folder = stage_dir(config, stage)
     record = read_record(spark, folder)
     if record is None:
@@ -297,6 +297,7 @@ def require_stage(spark: SparkSession, config: RunConfig, stage: str, inputs: st
             f"{folder} was made with other settings ({difference}); "
             f"rerun the {stage} stage or use the run directory that matches"
         )
+    return record
 
 
 # ---------------------------------------------------------------------------------------------- counts

@@ -24,7 +24,6 @@ from dsir_spark.rundir import (
     load_counts,
     local_path,
     open_dataset,
-    read_record,
     require_stage,
     stage_dir,
     stage_settings,
@@ -69,10 +68,9 @@ def _target_texts(spark: SparkSession, config: RunConfig) -> DataFrame:
     return texts
 
 
-def _recorded_sizes(spark: SparkSession, config: RunConfig) -> tuple[int, tuple[int, int, int]] | None:
+def _recorded_sizes(record: dict[str, Any]) -> tuple[int, tuple[int, int, int]] | None:
     """The selection's size and the sizes of the scores it picked from (documents, eligible ones, their
     tokens), from the resample stage's record; None from a version that did not record them."""
-    record = read_record(spark, stage_dir(config, "resample")) or {}
     if "eligible_tokens" not in record:
         return None
     return record["selected"], (record["documents"], record["eligible"], record["eligible_tokens"])
@@ -81,7 +79,7 @@ def _recorded_sizes(spark: SparkSession, config: RunConfig) -> tuple[int, tuple[
 def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
     inputs = input_fingerprint(spark, config)
-    require_stage(spark, config, "resample", inputs)
+    resampled = require_stage(spark, config, "resample", inputs)
     if not config.report.enabled or not (config.resample.num_to_sample or config.resample.num_tokens_to_sample):
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
@@ -123,7 +121,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             num_tokens=config.resample.num_tokens_to_sample,
             quota=quota,
             figures=figures,
-            recorded=_recorded_sizes(spark, config),
+            recorded=_recorded_sizes(resampled),
         )
         # Lines the reader could not parse, left out of every dataset (on_bad_records: skip), by reason.
         report["bad_records"] = {

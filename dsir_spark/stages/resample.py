@@ -41,7 +41,6 @@ from dsir_spark.rundir import (
     invalidate_outputs,
     open_dataset,
     publish_folder,
-    read_record,
     require_stage,
     stage_complete,
     stage_dir,
@@ -172,8 +171,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
     if 0 in (config.resample.num_to_sample, config.resample.num_tokens_to_sample):
         log.warning("resample: nothing to select (0 documents or tokens): the selection will be empty")
     inputs = input_fingerprint(spark, config)
-    if not config.resample.scores:
-        require_stage(spark, config, "score", inputs)
+    scored = None if config.resample.scores else require_stage(spark, config, "score", inputs)
     settings = config.resample
     selection_dir = stage_dir(config, "resample")
     out_dir = default_out_dir(config)
@@ -191,8 +189,8 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         scores = open_scores(spark, config)
         columns = weight_columns(spark, config, scores)
         proportions = None
-        if not settings.scores:
-            if not read_record(spark, stage_dir(config, "score")).get("ids_checked"):  # scored by an older version
+        if scored is not None:
+            if not scored.get("ids_checked"):  # scored by an older version
                 check_ids(scores.select(ID), f"scores in {stage_dir(config, 'score')}")
             proportions = load_model(spark, stage_dir(config, "fit")).target_proportions
         else:
