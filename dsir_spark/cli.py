@@ -22,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from dsir_spark.config import ConfigError, load_config
+from dsir_spark.config import ConfigError, load_config, require_sample_size
 from dsir_spark.features import requested_implementation
 
 COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain", "verify", "warm-up")
@@ -91,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.command} needs --config FILE")
     try:
         config = load_config(args.config, args.overrides)
+        if args.command in ("run", "resample"):
+            require_sample_size(config.resample)  # before a JVM starts
+        if args.command == "explain" and args.top < 1:
+            raise ConfigError(f"explain --top {args.top}: give how many n-grams to show per side, at least 1")
         requested_implementation()  # a wrong DSIR_SPARK_FEATURIZER fails here, not in a Spark task
     except (ConfigError, ValueError) as exc:
         print(f"dsir-spark: config error: {exc}", file=sys.stderr)

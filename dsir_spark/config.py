@@ -8,7 +8,10 @@ command-line overrides such as ``resample.seed=7``.
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import math
 import os
+import posixpath
 import re
 import types
 import typing
@@ -35,6 +38,12 @@ _NAME_PART = re.compile(r"[A-Za-z0-9_]+|`[^`]+`")
 
 class ConfigError(ValueError):
     """A setting is missing, unknown, of the wrong type or out of range."""
+
+
+def _require_long(value: int, setting: str) -> None:
+    """Seeds are hashed as Spark longs: a value outside them cannot be one."""
+    if not -(2**63) <= value < 2**63:
+        raise ConfigError(f"{setting}={value}; a seed must be a 64-bit integer (from -2**63 to 2**63 - 1)")
 
 
 def table_name_parts(name: str, setting: str) -> list[str]:
@@ -150,6 +159,7 @@ class FitConfig:
             raise ConfigError(f"fit.regularization={self.regularization}; use a number >= 0 (e.g. 0.01)")
         if not 0 <= self.held_out < 1:
             raise ConfigError(f"fit.held_out={self.held_out}; use a share in [0, 1), e.g. 0.1")
+        _require_long(self.sample_seed, "fit.sample_seed")
         n = self.num_tokens_to_fit
         if isinstance(n, bool) or not (n in ("auto", "all") or (isinstance(n, int) and n > 0)):
             raise ConfigError(f"fit.num_tokens_to_fit={n!r}; use 'auto', 'all' or a positive integer")
@@ -211,6 +221,8 @@ class ResampleConfig:
     out_dir: str | None = None
     add_dsir_columns: bool = True
     table_mode: str = "error"
+    # out_dir may be emptied only when it is absent, empty or this run's own earlier output; true: any folder.
+    overwrite: bool = False
     # Resample by another scores table (Parquet folder or table:<name>) with an id and a log-weight column.
     scores: str | None = None
     weight_col: str | None = None
@@ -237,6 +249,7 @@ class ResampleConfig:
             table_name_parts(self.scores[len(TABLE_PREFIX):], "resample.scores")
         if self.weight_col is not None and not self.weight_col.strip():
             raise ConfigError("resample.weight_col is empty; name the scores' log-weight column, or leave it null")
+        _require_long(self.seed, "resample.seed")
         if self.num_to_sample is not None and self.num_to_sample < 0:
             raise ConfigError(f"resample.num_to_sample={self.num_to_sample}; it must be >= 0")
         if self.num_tokens_to_sample is not None and self.num_tokens_to_sample < 0:
@@ -335,6 +348,9 @@ class RunConfig:
             raise ConfigError("resample.group_col with fit.separate_targets: group quotas work with one weight "
                               "column; combine the targets, or select per target in separate runs")
         props = self.fit.target_proportions
+        if props is not None and not self.fit.separate_targets:
+            raise ConfigError("fit.target_proportions is set but fit.separate_targets is false: the proportions split "
+                              "the selection across separate targets; set separate_targets: true, or remove them")
         if props is not None and len(props) != len(self.targets):
             raise ConfigError(
                 f"fit.target_proportions has {len(props)} values for {len(self.targets)} targets; give one per target"
@@ -357,14 +373,18 @@ _GLOB = re.compile(r"[*?\[{]")
 _DATA_SUFFIX = re.compile(r"\.(jsonl|json|ndjson|parquet|gz|bz2|zst|snappy)$", re.IGNORECASE)
 
 
-def _location(path: str) -> str:
-    """A comparable form of a path: scheme kept, local paths absolute, no trailing slash."""
+def resolved_location(path: str) -> str:
+    """A comparable form of a path: scheme kept, local paths absolute with symlinks resolved, ``..``
+    and ``.`` folded, no trailing slash."""
     if path.startswith("file:"):
-        path = path[len("file:"):]
-        path = "/" + path.lstrip("/")
-    if "://" not in path and not path.startswith("dbfs:"):
-        path = os.path.abspath(path)
-    return path.rstrip("/") or "/"
+        path = "/" + path[len("file:"):].lstrip("/")
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        authority, _, tail = rest.partition("/")
+        return f"{scheme.lower()}://{authority}{posixpath.normpath('/' + tail).rstrip('/')}"
+    if path.startswith("dbfs:"):
+        return "dbfs:" + posixpath.normpath("/" + path[len("dbfs:"):].lstrip("/"))
+    return os.path.realpath(path)
 
 
 def _input_folder(path: str) -> str | None:
@@ -373,18 +393,23 @@ def _input_folder(path: str) -> str | None:
         return None
     glob = _GLOB.search(path)
     if glob:
-        return _location(path[: glob.start()].rsplit("/", 1)[0] or "/")
-    return None if _DATA_SUFFIX.search(path) else _location(path)
+        return resolved_location(path[: glob.start()].rsplit("/", 1)[0] or "/")
+    return None if _DATA_SUFFIX.search(path) else resolved_location(path)
 
 
 def _inside(inner: str, outer: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
+def _readresolved_location(path: str) -> str:
+    """Where an input path reads from: its folder (a glob's fixed part) or the file itself."""
+    return _input_folder(path) or resolved_location(path)
+
+
 def _check_nesting(config: RunConfig) -> None:
     """Refuses a run directory inside an input folder (Spark would read the run's files as documents)
     and an input inside the run directory (a rerun would overwrite it)."""
-    run_dir = _location(config.run_dir)
+    run_dir = resolved_location(config.run_dir)
     for dataset in (config.raw, *config.targets):
         for path in dataset.paths:
             if path.startswith(TABLE_PREFIX):
@@ -395,11 +420,53 @@ def _check_nesting(config: RunConfig) -> None:
                     f"run_dir {config.run_dir} is inside {path}, an input of dataset {dataset.name}: its files "
                     "would be read as documents; put run_dir outside the input folders"
                 )
-            if _inside(_location(path if folder is None else folder), run_dir):
+            if _inside(_readresolved_location(path), run_dir):
                 raise ConfigError(
                     f"dataset {dataset.name}: {path} is inside run_dir {config.run_dir}, whose folders the stages "
                     "overwrite; keep inputs outside the run directory"
                 )
+    _check_outputs(config)
+
+
+def _table_key(name: str) -> str:
+    return ".".join(part.strip("`").lower() for part in table_name_parts(name, "table"))
+
+
+def _check_outputs(config: RunConfig) -> None:
+    """Refuses outputs that overlap what the run reads or keeps: resample.out_dir (a folder the resample
+    stage empties) that is, holds or lies inside an input, the external scores or the run directory (but
+    for its default place, <run_dir>/output), and output tables that are input tables."""
+    out_dir, scores = config.resample.out_dir, config.resample.scores
+    reads = [(f"an input of dataset {d.name}", p) for d in (config.raw, *config.targets) for p in d.paths]
+    if scores:
+        reads.append(("resample.scores", scores))
+    outputs = [("score.table", TABLE_PREFIX + config.score.table)] if config.score.table else []
+    if out_dir:
+        outputs.append(("resample.out_dir", out_dir))
+    for setting, output in outputs:
+        if output.startswith(TABLE_PREFIX):
+            for what, path in reads:
+                if path.startswith(TABLE_PREFIX) and _table_key(path[len(TABLE_PREFIX):]) == _table_key(
+                        output[len(TABLE_PREFIX):]):
+                    raise ConfigError(f"{setting}: {output} is {path}, {what}; writing it would replace what the "
+                                      "run reads: name another table")
+            continue
+        target = resolved_location(output)
+        for what, path in reads:
+            if path.startswith(TABLE_PREFIX):
+                continue
+            source = _readresolved_location(path)
+            if _inside(target, source) or _inside(source, target):
+                relation = "is" if target == source else "lies inside" if _inside(target, source) else "holds"
+                raise ConfigError(f"{setting}: {output} {relation} {path}, {what}; the resample stage empties "
+                                  "its output folder, which would delete that data: choose a folder apart from "
+                                  "every input")
+        run_dir = resolved_location(config.run_dir)
+        relation = ("is" if target == run_dir else "holds" if _inside(run_dir, target)
+                    else "lies inside" if _inside(target, run_dir) and target != f"{run_dir}/output" else None)
+        if relation:
+            raise ConfigError(f"{setting}: {output} {relation} run_dir {config.run_dir}, whose folders the stages "
+                              f"write; use {config.run_dir.rstrip('/')}/output (the default) or a folder outside it")
 
 
 def _to_plain(value: Any) -> Any:
@@ -411,6 +478,16 @@ def _to_plain(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- loading
+
+
+_EXPONENT = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
+
+
+def _exponent_form(value: Any) -> decimal.Decimal | None:
+    """A number written with an exponent (``1e-6``, ``3E9``), which YAML 1.1 reads as a string; else None."""
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        return decimal.Decimal(value.strip())
+    return None
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -443,12 +520,20 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
     if hint is int:
+        number = _exponent_form(value)
+        if number is not None and number == int(number):  # 3e9 (YAML 1.1 reads it as a string)
+            return int(number)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        number = _exponent_form(value)
+        if number is not None:  # 1e-6 (YAML 1.1 reads it as a string)
+            value = float(number)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -566,9 +651,25 @@ def _blamed_override(error: ConfigError, overrides: list[str]) -> str | None:
     return None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: the setting {key!r} is given twice in one "
+                                  f"section (also at line {seen[key]}); keep one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def load_config_data(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a safe loader
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

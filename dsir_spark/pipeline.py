@@ -14,7 +14,7 @@ from dsir_spark.failures import reading
 from dsir_spark.io import one_listing, output_table, require_writable_table
 from dsir_spark.lease import held
 from dsir_spark.records import NeedsSession
-from dsir_spark.rundir import STAGES, complete_record, input_fingerprint
+from dsir_spark.rundir import STAGES, complete_record, input_fingerprint, require_own_output
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
 from dsir_spark.stages.report import report_stage
@@ -50,13 +50,16 @@ def plan(spark: SparkSession | None, config: RunConfig, force: bool, stages: tup
 
 
 def check_output_tables(spark: SparkSession, config: RunConfig, steps: list[Step]) -> None:
-    """Output tables of the stages that will run must be writable, checked before any heavy work."""
+    """The outputs of the stages that will run must be writable (tables) and free to replace (out_dir),
+    checked before any heavy work."""
     running = {step.stage for step in steps if step.runs}
     if "score" in running and config.score.table:
         require_writable_table(spark, config.score.table, config.score.table_mode, "score.table")
     table = output_table(config.resample.out_dir)
     if "resample" in running and table:
         require_writable_table(spark, table, config.resample.table_mode, "resample.out_dir")
+    if "resample" in running:
+        require_own_output(spark, config)
 
 
 def _stages(config: RunConfig, stages: tuple[str, ...] | None) -> tuple[str, ...]:

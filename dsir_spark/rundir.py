@@ -29,12 +29,14 @@ from dsir_spark.compaction import compacted, should_compact
 from dsir_spark.config import (
     TABLE_PREFIX,
     ChunkingConfig,
+    ConfigError,
     DatasetConfig,
     FeatureConfig,
     FitConfig,
     ResampleConfig,
     RunConfig,
     ScoreConfig,
+    resolved_location,
 )
 from dsir_spark.counts import BucketCounts, dense_counts
 from dsir_spark.io import json_schemas, list_files, one_listing, read_dataset
@@ -51,6 +53,8 @@ from dsir_spark.records import (
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
 RECORD = "_dsir/stage.json"  # under "_": Parquet readers of the stage folder skip it
+# What the resample stage leaves in its output folder to know it again (readers skip "_" folders).
+OUTPUT_MARK = "_dsir/output.json"
 
 
 class StageOrderError(RuntimeError):
@@ -59,6 +63,10 @@ class StageOrderError(RuntimeError):
 
 class RunDirError(RuntimeError):
     """The run directory cannot be written."""
+
+
+class OutputConflict(ConfigError):
+    """resample.out_dir holds data that this run did not write: emptying it would lose that data."""
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -120,6 +128,48 @@ def _dataset_files(spark: SparkSession, dataset: DatasetConfig) -> list[tuple[st
     return [file for path in dataset.paths for file in list_files(spark, path)]
 
 
+def _folder_entries(spark: SparkSession, folder: str) -> list[str] | None:
+    """The names in ``folder`` (a file: itself), or None when nothing is there."""
+    local = direct_path(spark, folder)
+    if local is not None:
+        if os.path.isdir(local):
+            return os.listdir(local)
+        return [os.path.basename(local)] if os.path.exists(local) else None
+    try:
+        return [name for name, _, _ in list_files(spark, folder)] or None
+    except AnalysisException:  # a path that does not exist
+        return None
+
+
+def require_own_output(spark: SparkSession, config: RunConfig) -> None:
+    """Fails before any work when the resample stage would empty a folder holding something it did not
+    write: resample.out_dir must be absent, empty, or an earlier output of this run (its OUTPUT_MARK names
+    this run directory), unless resample.overwrite says to empty it anyway. The default out_dir, inside
+    the run directory, is the run's own."""
+    out_dir = config.resample.out_dir
+    if out_dir is None or out_dir.startswith(TABLE_PREFIX) or config.resample.overwrite:
+        return
+    entries = _folder_entries(spark, out_dir)
+    if not entries:
+        return
+    mark = read_json(spark, f"{out_dir.rstrip('/')}/{OUTPUT_MARK}")
+    if mark is not None and mark.get("run_dir") == resolved_location(config.run_dir):
+        return
+    whose = (f"the output of another run ({mark.get('run_dir')})" if mark is not None
+             else f"{len(entries)} entries dsir-spark did not write (e.g. {sorted(entries)[0]})")
+    raise OutputConflict(
+        f"resample.out_dir: {out_dir} holds {whose}, and the resample stage empties its output folder; choose "
+        "an empty or new folder, or set resample.overwrite: true to replace what is there"
+    )
+
+
+def mark_output(spark: SparkSession, config: RunConfig) -> None:
+    """Marks the output folder as this run's (see require_own_output)."""
+    out_dir = default_out_dir(config)
+    if not out_dir.startswith(TABLE_PREFIX):
+        write_json(spark, f"{out_dir.rstrip('/')}/{OUTPUT_MARK}", {"run_dir": resolved_location(config.run_dir)})
+
+
 def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
     """Makes the resample stage's published output and the report stop looking current: the output
     folder is emptied without a ``_SUCCESS`` marker, the report's record marked stale and its local files
@@ -132,6 +182,7 @@ def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
     elif not out_dir.startswith(TABLE_PREFIX):
         empty = spark.createDataFrame([], "dsir_incomplete string")
         overwrite(empty).parquet(out_dir)
+    mark_output(spark, config)
     report = stage_dir(config, "report")
     write_record(spark, report, {"stage": "report", "status": "stale"})
     local = local_path(report)
@@ -227,7 +278,9 @@ def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]
             if section != default:
                 settings[name] = asdict(section)
     if stage in ("resample", "report"):
-        settings["resample"] = _without_defaults(asdict(config.resample), ResampleConfig(), _NEWER_RESAMPLE)
+        # overwrite says what may be replaced, not what is selected
+        resample = {k: v for k, v in asdict(config.resample).items() if k != "overwrite"}
+        settings["resample"] = _without_defaults(resample, ResampleConfig(), _NEWER_RESAMPLE)
     if stage == "report":
         settings["report"] = asdict(config.report)
     return json.loads(json.dumps(settings))

@@ -132,6 +132,16 @@ def _fit_sample(spark: SparkSession, config: RunConfig, raw: DataFrame) -> tuple
                           max_chars=plain_text_bytes(spark, config.raw))
 
 
+def _small_fit_sample(config: RunConfig, raw: BucketCounts, sample_info: dict[str, Any]) -> str | None:
+    """What to say when a fit budget left the raw distribution fewer tokens than it has buckets."""
+    if sample_info.get("fraction", 1.0) >= 1.0 or raw.tokens >= config.features.num_buckets:
+        return None
+    return (f"fit.num_tokens_to_fit={config.fit.num_tokens_to_fit} gave a raw fit sample of {raw.documents:,} "
+            f"documents ({raw.tokens:,} tokens), fewer tokens than features.num_buckets="
+            f"{config.features.num_buckets:,}: most buckets' raw probability is then smoothing alone; raise "
+            "num_tokens_to_fit (auto = 100,000 x num_buckets) or use all")
+
+
 def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     inputs = input_fingerprint(spark, config)
     frames = read_inputs(spark, config, refresh=force)
@@ -168,6 +178,10 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
                              ids.null_ids, ids.duplicated, ids.examples)
         if problem:
             raise InputError(problem)
+        warning = _small_fit_sample(config, results[raw_index][0], sample_info)
+        if warning:
+            log.warning("stage count: %s", warning)
+            summary["warnings"] = [warning]
         for index, (dataset, (counts, bad)) in enumerate(zip(datasets, results)):
             extra = {"features": features, "dataset": asdict(dataset), "bad_records": bad}
             if index == raw_index:

@@ -39,8 +39,10 @@ from dsir_spark.rundir import (
     fingerprint,
     input_fingerprint,
     invalidate_outputs,
+    mark_output,
     open_dataset,
     publish_folder,
+    require_own_output,
     require_stage,
     stage_complete,
     stage_dir,
@@ -178,6 +180,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
     table = output_table(out_dir)
     if table and (force or not stage_complete(spark, config, "resample", inputs)):
         require_writable_table(spark, table, settings.table_mode, "resample.out_dir")
+    require_own_output(spark, config)
 
     raw_rows = good_rows(open_dataset(spark, config, config.raw))
     if settings.group_col:
@@ -221,6 +224,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             shards=settings.shards, seed=settings.seed,
         )
         extra = {"shards": publish_shards(spark, config, summary, inputs)} if settings.shards else {}
+        mark_output(spark, config)
         log.info("stage resample: selected by %s of %s", columns, scores_location(config))
         return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
                 "weight_columns": columns, "scores": scores_location(config),

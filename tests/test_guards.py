@@ -1,0 +1,172 @@
+"""What a run must never do to a user's data, and never pass: outputs that overlap inputs, documents
+read twice, incomplete shard sets, selections that are not what was asked (issue 30's cases)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+import pytest
+from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
+from test_failures import config_dict, nothing_counted, run_cli
+
+from dsir_spark.config import ConfigError, config_from_dict
+
+ROWS = [{"id": r["id"], "contents": r["contents"]} for r in read_jsonl(PILE)[:150]]
+
+
+def digest(folder) -> dict[str, str]:
+    """Every file under ``folder`` with the sha256 of its bytes: compared before and after a refused run."""
+    found = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                found[os.path.relpath(path, folder)] = hashlib.sha256(handle.read()).hexdigest()
+    return found
+
+
+@pytest.fixture
+def raw_folder(tmp_path):
+    folder = tmp_path / "raw"
+    write_jsonl(folder / "a.jsonl", ROWS[:75])
+    write_jsonl(folder / "b.jsonl", ROWS[75:])
+    return folder
+
+
+# ---------------------------------------------------------------------------------------- outputs
+
+
+@pytest.mark.parametrize("where", ["raw", "raw/", "raw/sub", "run/../raw", "file:raw", "link", "target", "parent"])
+def test_an_out_dir_over_an_input_is_refused_before_spark_and_the_input_is_untouched(tmp_path, capsys, raw_folder,
+                                                                                      where):
+    target = tmp_path / "target"
+    write_jsonl(target / "t.jsonl", read_jsonl(TARGET_C))
+    os.symlink(raw_folder, tmp_path / "link")
+    out_dir = {"file:raw": f"file:{raw_folder}", "parent": str(tmp_path)}.get(where, str(tmp_path / where))
+    config = config_dict(tmp_path / "run", raw_folder, out_dir=out_dir)
+    config["targets"][0]["paths"] = [str(target)]
+    before = digest(tmp_path)
+    code, line = run_cli(tmp_path, capsys, config)
+    assert code == 2
+    assert line.startswith(f"dsir-spark: config error: {tmp_path}/run.yaml: resample.out_dir: {out_dir} ")
+    assert "empties its output folder" in line or "run_dir" in line
+    assert digest(tmp_path) == {**before, "run.yaml": digest(tmp_path)["run.yaml"]}
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("out_dir", ["run", "run/scores", "run/sub/output", "."])
+def test_an_out_dir_over_the_run_directory_is_refused(tmp_path, out_dir):
+    config = config_dict(tmp_path / "run", "/data/raw.jsonl", out_dir=str(tmp_path / out_dir))
+    with pytest.raises(ConfigError, match=r"resample.out_dir: .* run_dir .*/run, whose folders the stages write"):
+        config_from_dict(config)
+
+
+def test_the_default_output_place_given_explicitly_is_accepted(tmp_path):
+    config = config_dict(tmp_path / "run", tmp_path / "raw.jsonl", out_dir=f"{tmp_path}/run/./output/")
+    assert config_from_dict(config).resample.out_dir.endswith("output/")
+
+
+def test_external_scores_and_input_tables_are_not_outputs(tmp_path):
+    config = config_dict(tmp_path / "run", tmp_path / "raw.jsonl", out_dir=str(tmp_path / "scores" / "x"),
+                         scores=str(tmp_path / "scores"))
+    with pytest.raises(ConfigError, match="lies inside .*scores, resample.scores"):
+        config_from_dict(config)
+    config = config_dict(tmp_path / "run", "table:main.docs", out_dir="table:MAIN.`docs`")
+    with pytest.raises(ConfigError, match="resample.out_dir: table:MAIN.`docs` is table:main.docs, an input of "
+                                          "dataset raw"):
+        config_from_dict(config)
+    config = config_dict(tmp_path / "run", "table:main.docs")
+    config["score"] = {"table": "main.docs"}
+    with pytest.raises(ConfigError, match="score.table: table:main.docs is table:main.docs"):
+        config_from_dict(config)
+
+
+def test_a_folder_holding_other_files_is_not_emptied_unless_overwrite_says_so(spark, tmp_path, capsys):
+    raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
+    kept = tmp_path / "kept"
+    (kept / "notes").mkdir(parents=True)
+    (kept / "notes" / "todo.txt").write_text("mine")
+    (kept / "data.parquet").write_bytes(b"PAR1 not dsir's")
+    before = digest(kept)
+    config = config_dict(tmp_path / "run", raw, out_dir=str(kept), output_format="json")
+    code, line = run_cli(tmp_path, capsys, config)
+    assert code == 2
+    assert line == (f"dsir-spark: config error: resample.out_dir: {kept} holds 2 entries dsir-spark did not write "
+                    "(e.g. data.parquet), and the resample stage empties its output folder; choose an empty or new "
+                    "folder, or set resample.overwrite: true to replace what is there")
+    assert digest(kept) == before and nothing_counted(tmp_path / "run")
+
+    config["resample"]["overwrite"] = True
+    assert run_cli(tmp_path, capsys, config) == (0, "")
+    assert len(read_jsonl_folder(kept)) == 20 and not (kept / "notes").exists()
+    # Now it is this run's own output: a new selection replaces it without overwrite.
+    del config["resample"]["overwrite"]
+    config["resample"]["num_to_sample"] = 7
+    assert run_cli(tmp_path, capsys, config) == (0, "")
+    assert len(read_jsonl_folder(kept)) == 7
+    # Another run may not take it over.
+    other = {**config, "run_dir": str(tmp_path / "run2")}
+    code, line = run_cli(tmp_path, capsys, other)
+    assert code == 2 and f"holds the output of another run ({tmp_path / 'run'})" in line
+
+
+def read_jsonl_folder(folder) -> list[dict]:
+    return [row for name in sorted(os.listdir(folder)) if name.endswith(".json")
+            for row in read_jsonl(folder / name)]
+
+
+# ---------------------------------------------------------------------------------------- settings
+
+
+def load(tmp_path, text: str):
+    from dsir_spark.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("run_dir: r\nraw: {paths: [a.jsonl]}\ntargets: [{paths: [b.jsonl]}]\n" + text)
+    return load_config(str(path))
+
+
+def test_numbers_in_exponent_form_are_numbers(tmp_path):
+    config = load(tmp_path, "resample: {temperature: 1e-6, num_tokens_to_sample: 3e9}\nfit: {regularization: 1E-3}")
+    assert config.resample.temperature == 1e-6 and config.fit.regularization == 1e-3
+    assert config.resample.num_tokens_to_sample == 3_000_000_000
+    with pytest.raises(ConfigError, match=r"resample.num_to_sample: expected an integer, got '1.5e0'"):
+        load(tmp_path, "resample: {num_to_sample: 1.5e0}")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("resample: {temperature: .inf}", "resample.temperature: expected a finite number, got inf"),
+    ("fit: {regularization: .nan}", "fit.regularization: expected a finite number, got nan"),
+    ("resample: {seed: 9223372036854775808}", "resample.seed=9223372036854775808; a seed must be a 64-bit integer"),
+    ("fit: {sample_seed: -9223372036854775809}", "fit.sample_seed=-9223372036854775809; a seed must be a 64-bit"),
+    ("fit: {target_proportions: [1.0]}", "fit.target_proportions is set but fit.separate_targets is false"),
+    ("resample: {seed: 1}\nreport: {}\nresample: {seed: 2}",
+     "c.yaml: line 6: the setting 'resample' is given twice in one section (also at line 4); keep one"),
+    ("resample: {seed: 1, top_k: true, seed: 2}", "line 4: the setting 'seed' is given twice in one section"),
+])
+def test_settings_that_used_to_pass_silently_are_refused(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(tmp_path, text)
+
+
+def test_a_missing_sample_size_and_a_bad_top_are_told_before_any_jvm_starts(tmp_path):
+    """JAVA_HOME points nowhere: a command that started a JVM would fail on that, not with these lines."""
+    import subprocess
+    import sys
+
+    import yaml
+    from cluster import REPO, spark_env
+
+    config = config_dict(tmp_path / "run", tmp_path / "raw.jsonl")
+    del config["resample"]["num_to_sample"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    env = {**spark_env(), "JAVA_HOME": "/nonexistent", "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin"}
+    for args, message in [
+        (["run"], "dsir-spark: config error: resample.num_to_sample is not set"),
+        (["explain", "--id", "x", "--top", "0"], "dsir-spark: config error: explain --top 0: give how many n-grams"),
+    ]:
+        done = subprocess.run([sys.executable, "-m", "dsir_spark.cli", *args, "--config", str(tmp_path / "c.yaml")],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr.startswith(message), done.stderr
