@@ -371,12 +371,36 @@ def _require_text(frame: DataFrame, config: DatasetConfig, path: str) -> None:
                          f"{field_type.simpleString()}, not string; point text_col at a string field")
 
 
+def _require_each_file_once(spark: SparkSession, config: DatasetConfig) -> None:
+    """Fails when two paths of a dataset read the same file or table (a folder and a file in it, a path
+    listed twice): its documents would be counted, scored and selected twice, under different ids."""
+    reader: dict[str, int] = {}
+    for index, path in enumerate(config.paths):
+        if path.startswith(TABLE_PREFIX):
+            names = [".".join(table_name_parts(path[len(TABLE_PREFIX):], "paths")).replace("`", "").lower()]
+        else:
+            try:
+                names = [name for name, _, _ in list_files(spark, path)]
+            except AnalysisException:  # a missing path: the reader says so
+                continue
+        for name in names:
+            first = reader.setdefault(name, index)
+            if first != index:
+                raise InputError(
+                    f"dataset {config.name}: {name} is read by two of its paths, {config.paths[first]} and {path}; "
+                    "each document must be read once: remove the overlap (a folder and a file in it, or a path "
+                    "listed twice)"
+                )
+
+
 def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[str | None] | None = None) -> DataFrame:
     """All rows of a dataset with their original columns, plus ``id`` and ``text`` prefixed ``__dsir_``.
 
     ``schemas`` (from ``json_schemas``, one per path) skips JSON schema inference. Use ``documents`` to
     get the (id, text) pairs that the stages work on.
     """
+    if len(config.paths) > 1:
+        _require_each_file_once(spark, config)
     frames = []
     limit = config.json_max_string_length or JSON_MAX_STRING_LENGTH
     for index, path in enumerate(config.paths):

@@ -49,6 +49,7 @@ from dsir_spark.records import (
     write_json,
     write_table,
 )
+from dsir_spark.shards import MANIFEST, ShardError, read_manifest
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
@@ -152,7 +153,7 @@ def require_own_output(spark: SparkSession, config: RunConfig) -> None:
     entries = _folder_entries(spark, out_dir)
     if not entries:
         return
-    mark = read_json(spark, f"{out_dir.rstrip('/')}/{OUTPUT_MARK}")
+    mark = read_json(spark, f"{out_dir.rstrip('/')}/{OUTPUT_MARK}") or _shards_mark(out_dir, entries)
     if mark is not None and mark.get("run_dir") == resolved_location(config.run_dir):
         return
     whose = (f"the output of another run ({mark.get('run_dir')})" if mark is not None
@@ -163,8 +164,18 @@ def require_own_output(spark: SparkSession, config: RunConfig) -> None:
     )
 
 
+def _shards_mark(out_dir: str, entries: list[str]) -> dict[str, Any] | None:
+    """Shards keep their folder free of anything but shards: their manifest names the run directory."""
+    if MANIFEST not in entries:
+        return None
+    try:
+        return read_manifest(out_dir)
+    except ShardError:
+        return None
+
+
 def mark_output(spark: SparkSession, config: RunConfig) -> None:
-    """Marks the output folder as this run's (see require_own_output)."""
+    """Marks the output folder as this run's (see require_own_output; shards: their manifest)."""
     out_dir = default_out_dir(config)
     if not out_dir.startswith(TABLE_PREFIX):
         write_json(spark, f"{out_dir.rstrip('/')}/{OUTPUT_MARK}", {"run_dir": resolved_location(config.run_dir)})

@@ -275,10 +275,33 @@ def _rows_in(fs: pafs.FileSystem, path: str, name: str) -> int:
     return rows
 
 
+def _check_manifest_sums(folder: str, manifest: dict[str, Any]) -> None:
+    """The manifest agrees with itself: its files numbered 0, 1, ... with none left out, its totals the
+    sums of its files, the selection's documents and tokens those totals."""
+    files = manifest["files"]
+    expected_names = [file_name(i, manifest["format"], manifest["shards"]["compression"]) for i in range(len(files))]
+    for entry, name in zip(files, expected_names):
+        if entry["name"] != name:
+            raise ShardError(f"{folder}/{MANIFEST}: lists {entry['name']} where {name} belongs: a shard and its entry "
+                             "were removed or renamed; write the shards again")
+    totals = manifest.get("totals", {})
+    sums = {"files": len(files), **{k: sum(e[k] for e in files) for k in ("rows", "tokens", "bytes", "json_bytes")}}
+    selection = manifest.get("selection", {})
+    claims = [(f"totals.{k}", totals.get(k), v) for k, v in sums.items()]
+    claims += [("selection.documents", selection.get("documents"), sums["rows"]),
+               ("selection.tokens", selection.get("tokens"), sums["tokens"])]
+    for claim, said, found in claims:
+        if said != found:
+            raise ShardError(f"{folder}/{MANIFEST}: {claim} says {said}, its files add up to {found}: the set is "
+                             "incomplete or the manifest was edited; write the shards again")
+
+
 def verify(folder: str) -> dict[str, Any]:
     """Re-reads the shards in ``folder`` against its manifest (every file's bytes, sha256 and rows, and
-    no data file the manifest does not list); raises ShardError naming the first file that differs."""
+    no data file the manifest does not list) and the manifest against itself (see _check_manifest_sums);
+    raises ShardError naming the first file or figure that differs."""
     manifest = read_manifest(folder)
+    _check_manifest_sums(folder, manifest)
     fs, root = filesystem(folder)
     listed = {entry["name"] for entry in manifest["files"]}
     present = {info.base_name for info in fs.get_file_info(pafs.FileSelector(root)) if info.is_file}

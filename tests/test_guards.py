@@ -170,3 +170,18 @@ def test_a_missing_sample_size_and_a_bad_top_are_told_before_any_jvm_starts(tmp_
         done = subprocess.run([sys.executable, "-m", "dsir_spark.cli", *args, "--config", str(tmp_path / "c.yaml")],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and done.stderr.startswith(message), done.stderr
+
+
+# ---------------------------------------------------------------------------------------- inputs
+
+
+@pytest.mark.parametrize("paths", [["raw", "raw/a.jsonl"], ["raw/a.jsonl", "raw/a.jsonl"], ["raw/*.jsonl", "raw"]])
+def test_each_file_is_read_once_or_the_overlap_is_named(spark, tmp_path, capsys, raw_folder, paths):
+    config = config_dict(tmp_path / "run", raw_folder)
+    del config["raw"]["id_col"]  # generated ids: the same document twice would get two ids
+    config["raw"]["paths"] = [str(tmp_path / p) for p in paths]
+    code, line = run_cli(tmp_path, capsys, config)
+    assert code == 3 and nothing_counted(tmp_path / "run")
+    assert line == (f"dsir-spark: dataset raw: file:{raw_folder}/a.jsonl is read by two of its paths, "
+                    f"{tmp_path / paths[0]} and {tmp_path / paths[1]}; each document must be read once: remove the "
+                    "overlap (a folder and a file in it, or a path listed twice)")

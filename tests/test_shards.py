@@ -62,6 +62,7 @@ def check_against_manifest(spark, config: RunConfig) -> tuple[dict, list[list[di
     tokens = {r["id"]: r["num_tokens"] for r in spark.read.parquet(f"{config.run_dir}/scores").collect()}
     shards = []
     assert sorted(p.name for p in out.iterdir()) == sorted([e["name"] for e in manifest["files"]] + ["manifest.json"])
+    assert manifest["run_dir"] == str(Path(config.run_dir).resolve())
     for index, entry in enumerate(manifest["files"]):
         path = out / entry["name"]
         rows = rows_of(path)
@@ -123,6 +124,40 @@ def test_a_token_budget_written_as_shards_and_a_damaged_shard_fails_verify(spark
         verify(config.resample.out_dir)
     assert main(["verify", "--config", str(config_file)]) == 3
     assert capsys.readouterr().err.startswith(f"dsir-spark: {damaged}: ")
+
+
+@pytest.mark.parametrize("change", ["last shard and entry", "middle shard and entry", "totals", "extra shard",
+                                    "selection documents"])
+def test_verify_fails_on_an_incomplete_set_or_a_manifest_that_does_not_add_up(spark, scored, tmp_path, capsys,
+                                                                             change):
+    config = resample(spark, scored, f"verify_{change.replace(' ', '_')}", output_format="json",
+                      shards=ShardConfig(num_files=4, compression="none"))
+    out = Path(config.resample.out_dir)
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = manifest["files"]
+    assert verify(str(out)) == {"files": 4, "rows": 300}
+    if change == "last shard and entry":
+        (out / files[-1]["name"]).unlink()
+        manifest["files"] = files[:-1]
+        message = "totals.files says 4, its files add up to 3"
+    elif change == "middle shard and entry":
+        (out / files[1]["name"]).unlink()
+        manifest["files"] = [files[0], *files[2:]]
+        message = "lists 00002.jsonl where 00001.jsonl belongs: a shard and its entry were removed or renamed"
+    elif change == "totals":
+        manifest["totals"]["rows"] += 1
+        message = "totals.rows says 301, its files add up to 300"
+    elif change == "extra shard":
+        (out / "00004.jsonl").write_text((out / files[0]["name"]).read_text())
+        message = "00004.jsonl: a file the manifest does not list"
+    else:
+        manifest["selection"]["documents"] = 299
+        message = "selection.documents says 299, its files add up to 300"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(json.dumps(config.to_dict()))
+    assert main(["verify", "--config", str(config_file)]) == 3
+    assert message in capsys.readouterr().err
 
 
 def test_hugging_face_datasets_reads_the_shards_as_they_are(spark, scored):

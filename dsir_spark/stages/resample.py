@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.chunks import expand_chunks, is_chunked
-from dsir_spark.config import RunConfig, ShardConfig, require_sample_size
+from dsir_spark.config import RunConfig, ShardConfig, require_sample_size, resolved_location
 from dsir_spark.estimators import load_model
 from dsir_spark.features import requested_implementation
 from dsir_spark.io import (
@@ -124,6 +124,7 @@ def publish_shards(spark: SparkSession, config: RunConfig, summary: dict[str, An
             "tokens": totals["tokens"], "thresholds": summary["thresholds"], "lowest_log_weight": lowest,
         },
         "features": asdict(config.features), "featurizer": requested_implementation(),
+        "run_dir": resolved_location(config.run_dir),
         "dsir_spark": __version__, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_manifest(staging, manifest)
@@ -224,7 +225,8 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             shards=settings.shards, seed=settings.seed,
         )
         extra = {"shards": publish_shards(spark, config, summary, inputs)} if settings.shards else {}
-        mark_output(spark, config)
+        if not settings.shards:  # shards: the manifest names the run directory
+            mark_output(spark, config)
         log.info("stage resample: selected by %s of %s", columns, scores_location(config))
         return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
                 "weight_columns": columns, "scores": scores_location(config),
