@@ -43,6 +43,8 @@ ID_EXAMPLES = 5
 # column holding the labels.
 LABELS = -3_000_000
 LABEL = "__dsir_label"
+# The group of the document-length rows of a count pass (bucket: a length in tokens, count: documents).
+LENGTHS = -4_000_000
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,17 @@ def _label_rows(tallied: dict[tuple[int, str | None], int]) -> pa.RecordBatch:
         names=["grp", BUCKET, COUNT, NGRAM])
 
 
+def _length_rows(lengths: dict[int, int]) -> pa.RecordBatch:
+    """One (LENGTHS, length, documents) row per document length seen."""
+    return pa.RecordBatch.from_arrays(
+        [pa.array(np.full(len(lengths), LENGTHS, dtype=np.int32)), pa.array(list(lengths), pa.int32()),
+         pa.array(list(lengths.values()), pa.int64()), pa.nulls(len(lengths), pa.string())],
+        names=["grp", BUCKET, COUNT, NGRAM])
+
+
 def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[int, frozenset[int] | None],
-                    string_chars: int, strings_only: frozenset[int], id_groups: frozenset[int], labelled: bool):
+                    string_chars: int, strings_only: frozenset[int], id_groups: frozenset[int], labelled: bool,
+                    length_groups: frozenset[int]):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = make_featurizer(config, implementation)
         compiled = int(featurizer.name == "compiled")
@@ -119,6 +130,7 @@ def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[in
         tallies = {group: NgramTally(config, implementation, string_chars, buckets)
                    for group, buckets in strings.items()}
         labels: dict[tuple[int, str | None], int] = {}
+        lengths: dict[int, int] = {}  # documents per length in tokens, over the length_groups
         for batch in batches:
             groups = batch.column(GROUP).to_numpy(zero_copy_only=False)
             if labelled:
@@ -144,6 +156,10 @@ def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[in
                     total[1] += int(num_tokens[in_group].sum())
                     total[2] += int(nulls[in_group].sum())
                     total[3] += int(in_group.sum()) * compiled
+                    if group in length_groups:
+                        values, times = np.unique(np.minimum(num_tokens[in_group], 2**31 - 1), return_counts=True)
+                        for value, n in zip(values.tolist(), times.tolist()):
+                            lengths[value] = lengths.get(value, 0) + n
             for group, tally in tallies.items():
                 for d in np.flatnonzero(groups == group) if not tally.full else ():
                     tally.add(batch.column(TEXT)[int(d)].as_py())
@@ -158,6 +174,8 @@ def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[in
             )
         if labels:
             yield _label_rows(labels)
+        if lengths:
+            yield _length_rows(lengths)
         for tally in tallies.values():
             if tally.seen:
                 buckets, grams, counts = tally.columns()
@@ -187,6 +205,7 @@ class CountPass:
     strings: pd.DataFrame
     ids: IdCheck = IdCheck()
     labels: dict[int, dict[str | None, int]] = dataclass_field(default_factory=dict)
+    lengths: dict[int, int] = dataclass_field(default_factory=dict)
 
 
 def _id_check(rows: pd.DataFrame) -> IdCheck:
@@ -200,7 +219,8 @@ def _id_check(rows: pd.DataFrame) -> IdCheck:
 def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
                strings: Mapping[int, Iterable[int] | None] | None = None, string_chars: int = STRING_SAMPLE_CHARS,
                strings_only: Iterable[int] = (), per_bucket: int = STRINGS_PER_BUCKET,
-               id_groups: Iterable[int] = (), labels: Column | None = None) -> CountPass:
+               id_groups: Iterable[int] = (), labels: Column | None = None,
+               length_groups: Iterable[int] = ()) -> CountPass:
     """Counts per value of an integer ``group`` expression in one pass over ``documents`` (``text``).
     With ``strings`` (group -> buckets, None: all), the n-gram strings behind those buckets too, from at
     most ``string_chars`` characters of each such group's text per task (see ngrams.NgramTally);
@@ -216,7 +236,8 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
         columns.append(labels.cast("string").alias(LABEL))
     partials = documents.select(*columns).mapInArrow(
         _partial_counts(config, requested_implementation(), wanted, string_chars,
-                        frozenset(int(g) for g in strings_only), checked, labels is not None), _PARTIAL_SCHEMA
+                        frozenset(int(g) for g in strings_only), checked, labels is not None,
+                        frozenset(int(g) for g in length_groups)), _PARTIAL_SCHEMA
     )
     totals = partials.groupBy("grp", BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
     is_strings, is_ids = F.col("grp") == F.lit(STRINGS), F.col("grp") == F.lit(IDS)
@@ -234,8 +255,10 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
     labelled: dict[int, dict[str | None, int]] = {}
     for group, label, count in rows[rows["grp"] == LABELS][[BUCKET, NGRAM, COUNT]].itertuples(index=False):
         labelled.setdefault(int(group), {})[label] = int(count)
+    lengths = rows[rows["grp"] == LENGTHS]
+    lengths = {int(b): int(c) for b, c in zip(lengths[BUCKET], lengths[COUNT])}
     result = {}
-    for grp, part in rows[~rows["grp"].isin([STRINGS, IDS, LABELS])].groupby("grp"):
+    for grp, part in rows[~rows["grp"].isin([STRINGS, IDS, LABELS, LENGTHS])].groupby("grp"):
         sums = dict(zip(part[BUCKET].astype(int), part[COUNT].astype(np.int64)))
         real = part[part[BUCKET] >= 0]
         result[int(grp)] = BucketCounts(
@@ -245,7 +268,7 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
             null_texts=int(sums.get(_NULL_TEXTS, 0)),
             compiled_documents=int(sums.get(_COMPILED_DOCS, 0)),
         )
-    return CountPass(result, strings, ids, labelled)
+    return CountPass(result, strings, ids, labelled, lengths)
 
 
 def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Column) -> dict[int, BucketCounts]:

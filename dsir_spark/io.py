@@ -84,6 +84,7 @@ class SeenInputs:
 
     listings: dict[str, list[tuple[str, int, int]]] = dataclass_field(default_factory=dict)
     frames: dict[str, DataFrame] = dataclass_field(default_factory=dict)
+    refreshed: set[str] = dataclass_field(default_factory=set)  # frames opened after checking their files
 
 
 _SEEN: ContextVar[SeenInputs | None] = ContextVar("dsir_seen_inputs", default=None)

@@ -17,8 +17,13 @@ from dsir_spark.records import NeedsSession
 from dsir_spark.rundir import STAGES, complete_record, input_fingerprint, require_own_output
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
-from dsir_spark.stages.report import report_stage
-from dsir_spark.stages.resample import check_external_scores, resample_stage
+from dsir_spark.stages.report import raw_for_report, report_stage
+from dsir_spark.stages.resample import (
+    check_external_scores,
+    check_selectable_from_counts,
+    raw_for_resample,
+    resample_stage,
+)
 from dsir_spark.stages.score import score_stage
 
 log = logging.getLogger("dsir_spark")
@@ -62,6 +67,16 @@ def check_output_tables(spark: SparkSession, config: RunConfig, steps: list[Step
         require_own_output(spark, config)
 
 
+def check_columns(spark: SparkSession, config: RunConfig, running: set[str]) -> None:
+    """The raw columns the later stages need (group and label columns, no column the output adds itself),
+    checked from the schema before any pass over the data."""
+    refresh = "count" in running  # the count stage's own opening of raw, made once (see rundir.open_dataset)
+    if "resample" in running:
+        raw_for_resample(spark, config, refresh)
+    if "report" in running and config.report.enabled and config.report.label_col:
+        raw_for_report(spark, config, refresh)
+
+
 def _stages(config: RunConfig, stages: tuple[str, ...] | None) -> tuple[str, ...]:
     if stages is not None:
         return stages
@@ -95,13 +110,17 @@ def run_pipeline(
             held(spark, config.run_dir, config.lease_timeout_seconds, take_over):
         steps = plan(spark, config, force, _stages(config, stages))
         check_output_tables(spark, config, steps)
-        if config.resample.scores and any(step.runs for step in steps if step.stage == "resample"):
+        running = {step.stage for step in steps if step.runs}
+        check_columns(spark, config, running)
+        if config.resample.scores and "resample" in running:
             check_external_scores(spark, config)  # before count and fit run
         records = {}
         for step in steps:
             if not step.runs:  # complete with the same settings: nothing of it is read again
                 log.info("stage %s: complete with the same settings, skipped", step.stage)
                 records[step.stage] = {**step.record, "skipped": True}
-                continue
-            records[step.stage] = RUNNERS[step.stage](spark, config, force=True)
+            else:
+                records[step.stage] = RUNNERS[step.stage](spark, config, force=True)
+            if step.stage == "count" and "resample" in running:
+                check_selectable_from_counts(config, records["count"])  # before fit and score
         return records

@@ -267,23 +267,53 @@ def _require_finite(sizes, column: str, index: int, total: int) -> None:
         )
 
 
-def check_selectable(scores: DataFrame, weight_cols: list[str], num_to_sample: int,
-                     min_example_length: int) -> tuple[int, int, int]:
+def require_enough(num_to_sample: int | None, num_tokens: int | None, total: int, eligible: int, tokens: int,
+                   shortest: int | None, min_example_length: int) -> None:
+    """Fails unless the eligible documents (``eligible`` of ``total``, holding ``tokens``, the shortest
+    ``shortest`` long) can give ``num_to_sample`` documents, or a non-empty selection within a token
+    budget of ``num_tokens`` that does not simply take them all."""
+    counted = (f"{eligible:,} of {total:,} documents are eligible (at least min_example_length={min_example_length} "
+               "tokens)")
+    if num_to_sample is not None and num_to_sample > eligible:
+        raise ResampleError(f"resample.num_to_sample={num_to_sample} but only {counted}; lower num_to_sample or "
+                            "min_example_length")
+    if not num_tokens:  # none, or 0: an empty selection asked for
+        return
+    if num_tokens > tokens:
+        raise ResampleError(f"resample.num_tokens_to_sample={num_tokens:,} but {counted}, holding {tokens:,} tokens "
+                            "in all: it would select every one of them; lower num_tokens_to_sample (or "
+                            "min_example_length)")
+    if shortest is not None and num_tokens < shortest:
+        raise ResampleError(f"resample.num_tokens_to_sample={num_tokens:,} selects no document: the shortest eligible "
+                            f"document has {shortest:,} tokens; raise num_tokens_to_sample")
+
+
+def check_selectable(scores: DataFrame, weight_cols: list[str], num_to_sample: int | None,
+                     min_example_length: int, num_tokens: int | None = None) -> tuple[int, int, int]:
     """(documents, eligible documents, their tokens) of the scores, in one pass that also fails on
-    weights that are not finite and on a num_to_sample above the eligible documents."""
+    weights that are not finite and on a request the eligible documents cannot meet (require_enough)."""
     long_enough = F.col(NUM_TOKENS) >= F.lit(min_example_length)
     not_finite = [count for i, c in enumerate(weight_cols) for count in _not_finite_counts(c, i)]
     sizes = scores.agg(F.count("*").alias("total"), F.count(F.when(long_enough, 1)).alias("eligible"),
-                       F.sum(F.when(long_enough, F.col(NUM_TOKENS))).alias("tokens"), *not_finite).first()
-    total, eligible_count = int(sizes["total"]), int(sizes["eligible"])
+                       F.sum(F.when(long_enough, F.col(NUM_TOKENS))).alias("tokens"),
+                       F.min(F.when(long_enough, F.col(NUM_TOKENS))).alias("shortest"), *not_finite).first()
+    total, eligible_count, tokens = int(sizes["total"]), int(sizes["eligible"]), int(sizes["tokens"] or 0)
     for i, column in enumerate(weight_cols):
         _require_finite(sizes, column, i, total)
-    if num_to_sample > eligible_count:
-        raise ResampleError(
-            f"resample.num_to_sample={num_to_sample} but only {eligible_count} of {total} documents are eligible "
-            f"(at least min_example_length={min_example_length} tokens); lower num_to_sample or min_example_length"
-        )
-    return total, eligible_count, int(sizes["tokens"] or 0)
+    require_enough(num_to_sample, num_tokens, total, eligible_count, tokens, sizes["shortest"], min_example_length)
+    return total, eligible_count, tokens
+
+
+def require_budget_used(summary: dict[str, Any]) -> None:
+    """Fails when a token budget (or a target's share of it) selected no document: the first document in
+    key order did not fit, so the selection would be empty though tokens were asked for."""
+    budget = summary.get("num_tokens_to_sample")
+    for target, (wanted, threshold) in enumerate(zip(summary["per_target"], summary["thresholds"])):
+        if budget and wanted and threshold is not None and threshold["documents"] == 0:
+            share = f" (target {target}'s share of {budget:,})" if len(summary["per_target"]) > 1 else ""
+            raise ResampleError(f"resample.num_tokens_to_sample: a budget of {wanted:,} tokens{share} selects no "
+                                "document: the first document in key order is longer than that; raise "
+                                "num_tokens_to_sample")
 
 
 def split_across_targets(num_to_sample: int, proportions: list[float]) -> list[int]:
@@ -322,8 +352,8 @@ def select(
         raise ValueError("give exactly one of num_to_sample and num_tokens")
     started = time.time()
     eligible = scores.where(F.col(NUM_TOKENS) >= F.lit(min_example_length))
-    total, eligible_count, eligible_tokens = sizes or check_selectable(scores, weight_cols, num_to_sample or 0,
-                                                                       min_example_length)
+    total, eligible_count, eligible_tokens = sizes or check_selectable(scores, weight_cols, num_to_sample,
+                                                                       min_example_length, num_tokens)
     amount = num_to_sample if num_tokens is None else num_tokens
     if len(weight_cols) > 1:
         even = [1.0 / len(weight_cols)] * len(weight_cols)

@@ -93,11 +93,13 @@ def open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig,
     small files is read from its snapshot in ``<run_dir>/_dsir/compacted/<dataset>`` (see compaction).
     Within a run (``io.one_listing``) its files are listed once and the dataset is opened once: every
     stage reuses the frame, a plan whose making costs the driver about a second of Spark's analysis
-    (``refresh`` opens it again)."""
+    (``refresh`` opens it again, once per run)."""
     key = json.dumps([id(spark), config.run_dir, asdict(dataset)], sort_keys=True, default=str)
     with one_listing() as seen:
-        if key not in seen.frames or refresh:
+        if key not in seen.frames or (refresh and key not in seen.refreshed):
             seen.frames[key] = _open_dataset(spark, config, dataset, refresh)
+        if refresh:
+            seen.refreshed.add(key)
         return seen.frames[key]
 
 

@@ -185,3 +185,99 @@ def test_each_file_is_read_once_or_the_overlap_is_named(spark, tmp_path, capsys,
     assert line == (f"dsir-spark: dataset raw: file:{raw_folder}/a.jsonl is read by two of its paths, "
                     f"{tmp_path / paths[0]} and {tmp_path / paths[1]}; each document must be read once: remove the "
                     "overlap (a folder and a file in it, or a path listed twice)")
+
+
+# ---------------------------------------------------------------------------------------- selections
+
+
+def raw_lengths() -> list[int]:
+    """Every document's tokens as the score stage counts them (the reference's wordpunct)."""
+    from dsir_spark.config import FeatureConfig
+    from dsir_spark.features import make_featurizer
+
+    return [int(n) for n in make_featurizer(FeatureConfig()).token_counts([r["contents"] for r in ROWS])]
+
+
+def fitted(run_dir) -> bool:
+    from dsir_spark.records import read_json
+    from dsir_spark.rundir import RECORD
+
+    return (read_json(None, f"{run_dir}/model/{RECORD}") or {}).get("status") == "done"
+
+
+@pytest.mark.parametrize("request_,message", [
+    ({"num_to_sample": 1000}, "resample.num_to_sample=1000 but only {eligible:,} of 150 documents are eligible "
+                              "(at least min_example_length=100 tokens); lower num_to_sample or min_example_length"),
+    ({"num_to_sample": None, "num_tokens_to_sample": "{tokens_plus}"},
+     "resample.num_tokens_to_sample={tokens_plus:,} but {eligible:,} of 150 documents are eligible (at least "
+     "min_example_length=100 tokens), holding {tokens:,} tokens in all: it would select every one of them; lower "
+     "num_tokens_to_sample (or min_example_length)"),
+    ({"num_to_sample": None, "num_tokens_to_sample": "{short_minus}"},
+     "resample.num_tokens_to_sample={short_minus:,} selects no document: the shortest eligible document has "
+     "{shortest:,} tokens; raise num_tokens_to_sample"),
+])
+def test_a_request_the_raw_documents_cannot_meet_fails_after_count_before_fit(spark, tmp_path, capsys, request_,
+                                                                             message):
+    lengths = [n for n in raw_lengths() if n >= 100]
+    facts = {"eligible": len(lengths), "tokens": sum(lengths), "shortest": min(lengths),
+             "tokens_plus": sum(lengths) + 1, "short_minus": min(lengths) - 1}
+    resample = {k: (int(v.format(**facts)) if isinstance(v, str) else v) for k, v in request_.items()}
+    raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
+    code, line = run_cli(tmp_path, capsys, config_dict(tmp_path / "run", raw, **resample))
+    assert (code, line) == (3, "dsir-spark: " + message.format(**facts))
+    assert not nothing_counted(tmp_path / "run") and not fitted(tmp_path / "run")
+
+
+def test_with_a_sampled_fit_the_request_is_checked_when_the_scores_are_there(spark, tmp_path, capsys):
+    lengths = [n for n in raw_lengths() if n >= 100]
+    raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
+    config = config_dict(tmp_path / "run", raw, num_to_sample=None, num_tokens_to_sample=min(lengths) - 1)
+    config["fit"]["num_tokens_to_fit"] = 20_000  # a sample: the count stage does not see every length
+    code, line = run_cli(tmp_path, capsys, config)
+    assert code == 3 and line.endswith(f"selects no document: the shortest eligible document has {min(lengths):,} "
+                                       "tokens; raise num_tokens_to_sample")
+    assert fitted(tmp_path / "run") and not (tmp_path / "run" / "output" / "_SUCCESS").exists()
+
+
+def test_a_budget_whose_first_document_does_not_fit_is_an_error_not_an_empty_selection(spark, tmp_path, capsys):
+    raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
+    config = config_dict(tmp_path / "run", raw, top_k=True)
+    assert run_cli(tmp_path, capsys, config) == (0, "")
+    scores = spark.read.parquet(str(tmp_path / "run" / "scores")).where("num_tokens >= 100").toPandas()
+    first = scores.sort_values(["log_weight", "id"], ascending=[False, True]).iloc[0]
+    assert scores["num_tokens"].min() < first["num_tokens"]  # a budget between them fits some, not the first
+    budget = int(first["num_tokens"]) - 1
+    config["resample"].update(num_to_sample=None, num_tokens_to_sample=budget)
+    code, line = run_cli(tmp_path, capsys, config)
+    assert (code, line) == (3, f"dsir-spark: resample.num_tokens_to_sample: a budget of {budget:,} "
+                               "tokens selects no document: the first document in key order is longer than that; "
+                               "raise num_tokens_to_sample")
+    assert not (tmp_path / "run" / "output" / "_SUCCESS").exists()
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"report": {"label_col": "metadata.pile_set_nme"}}, "dataset raw: label column 'metadata.pile_set_nme' not "
+                                                          "found; columns are ['contents', 'id', 'metadata']; set "
+                                                          "report.label_col (nested fields as parent.child)"),
+    ({"resample": {"num_to_sample": 20, "group_col": "source", "max_share": 0.5}},
+     "dataset raw: group column 'source' not found; columns are ['contents', 'id', 'metadata']"),
+    ({"rename": "dsir_target"}, "dataset raw: it has a column 'dsir_target', which the selected documents get from "
+                                "dsir-spark; rename that column, or set resample.add_dsir_columns: false"),
+    ({"rename": "dsir_id", "raw": {"id_col": None}},
+     "dataset raw: it has a column 'dsir_id', which the selected documents get from dsir-spark; rename that column, "
+     "or set raw.id_col to a column of unique ids"),
+])
+def test_columns_the_later_stages_need_are_checked_before_any_pass(spark, tmp_path, capsys, change, message):
+    rows = [{**r, "metadata": {"pile_set_name": "x"}} for r in ROWS]
+    if "rename" in change:
+        rows = [{**r, change["rename"]: "mine"} for r in rows]
+    raw = write_jsonl(tmp_path / "raw.jsonl", rows)
+    config = config_dict(tmp_path / "run", raw)
+    for section in ("report", "resample", "raw"):
+        config[section] = {**config[section], **change.get(section, {})}
+    if config["raw"]["id_col"] is None:
+        del config["raw"]["id_col"]
+    config["report"]["enabled"] = True
+    code, line = run_cli(tmp_path, capsys, config)
+    assert code == 3 and line.startswith("dsir-spark: " + message), line
+    assert nothing_counted(tmp_path / "run")

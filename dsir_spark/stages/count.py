@@ -157,9 +157,15 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         union = parts[0]
         for other in parts[1:]:
             union = union.unionByName(other)
+        # Every raw document's length too, when all of raw is featurized: the request is then checked
+        # before fit and score (see stages.resample.check_selectable_from_counts).
         counted = count_pass(union, config.features, F.col(GROUP),
-                             id_groups=[_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)])
+                             id_groups=[_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)],
+                             length_groups=[_group(raw_index, GOOD)] if in_sample is None else [])
         summary: dict[str, Any] = {"targets": {}, "bad_records": {}}
+        if in_sample is None:
+            lengths = sorted(counted.lengths.items())
+            summary["raw_lengths"] = {"tokens": [n for n, _ in lengths], "documents": [d for _, d in lengths]}
         results = []
         for index, (dataset, df) in enumerate(zip(datasets, frames)):
             what = f"target dataset {dataset.name}" if index < raw_index else "raw dataset"

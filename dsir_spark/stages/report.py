@@ -76,6 +76,15 @@ def _recorded_sizes(record: dict[str, Any]) -> tuple[int, tuple[int, int, int]] 
     return record["selected"], (record["documents"], record["eligible"], record["eligible_tokens"])
 
 
+def raw_for_report(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
+    """The raw dataset's documents (``refresh``: see rundir.open_dataset), failing on a missing
+    report.label_col: found before any work, not after the selection is published."""
+    raw = good_rows(open_dataset(spark, config, config.raw, refresh))
+    if config.report.label_col:
+        require_column(raw, config.raw, config.report.label_col, "label", "report.label_col")
+    return raw
+
+
 def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
     inputs = input_fingerprint(spark, config)
@@ -84,10 +93,8 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
         return {"stage": "report", "skipped": True, "reason": reason}
-    raw = good_rows(open_dataset(spark, config, config.raw))
+    raw = raw_for_report(spark, config)
     label_col = config.report.label_col
-    if label_col:
-        require_column(raw, config.raw, label_col, "label", "report.label_col")
     folder = stage_dir(config, "report")
 
     def work() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dsir_spark.config import RunConfig, ShardConfig, require_sample_size, resol
 from dsir_spark.estimators import load_model
 from dsir_spark.features import requested_implementation
 from dsir_spark.io import (
+    GENERATED_ID,
     ID,
     InputError,
     check_ids,
@@ -31,9 +32,9 @@ from dsir_spark.io import (
     require_writable_table,
     write_table,
 )
-from dsir_spark.model import NUM_TOKENS
+from dsir_spark.model import CHUNK, DOC_ID, NUM_TOKENS
 from dsir_spark.records import direct_path, overwrite
-from dsir_spark.resampling import KEY, ResampleError, check_selectable, select
+from dsir_spark.resampling import KEY, ResampleError, check_selectable, require_budget_used, require_enough, select
 from dsir_spark.rundir import (
     default_out_dir,
     fingerprint,
@@ -149,7 +150,8 @@ def check_external_scores(spark: SparkSession, config: RunConfig) -> None:
             "dataset's ids, with their type (cast the scores' id column, or set raw.id_col to match)"
         )
     require_sample_size(config.resample)
-    check_selectable(scores, columns, config.resample.num_to_sample or 0, config.resample.min_example_length)
+    check_selectable(scores, columns, config.resample.num_to_sample, config.resample.min_example_length,
+                     config.resample.num_tokens_to_sample)
 
 
 def _why_missing(spark: SparkSession, config: RunConfig, inputs: str) -> Callable[[], str]:
@@ -165,6 +167,39 @@ def _why_missing(spark: SparkSession, config: RunConfig, inputs: str) -> Callabl
         return ("the raw files look unchanged (same sizes and modification times); if they were rewritten in "
                 "place, run again with --force")
     return why
+
+
+def check_selectable_from_counts(config: RunConfig, counted: dict[str, Any]) -> None:
+    """The request checked against the raw documents' lengths that the count stage recorded (when it
+    featurized all of raw, as the score stage will): fails before fit and score, not after them. Chunks
+    and external scores are other documents: they are checked when the resample stage reads them."""
+    lengths = counted.get("raw_lengths")
+    if lengths is None or config.chunking.tokens or config.resample.scores:
+        return
+    settings = config.resample
+    pairs = [(n, d) for n, d in zip(lengths["tokens"], lengths["documents"]) if n >= settings.min_example_length]
+    require_enough(settings.num_to_sample, settings.num_tokens_to_sample, sum(lengths["documents"]),
+                   sum(d for _, d in pairs), sum(n * d for n, d in pairs), min((n for n, _ in pairs), default=None),
+                   settings.min_example_length)
+
+
+def raw_for_resample(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
+    """The raw dataset's documents (``refresh``: see rundir.open_dataset), failing on what would stop the
+    resample stage late: a missing resample.group_col, or a raw column the output adds itself."""
+    raw_rows = good_rows(open_dataset(spark, config, config.raw, refresh))
+    if config.resample.group_col:
+        require_column(raw_rows, config.raw, config.resample.group_col, "group", "resample.group_col")
+    added = {DOC_ID: "set chunking.tokens: 0", CHUNK: "set chunking.tokens: 0"} if config.chunking.tokens else {}
+    if config.resample.add_dsir_columns:
+        added.update(dsir_log_weight="set resample.add_dsir_columns: false",
+                     dsir_target="set resample.add_dsir_columns: false")
+    if config.raw.id_col is None:
+        added[GENERATED_ID] = "set raw.id_col to a column of unique ids"
+    for column, how in added.items():
+        if column in original_columns(raw_rows):
+            raise InputError(f"dataset raw: it has a column {column!r}, which the selected documents get from "
+                             f"dsir-spark; rename that column, or {how}")
+    return raw_rows
 
 
 def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
@@ -183,9 +218,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         require_writable_table(spark, table, settings.table_mode, "resample.out_dir")
     require_own_output(spark, config)
 
-    raw_rows = good_rows(open_dataset(spark, config, config.raw))
-    if settings.group_col:
-        require_column(raw_rows, config.raw, settings.group_col, "group", "resample.group_col")
+    raw_rows = raw_for_resample(spark, config)
 
     def work() -> dict[str, Any]:
         # A selection made again makes the earlier output and report stale, whatever happens next.
@@ -214,6 +247,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             top_k=settings.top_k,
             quota=quota,
         )
+        require_budget_used(summary)
         raw = raw_rows
         if is_chunked(scores):
             raw = expand_chunks(raw, scores.join(selection.select(ID), on=ID), config.raw)
