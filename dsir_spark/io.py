@@ -27,7 +27,7 @@ from dataclasses import field as dataclass_field
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegralType, StringType, StructField, StructType, VariantType
+from pyspark.sql.types import DecimalType, IntegralType, StringType, StructField, StructType, VariantType
 
 from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
 from dsir_spark.records import NeedsSession, direct_path
@@ -38,10 +38,10 @@ TEXT = "text"
 BAD = "bad"
 CORRUPT = "_corrupt_record"
 # What a row is (``__dsir_bad``): a document, or a JSON line Spark could not parse, and why.
-GOOD, MALFORMED, TOO_LONG, NOT_STRING, NO_TEXT, NOT_UNICODE = 0, 1, 2, 3, 4, 5
+GOOD, MALFORMED, TOO_LONG, NOT_STRING, NO_TEXT, NOT_UNICODE, NOT_UTF8 = 0, 1, 2, 3, 4, 5, 6
 BAD_REASONS = {MALFORMED: "malformed JSON", TOO_LONG: "too long for the JSON reader",
                NOT_STRING: "text is not a string", NO_TEXT: "no text field",
-               NOT_UNICODE: "text is not valid Unicode"}
+               NOT_UNICODE: "text is not valid Unicode", NOT_UTF8: "not valid UTF-8"}
 # An escaped UTF-16 surrogate without its other half (e.g. "\ud800"): valid JSON syntax, but no Unicode
 # text; Spark's JSON reader refuses the line, which is then told apart from other malformed lines.
 _LONE_SURROGATE = (r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
@@ -62,9 +62,13 @@ def _path_not_found(dataset: str, path: str) -> InputError:
     return InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob")
 
 
+_NAME_PART = re.compile(r"`([^`]*)`|([^.`]+)")
+
+
 def _name_parts(dotted: str) -> list[str]:
-    """The parts of a (possibly nested, possibly back-quoted) column name: ``metadata.text``."""
-    return dotted.replace("`", "").split(".")
+    """The parts of a (possibly nested, possibly back-quoted) column name: ``metadata.text``, or
+    ```my.text``` for a top-level column whose name holds a dot."""
+    return [quoted or plain for quoted, plain in _NAME_PART.findall(dotted)]
 
 
 def _format_by_suffix(path: str) -> str | None:
@@ -179,6 +183,13 @@ def _format_of(spark: SparkSession, path: str, declared: str, dataset: str) -> s
     strays = [name for name, kind in kinds.items() if kind is None or kind not in expected]
     if not files:
         raise InputError(f"dataset {dataset}: {path} holds no data files; check the path")
+    if not strays and len(found) > 1:
+        first = {kind: name for name, kind in sorted(kinds.items(), reverse=True)}
+        raise InputError(
+            f"dataset {dataset}: {path} holds both JSON Lines and Parquet files ({first['json'].rsplit('/', 1)[-1]}, "
+            f"{first['parquet'].rsplit('/', 1)[-1]}); a path reads one format: give them as two paths "
+            f"({path.rstrip('/')}/*.jsonl and {path.rstrip('/')}/*.parquet) or move one kind out"
+        )
     if strays or len(found) != 1:
         wanted = "Parquet or JSON Lines files" if declared == "auto" else f"{declared} files"
         stray = strays[0] if strays else sorted(kinds)[0]
@@ -279,7 +290,9 @@ def _tagged(df: DataFrame, config: DatasetConfig, limit: int, index: int, path: 
         corrupt = F.col(CORRUPT)
         bad = (F.when(corrupt.isNull(), bad)
                .when(F.length(corrupt) >= F.lit(limit), F.lit(TOO_LONG))
-               .when(corrupt.rlike(_LONE_SURROGATE), F.lit(NOT_UNICODE)).otherwise(F.lit(MALFORMED)))
+               .when(corrupt.rlike(_LONE_SURROGATE), F.lit(NOT_UNICODE))
+               # Spark decodes bytes that are not UTF-8 as U+FFFD, and then refuses the line
+               .when(corrupt.contains("\ufffd"), F.lit(NOT_UTF8)).otherwise(F.lit(MALFORMED)))
     location = F.lit(path.removeprefix(TABLE_PREFIX)) if fmt == "table" else F.col("_metadata.file_path")
     return df.select(*kept, bad.alias("__dsir_bad"), location.alias("__dsir_file"),
                      F.concat_ws("\u0000", F.lit(str(index)), location).alias("__dsir_source"))
@@ -299,6 +312,9 @@ def require_column(df: DataFrame, config: DatasetConfig, column: str, role: str,
     field_type = _field_type(df.schema, column)
     if field_type is None:
         shown = original_columns(df)
+        if column in shown:  # a top-level name with a dot in it, read as parent.child
+            raise InputError(f"dataset {config.name}: {role} column {column!r} is read as a nested field, but the "
+                             f"column is named {column!r} itself; write it back-quoted: {setting}: '`{column}`'")
         raise InputError(
             f"dataset {config.name}: {role} column {column!r} not found; columns are {shown}; "
             f"set {setting} (nested fields as parent.child)"
@@ -319,6 +335,12 @@ def _resolve_text(df: DataFrame, config: DatasetConfig) -> Column:
 def _require_id_type(field_type, config: DatasetConfig) -> None:
     """Ids are strings or integers: values that compare, print and round-trip the same in Python and in
     Spark (a float NaN or a struct does not)."""
+    if isinstance(field_type, DecimalType) and field_type.scale == 0:
+        raise InputError(
+            f"dataset {config.name}: id column {config.id_col!r} holds integers beyond 64 bits, which Spark reads as "
+            f"{field_type.simpleString()}; store such ids as strings (quoted in JSON), or leave id_col unset to have "
+            "ids derived from the rows"
+        )
     if not isinstance(field_type, (StringType, IntegralType)):
         raise InputError(
             f"dataset {config.name}: id column {config.id_col!r} has type {field_type.simpleString()}, which "
@@ -510,20 +532,24 @@ def original_columns(df: DataFrame) -> list[str]:
     return [c for c in df.columns if not c.startswith("__dsir_")]
 
 
-def id_problem(where: str, null_ids: int, duplicated: int, examples: Sequence[tuple[object, int]]) -> str | None:
+RAW_ID_ADVICE = ("give an id_col that is unique per document, or deduplicate the raw data (rows that are identical "
+                 "in one file get the same generated id)")
+SCORES_ID_ADVICE = "scores hold one row per raw document: deduplicate them by id"
+
+
+def id_problem(where: str, null_ids: int, duplicated: int, examples: Sequence[tuple[object, int]],
+               advice: str = RAW_ID_ADVICE) -> str | None:
     """The message for ids that are null or not unique (``examples``: a few (id, occurrences)), or None."""
     if null_ids:
-        return (f"{where}: {null_ids:,} documents have a null id; give an id_col without nulls, "
-                "or leave id_col unset to have ids derived from the rows")
+        fix = "give an id_col without nulls, or leave id_col unset to have ids derived from the rows"
+        return f"{where}: {null_ids:,} documents have a null id; {fix if advice == RAW_ID_ADVICE else advice}"
     if not duplicated:
         return None
     shown = ", ".join(f"{i!r} ({n}x)" for i, n in examples)
-    return (f"{where}: {duplicated:,} document ids occur more than once, e.g. {shown}; give an id_col that is "
-            "unique per document, or deduplicate the raw data (rows that are identical in one file get the "
-            "same generated id)")
+    return f"{where}: {duplicated:,} document ids occur more than once, e.g. {shown}; {advice}"
 
 
-def check_ids(scored: DataFrame, where: str) -> None:
+def check_ids(scored: DataFrame, where: str, advice: str = RAW_ID_ADVICE) -> None:
     """Fails on null or duplicate ``id`` values, naming a few: every document needs its own id."""
     counted = scored.groupBy(ID).count().where(F.col(ID).isNull() | (F.col("count") > 1))
     bad = counted.orderBy(F.desc("count"), ID).limit(6).collect()
@@ -532,7 +558,7 @@ def check_ids(scored: DataFrame, where: str) -> None:
     nulls = sum(r["count"] for r in bad if r[ID] is None)
     repeated = [(r[ID], r["count"]) for r in bad if r[ID] is not None][:5]
     duplicated = len(repeated) if len(repeated) < 5 else counted.where(F.col(ID).isNotNull()).count()
-    raise InputError(id_problem(where, nulls, duplicated, repeated))
+    raise InputError(id_problem(where, nulls, duplicated, repeated, advice))
 
 
 def id_source(config: DatasetConfig) -> str:

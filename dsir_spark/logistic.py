@@ -17,6 +17,7 @@ already on one scale; the objective is the weighted mean log loss + regularizati
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,9 @@ from dsir_spark.randomness import uniform
 from dsir_spark.records import write_json, write_table
 
 LABEL, HELD_OUT, FEATURES, WEIGHT, ORDER = "label", "held_out", "features", "weight", "order"
+log = logging.getLogger("dsir_spark")
+# Below this many training documents of a class, the fit is warned of (see _training_warnings).
+MIN_TRAINING_DOCUMENTS = 10
 _VECTORS = StructType([StructField(LABEL, DoubleType(), False), StructField(HELD_OUT, BooleanType(), False),
                        StructField(ORDER, LongType(), False), StructField(FEATURES, VectorUDT(), False)])
 MAX_ITERATIONS, TOLERANCE = 200, 1e-9
@@ -205,7 +209,27 @@ def train(rows: DataFrame, features: FeatureConfig, fit: FitConfig) -> Classifie
     labels = np.array([row[LABEL] for row in held])
     record = {"positives": positives, "negatives": negatives, "iterations": iterations,
               "held_out": held_out_metrics(labels, margins)}
+    warnings = _training_warnings(positives, negatives, record["held_out"], fit)
+    if warnings:
+        record["warnings"] = warnings
     return Classifier(coefficients, intercept, prior_log_ratio, record)
+
+
+def _training_warnings(positives: int, negatives: int, held_out: dict[str, Any], fit: FitConfig) -> list[str]:
+    """What makes a classifier's weights or its measure doubtful: too few documents of a class to learn
+    from, or no held-out document of a class (so no AUC), each said with why."""
+    warnings = []
+    for kind, learned, setting in (("target", positives, "positives"), ("raw", negatives, "negatives")):
+        if learned < MIN_TRAINING_DOCUMENTS:
+            warnings.append(f"the classifier learned from {learned} {kind} document(s), fewer than "
+                            f"{MIN_TRAINING_DOCUMENTS}: its weights then say more about fit.regularization than about "
+                            f"the {kind} text; give more {kind} documents (fit.{setting} caps how many are used)")
+    if held_out["auc"] is None:
+        missing = "target" if not held_out["positives"] else "raw"
+        warnings.append(f"held-out AUC not measured: no {missing} document was held out (fit.held_out="
+                        f"{fit.held_out} of the sample, which held {positives if missing == 'target' else negatives} "
+                        f"{missing} documents to learn from); raise fit.held_out or give more {missing} documents")
+    return warnings
 
 
 def held_out_metrics(labels: np.ndarray, margins: np.ndarray) -> dict[str, Any]:

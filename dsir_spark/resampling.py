@@ -272,7 +272,7 @@ def require_enough(num_to_sample: int | None, num_tokens: int | None, total: int
     """Fails unless the eligible documents (``eligible`` of ``total``, holding ``tokens``, the shortest
     ``shortest`` long) can give ``num_to_sample`` documents, or a non-empty selection within a token
     budget of ``num_tokens`` that does not simply take them all."""
-    counted = (f"{eligible:,} of {total:,} documents are eligible (at least min_example_length={min_example_length} "
+    counted = (f"{eligible} of {total} documents are eligible (at least min_example_length={min_example_length} "
                "tokens)")
     if num_to_sample is not None and num_to_sample > eligible:
         raise ResampleError(f"resample.num_to_sample={num_to_sample} but only {counted}; lower num_to_sample or "
@@ -428,4 +428,5 @@ def _group_totals(selected: DataFrame, column: str, shown: int = 100) -> dict[st
     rows = (selected.groupBy(F.col(column).cast("string").alias("group"))
             .agg(F.count("*").alias("documents"), F.sum(NUM_TOKENS).alias("tokens"))
             .orderBy(F.desc("documents"), "group").limit(shown).collect())
-    return {str(r["group"]): {"documents": int(r["documents"]), "tokens": int(r["tokens"] or 0)} for r in rows}
+    return {"null" if r["group"] is None else str(r["group"]): {"documents": int(r["documents"]),
+                                                               "tokens": int(r["tokens"] or 0)} for r in rows}

@@ -355,8 +355,8 @@ def require_stage(spark: SparkSession, config: RunConfig, stage: str, inputs: st
     if record["fingerprint"] != fingerprint(expected):
         if record["settings"].get("inputs") != inputs:
             raise StageOrderError(
-                f"the input files changed since the {stage} stage ran (files added, removed or modified); "
-                "dsir-spark run redoes the stages that depend on them, or run the count stage first"
+                f"the input files changed since the {stage} stage ran (files added, removed or modified), so its "
+                "output and every stage's from count on are stale: run dsir-spark run, which redoes them in order"
             )
         difference = describe_difference(record["settings"], expected)
         raise StageOrderError(

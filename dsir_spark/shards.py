@@ -127,8 +127,10 @@ def plan_shards(documents: DataFrame, shards: ShardConfig, rows: int) -> tuple[n
         parts = np.minimum(shards.num_files - 1, starts * shards.num_files // max(total, 1))
         _, renumbered = np.unique(parts, return_inverse=True)
         shard_of_bin[sizes["bin"].to_numpy()] = renumbered
+    # Over max_file_bytes, a document is a shard of its own; num_files sets no limit a document can pass.
+    oversized = int(((sizes["rows"] == 1) & (sizes["bytes"] > limit)).sum()) if shards.max_file_bytes else 0
     facts = {"bins": int(len(sizes)), "json_bytes": total, "limit_json_bytes": int(limit),
-             "oversized_documents": int(((sizes["rows"] == 1) & (sizes["bytes"] > limit)).sum())}
+             "oversized_documents": oversized}
     return boundaries, shard_of_bin, facts
 
 
@@ -212,6 +214,9 @@ def write_shard_files(documents: DataFrame, folder: str, shards: ShardConfig, ou
                  rows: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Writes ``documents`` (their columns, plus ORDER, TOKENS and ``__dsir_sid``) as shards into
     ``folder``; returns each file's entry for the manifest (in shard order) and the plan's facts."""
+    if shards.num_files is not None and shards.num_files > rows > 0:
+        raise ShardError(f"resample.shards.num_files={shards.num_files} but the selection holds {rows} documents; "
+                         "every file needs at least one: lower num_files, or use max_file_bytes")
     sized = documents.withColumn(LINE, F.to_json(F.struct(*[F.col(f"`{c}`") for c in documents.columns
                                                             if not c.startswith("__dsir_")])))
     sized = sized.withColumn(LINE_BYTES, F.octet_length(LINE) + F.lit(1))

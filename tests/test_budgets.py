@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 import dsir_spark.resampling as resampling
 from dsir_spark.config import DatasetConfig, FitConfig, GroupCap, ReportConfig, ResampleConfig, RunConfig
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.resampling import KEY, gumbel_keys, select
+from dsir_spark.resampling import KEY, ResampleError, gumbel_keys, select
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +62,14 @@ def test_a_token_budget_selects_the_longest_prefix_within_it(scores, monkeypatch
     assert ids_of(other) != expected
 
 
-def test_a_budget_above_every_eligible_token_selects_every_eligible_document(scores):
-    selection, summary = select(scores, ["log_weight"], num_tokens=10**12, seed=1)
+def test_a_budget_of_every_eligible_token_selects_every_eligible_document_and_one_more_is_refused(scores):
+    eligible_tokens = scores.where(F.col("num_tokens") >= 100).agg(F.sum("num_tokens")).first()[0]
+    selection, summary = select(scores, ["log_weight"], num_tokens=eligible_tokens, seed=1)
     assert summary["selected"] == summary["eligible"] == 4500 == selection.count()
-    assert summary["tokens_selected"] == summary["eligible_tokens"]
+    assert summary["tokens_selected"] == summary["eligible_tokens"] == eligible_tokens
+    with pytest.raises(ResampleError, match=f"num_tokens_to_sample={eligible_tokens + 1:,} but 4500 of 5000 "
+                                            f"documents are eligible .* holding {eligible_tokens:,} tokens in all"):
+        select(scores, ["log_weight"], num_tokens=eligible_tokens + 1, seed=1)
 
 
 def test_token_budgets_per_target_are_met_as_stated(scores):

@@ -206,10 +206,10 @@ def fitted(run_dir) -> bool:
 
 
 @pytest.mark.parametrize("request_,message", [
-    ({"num_to_sample": 1000}, "resample.num_to_sample=1000 but only {eligible:,} of 150 documents are eligible "
+    ({"num_to_sample": 1000}, "resample.num_to_sample=1000 but only {eligible} of 150 documents are eligible "
                               "(at least min_example_length=100 tokens); lower num_to_sample or min_example_length"),
     ({"num_to_sample": None, "num_tokens_to_sample": "{tokens_plus}"},
-     "resample.num_tokens_to_sample={tokens_plus:,} but {eligible:,} of 150 documents are eligible (at least "
+     "resample.num_tokens_to_sample={tokens_plus:,} but {eligible} of 150 documents are eligible (at least "
      "min_example_length=100 tokens), holding {tokens:,} tokens in all: it would select every one of them; lower "
      "num_tokens_to_sample (or min_example_length)"),
     ({"num_to_sample": None, "num_tokens_to_sample": "{short_minus}"},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl, write_jsonl
@@ -189,9 +191,12 @@ def test_resample_again_reads_only_scores_and_handles_k_0(spark, tmp_path):
 
 
 def test_duplicate_ids_are_named(spark, tmp_path):
+    copy = tmp_path / "copy" / "pile.jsonl"  # the same documents in two files (one file twice is refused)
+    copy.parent.mkdir()
+    shutil.copy(PILE, copy)
     config = RunConfig(
         run_dir=str(tmp_path / "run"),
-        raw=DatasetConfig(paths=(str(PILE), str(PILE)), text_col="contents", id_col="id"),
+        raw=DatasetConfig(paths=(str(PILE), str(copy)), text_col="contents", id_col="id"),
         targets=(DatasetConfig(paths=(str(TARGET_C),), text_col="contents"),),
         fit=FitConfig(num_tokens_to_fit="all"),
         resample=ResampleConfig(num_to_sample=5),

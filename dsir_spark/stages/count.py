@@ -21,6 +21,7 @@ from dsir_spark.io import (
     NO_TEXT,
     NOT_STRING,
     NOT_UNICODE,
+    NOT_UTF8,
     TEXT,
     TOO_LONG,
     InputError,
@@ -108,6 +109,8 @@ def _dataset_result(by_group: dict[int, BucketCounts], df: DataFrame, index: int
         how = {TOO_LONG: "raise the dataset's json_max_string_length (Spark's JSON option maxStringLen)",
                NOT_STRING: "every record's text must be a JSON string: fix them, or point text_col at a string field",
                NO_TEXT: f"every record needs the text field {dataset.text_col!r}: fix them, or check text_col",
+               NOT_UTF8: "the file holds bytes that are not UTF-8 text: re-encode it as UTF-8 (e.g. iconv -f "
+                         "latin1 -t utf-8)",
                NOT_UNICODE: "their text holds an escaped lone surrogate (e.g. \\ud800), which no Unicode text has: "
                             "fix or remove them"}.get(
             code, "fix or remove them")

@@ -59,14 +59,16 @@ def fit_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dic
     def work() -> dict[str, Any]:
         model: ImportanceModel = FITS[config.fit.estimator](spark, config)
         model.save(spark, stage_dir(config, "fit"))
-        warnings = model.uniform_weight_warnings()
+        training = model.metadata.get("training", {})  # the classifiers' documents and held-out measures
+        warnings = model.uniform_weight_warnings() + [f"classifier of {name}: {warning}" for name, r in
+                                                      training.items() for warning in r.get("warnings", [])]
         for warning in warnings:
             log.warning("stage fit: %s", warning)
         record = {"rows_in": config.features.num_buckets * (1 + len(config.targets)),
                   "rows_out": config.features.num_buckets, "target_proportions": model.target_proportions,
                   "estimator": model.estimator, "warnings": warnings}
-        if "training" in model.metadata:  # the classifier's documents and held-out measures
-            record["training"] = model.metadata["training"]
+        if training:
+            record["training"] = training
         return record
 
     return run_stage(spark, "fit", stage_dir(config, "fit"), stage_settings(config, "fit", inputs), work, force)

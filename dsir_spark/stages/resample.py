@@ -21,6 +21,7 @@ from dsir_spark.features import requested_implementation
 from dsir_spark.io import (
     GENERATED_ID,
     ID,
+    SCORES_ID_ADVICE,
     InputError,
     check_ids,
     good_rows,
@@ -34,7 +35,15 @@ from dsir_spark.io import (
 )
 from dsir_spark.model import CHUNK, DOC_ID, NUM_TOKENS
 from dsir_spark.records import direct_path, overwrite
-from dsir_spark.resampling import KEY, ResampleError, check_selectable, require_budget_used, require_enough, select
+from dsir_spark.resampling import (
+    KEY,
+    Quota,
+    ResampleError,
+    check_selectable,
+    require_budget_used,
+    require_enough,
+    select,
+)
 from dsir_spark.rundir import (
     default_out_dir,
     fingerprint,
@@ -169,6 +178,25 @@ def _why_missing(spark: SparkSession, config: RunConfig, inputs: str) -> Callabl
     return why
 
 
+def _check_group_values(grouped: DataFrame, quota: Quota, config: RunConfig) -> int:
+    """Fails on a group_caps value that no scored document has (a misspelt group would go uncapped);
+    returns how many scored documents have no group value (null), which form one group of their own."""
+    column = F.col(quota.column)
+    found = grouped.agg(F.count(F.when(column.isNull(), 1)).alias("null"),
+                        *[F.count(F.when(column == F.lit(value), 1)).alias(f"v{i}")
+                          for i, value in enumerate(quota.shares)]).first()
+    missing = [value for i, value in enumerate(quota.shares) if found[f"v{i}"] == 0]
+    if missing:
+        common = grouped.where(column.isNotNull()).groupBy(column).count().orderBy(F.desc("count"), column).limit(8)
+        values = [row[0] for row in common.collect()]
+        raise InputError(f"resample.group_caps: no scored document has {config.resample.group_col} = {missing[0]!r}; "
+                         f"its most frequent values are {values}: check the spelling (values compare as strings)")
+    if found["null"]:
+        log.warning("resample: %d scored documents have no %s (null): they form one group, shown as null, capped by "
+                    "max_share", found["null"], config.resample.group_col)
+    return int(found["null"])
+
+
 def check_selectable_from_counts(config: RunConfig, counted: dict[str, Any]) -> None:
     """The request checked against the raw documents' lengths that the count stage recorded (when it
     featurized all of raw, as the score stage will): fails before fit and score, not after them. Chunks
@@ -231,10 +259,12 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
                 check_ids(scores.select(ID), f"scores in {stage_dir(config, 'score')}")
             proportions = load_model(spark, stage_dir(config, "fit")).target_proportions
         else:
-            check_ids(scores.select(ID), f"resample.scores {settings.scores}")
+            check_ids(scores.select(ID), f"resample.scores {settings.scores}", SCORES_ID_ADVICE)
         quota = None
+        null_groups = None
         if settings.group_col:
             scores, quota = with_groups(scores, raw_rows, config)
+            null_groups = _check_group_values(scores, quota, config)
         selection, summary = select(
             scores,
             columns,
@@ -265,6 +295,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
                 "weight_columns": columns, "scores": scores_location(config),
                 "length_correction": None if settings.scores else config.score.length_correction,
-                "chunks": is_chunked(scores), "rows_in": summary["documents"], "rows_out": written, **extra}
+                "chunks": is_chunked(scores), "rows_in": summary["documents"], "rows_out": written, **extra,
+                **({"null_groups": null_groups} if null_groups is not None else {})}
 
     return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample", inputs), work, force)
