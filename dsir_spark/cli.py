@@ -18,7 +18,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -27,6 +29,55 @@ from dsir_spark.features import requested_implementation
 
 COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain", "verify", "warm-up")
 RUN_ERROR, CONFIG_ERROR, INPUT_ERROR = 1, 2, 3
+
+
+class Interrupted(BaseException):
+    """SIGTERM (a scheduler stopping the job), raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_spark_jobs() -> None:
+    """Cancels this session's running Spark jobs (the JVM would go on with them while we unwind)."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        try:
+            session.interruptAll()
+        except Exception:  # noqa: BLE001 - a session already stopping has nothing left to cancel
+            pass
+
+
+# The signal that stopped this run and the stage it stopped in, whatever error the unwinding then meets.
+_signalled: list[tuple[int, str | None]] = []
+
+
+def _on_signal(signum: int, frame) -> None:
+    from dsir_spark.stages.runner import current_stage
+
+    _signalled.append((signum, current_stage()))
+    _stop_spark_jobs()
+    raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+
+def _handle_signals() -> None:
+    """Ctrl-C and a scheduler's SIGTERM cancel Spark's jobs at once, then unwind (the lease is released);
+    installed again once the session exists, as PySpark's context sets a SIGINT handler of its own."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _on_signal)
+
+
+def _interrupted(signum: int) -> int:
+    """Says where the run stopped (the lease was released while unwinding); exit code 128 + signal."""
+    _stop_spark_jobs()
+    stage = next((stage for number, stage in _signalled if number == signum), None)
+    where = f" during the {stage} stage" if stage else ""
+    print(f"dsir-spark: interrupted{where}; nothing it did looks complete: run again to resume", file=sys.stderr)
+    return 128 + signum
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,9 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"dsir-spark: config error: {exc}", file=sys.stderr)
         return CONFIG_ERROR
+    _handle_signals()
     try:
         return _command(args, config, debug)
+    except KeyboardInterrupt:
+        return _interrupted(signal.SIGINT)
+    except Interrupted as exc:
+        return _interrupted(exc.signum)
     except Exception as exc:  # noqa: BLE001 - every failure ends as one line and an exit code
+        if _signalled:  # a job cancelled by the signal fails as it unwinds: the signal is the cause
+            return _interrupted(_signalled[-1][0])
         return _fail(exc, debug)
 
 
@@ -128,6 +186,7 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
         quiet_spark_logging()
     use_in_launched_jvm()
     spark = session_for_job(f"dsir-spark {args.command}")
+    _handle_signals()
     apply_big_input_defaults(spark, config)
     if args.command == "explain":
         return _explain(spark, config, args.ids, args.top)

@@ -42,8 +42,20 @@ def prefer_installed_pyspark(path: list[str]) -> list[str]:
     return reordered if same_package and beside else path
 
 
+def quiet_when_cancelled(worker):
+    """PySpark's worker function, returning quietly where the JVM closed the task's socket (a cancelled
+    job: Ctrl-C, SIGTERM) instead of printing a BrokenPipeError trace into the user's terminal."""
+    def run(sock, authenticated):
+        try:
+            return worker(sock, authenticated)
+        except BrokenPipeError:
+            return 0
+    return run
+
+
 if __name__ == "__main__":
     sys.path[:] = prefer_installed_pyspark(sys.path)
-    from pyspark.daemon import manager
+    import pyspark.daemon
 
-    manager()
+    pyspark.daemon.worker = quiet_when_cancelled(pyspark.daemon.worker)
+    pyspark.daemon.manager()

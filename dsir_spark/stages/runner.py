@@ -15,6 +15,11 @@ from dsir_spark.rundir import fingerprint, read_record, write_record
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
+_running: list[str] = []  # the stage at work now, if any (what an interrupted run says it stopped in)
+
+
+def current_stage() -> str | None:
+    return _running[-1] if _running else None
 
 
 def run_stage(
@@ -44,9 +49,11 @@ def run_stage(
     # A job tag names the stage on every Spark job it runs (Spark UI, and Spark Connect too).
     tag = f"dsir-spark-{name}"
     spark.addTag(tag)
+    _running.append(name)
     try:
         summary = work()
     finally:
+        _running.pop()
         spark.removeTag(tag)
     seconds = round(time.time() - started, 3)
     record = {
