@@ -281,3 +281,42 @@ def test_columns_the_later_stages_need_are_checked_before_any_pass(spark, tmp_pa
     code, line = run_cli(tmp_path, capsys, config)
     assert code == 3 and line.startswith("dsir-spark: " + message), line
     assert nothing_counted(tmp_path / "run")
+
+
+# ---------------------------------------------------------------------------------------- interruptions
+
+
+@pytest.mark.parametrize("signum,code", [(15, 143), (2, 130)])
+def test_sigterm_and_ctrl_c_stop_the_jobs_release_the_lease_and_say_where(tmp_path, signum, code):
+    """The real command line in its own process, signalled while its count stage works."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+    from cluster import REPO, spark_env, wait_for
+
+    from dsir_spark.records import read_json
+    from dsir_spark.rundir import RECORD
+
+    with open(tmp_path / "raw.jsonl", "w") as handle:  # ~45 MB: the count stage takes several seconds
+        for copy in range(60):
+            for row in read_jsonl(PILE):
+                handle.write(json.dumps({"id": f"{copy}-{row['id']}", "contents": row["contents"]}) + "\n")
+    config = config_dict(tmp_path / "run", tmp_path / "raw.jsonl", num_to_sample=100)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen([sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(tmp_path / "c.yaml")],
+                               cwd=REPO, env=spark_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    counting = f"{tmp_path}/run/counts/{RECORD}"
+    wait_for(lambda: (read_json(None, counting) or {}).get("status") == "running", 120, "the count stage")
+    time.sleep(1)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert err.strip().splitlines()[-1] == ("dsir-spark: interrupted during the count stage; nothing it did looks "
+                                            "complete: run again to resume")
+    assert "Traceback" not in err and "\tat " not in err and signal.Signals(signum).name
+    assert read_json(None, f"{tmp_path}/run/_dsir/lease")["status"] == "released"
+    assert read_json(None, counting)["status"] == "running"  # never taken for done
