@@ -22,6 +22,9 @@ _TYPE_MISMATCH = re.compile(r"PARQUET_COLUMN_DATA_TYPE_MISMATCH\] Encountered er
                             r"(\S+), actual Parquet type (\S+?)\.")
 _NO_FILESYSTEM = re.compile(r'No FileSystem for scheme "(\w+)"')
 _NO_FILESYSTEM_CLASS = re.compile(r"Class [\w.$]+FileSystem not found")  # a scheme mapped to a missing jar
+_OUT_OF_MEMORY = re.compile(r"OutOfMemoryError(?::\s*([^\n]+))?")
+# What py4j says when the JVM behind the session is gone (an OutOfMemoryError in a task ends it too).
+_JVM_GONE = re.compile(r"Answer from Java side is empty|Connection refused|Error while (receiving|sending)")
 _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '(dsir_spark[\w.]*)'")
 # What a path's scheme needs on the classpath (Spark ships the local and HDFS file systems only).
 CONNECTORS = {
@@ -34,6 +37,22 @@ CONNECTORS = {
     "abfss": "add hadoop-azure (e.g. --packages org.apache.hadoop:hadoop-azure:<Spark's Hadoop version>)",
     "wasbs": "add hadoop-azure (e.g. --packages org.apache.hadoop:hadoop-azure:<Spark's Hadoop version>)",
 }
+
+
+class OutOfMemory(RuntimeError):
+    """Spark's JVM ran out of memory: a setting to raise, not a bad input file."""
+
+
+def out_of_memory(text: str) -> str | None:
+    """What to do when a failure is the JVM running out of memory, else None."""
+    found = _OUT_OF_MEMORY.search(text)
+    if found is None:
+        return None
+    what = (found.group(1) or "Java heap space").strip()
+    return (f"Spark ran out of memory ({what}): no input file is at fault; give it more memory, "
+            "spark.driver.memory for a local run or the driver (before the JVM starts: spark-submit "
+            "--driver-memory 8g, or PYSPARK_SUBMIT_ARGS='--driver-memory 8g pyspark-shell') and "
+            "spark.executor.memory on a cluster, or smaller tasks (more partitions)")
 
 
 def root_cause(text: str) -> str | None:
@@ -94,6 +113,9 @@ def reading(*configs: DatasetConfig) -> Iterator[None]:
     except InputError:
         raise
     except Exception as exc:  # Py4JJavaError locally, a gRPC error through Spark Connect
+        memory = out_of_memory(str(exc))
+        if memory:  # told before diagnose, which would blame the file being read when memory ran out
+            raise OutOfMemory(memory) from exc
         error = diagnose(exc, configs)
         if error is None:
             raise
@@ -103,6 +125,13 @@ def reading(*configs: DatasetConfig) -> Iterator[None]:
 def one_line(exc: BaseException) -> str:
     """Any failure in one line: the executors' missing library, the Java root cause, or the first line."""
     text = str(exc).strip()
+    memory = out_of_memory(text)
+    if memory:
+        return memory
+    if type(exc).__name__ in ("Py4JNetworkError", "ConnectionRefusedError") or _JVM_GONE.search(text):
+        return ("Spark's JVM stopped while the run worked. If its last lines above say OutOfMemoryError, " +
+                out_of_memory("OutOfMemoryError").removeprefix("Spark ran out of memory (Java heap space): ") +
+                "; else it was killed (e.g. by the system's out-of-memory killer) or crashed")
     module = _NO_MODULE.search(text)
     if module:
         return (f"the executors' Python cannot import {module.group(1)}: ship the package with --py-files "

@@ -291,8 +291,8 @@ def _tagged(df: DataFrame, config: DatasetConfig, limit: int, index: int, path: 
         bad = (F.when(corrupt.isNull(), bad)
                .when(F.length(corrupt) >= F.lit(limit), F.lit(TOO_LONG))
                .when(corrupt.rlike(_LONE_SURROGATE), F.lit(NOT_UNICODE))
-               # Spark decodes bytes that are not UTF-8 as U+FFFD, and then refuses the line
-               .when(corrupt.contains("\ufffd"), F.lit(NOT_UTF8)).otherwise(F.lit(MALFORMED)))
+               # Spark keeps a line's bytes as they are: the JSON parser refuses those that are not UTF-8
+               .when(~F.is_valid_utf8(corrupt), F.lit(NOT_UTF8)).otherwise(F.lit(MALFORMED)))
     location = F.lit(path.removeprefix(TABLE_PREFIX)) if fmt == "table" else F.col("_metadata.file_path")
     return df.select(*kept, bad.alias("__dsir_bad"), location.alias("__dsir_file"),
                      F.concat_ws("\u0000", F.lit(str(index)), location).alias("__dsir_source"))

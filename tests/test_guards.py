@@ -320,3 +320,164 @@ def test_sigterm_and_ctrl_c_stop_the_jobs_release_the_lease_and_say_where(tmp_pa
     assert "Traceback" not in err and "\tat " not in err and signal.Signals(signum).name
     assert read_json(None, f"{tmp_path}/run/_dsir/lease")["status"] == "released"
     assert read_json(None, counting)["status"] == "running"  # never taken for done
+
+
+# ---------------------------------------------------------------------------------------- true messages
+
+
+def test_a_folder_mixing_json_lines_and_parquet_is_told_as_such(spark, tmp_path, capsys, raw_folder):
+    import pandas as pd
+
+    pd.DataFrame(ROWS[:10]).to_parquet(raw_folder / "c.parquet")
+    code, line = run_cli(tmp_path, capsys, config_dict(tmp_path / "run", raw_folder))
+    assert (code, line) == (3, f"dsir-spark: dataset raw: {raw_folder} holds both JSON Lines and Parquet files "
+                               f"(a.jsonl, c.parquet); a path reads one format: give them as two paths ({raw_folder}/"
+                               f"*.jsonl and {raw_folder}/*.parquet) or move one kind out")
+
+
+def test_a_top_level_column_whose_name_holds_a_dot_is_read_back_quoted(spark, tmp_path, capsys):
+    raw = write_jsonl(tmp_path / "raw.jsonl", [{"id": r["id"], "my.text": r["contents"]} for r in ROWS])
+    config = config_dict(tmp_path / "run", raw, output_format="json")
+    config["raw"]["text_col"] = "my.text"
+    code, line = run_cli(tmp_path, capsys, config)
+    assert (code, line) == (3, "dsir-spark: dataset raw: text column 'my.text' is read as a nested field, but the "
+                               "column is named 'my.text' itself; write it back-quoted: text_col: '`my.text`'")
+    config["raw"]["text_col"] = "`my.text`"
+    assert run_cli(tmp_path, capsys, config) == (0, "")
+    selected = read_jsonl_folder(tmp_path / "run" / "output")
+    by_id = {r["id"]: r["contents"] for r in ROWS}
+    assert len(selected) == 20 and all(r["my.text"] == by_id[r["id"]] for r in selected)
+
+
+def test_duplicate_ids_in_external_scores_get_advice_about_the_scores(spark, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
+    ids = [r["id"] for r in ROWS] + [ROWS[0]["id"]]
+    scores = tmp_path / "scores.parquet"
+    pq.write_table(pa.table({"id": ids, "num_tokens": [500] * len(ids), "log_weight": [0.0] * len(ids)}), scores)
+    code, line = run_cli(tmp_path, capsys, config_dict(tmp_path / "run", raw, scores=str(scores)))
+    assert (code, line) == (3, f"dsir-spark: resample.scores {scores}: 1 document ids occur more than once, e.g. "
+                               f"{ROWS[0]['id']!r} (2x); scores hold one row per raw document: deduplicate them by id")
+
+
+def test_integer_ids_beyond_64_bits_are_named_as_such(spark, tmp_path, capsys):
+    raw = write_jsonl(tmp_path / "raw.jsonl", [{**r, "id": 2**64 - 1 - i} for i, r in enumerate(ROWS)])
+    code, line = run_cli(tmp_path, capsys, config_dict(tmp_path / "run", raw))
+    assert (code, line) == (3, "dsir-spark: dataset raw: id column 'id' holds integers beyond 64 bits, which Spark "
+                               "reads as decimal(20,0); store such ids as strings (quoted in JSON), or leave id_col "
+                               "unset to have ids derived from the rows")
+
+
+def test_a_line_that_is_not_utf8_is_not_called_malformed_json(spark, tmp_path, capsys):
+    raw = tmp_path / "raw.jsonl"
+    write_jsonl(raw, ROWS)
+    with open(raw, "ab") as handle:
+        handle.write(b'{"id": 99999, "contents": "caf\xe9 latin-1"}\n')
+    code, line = run_cli(tmp_path, capsys, config_dict(tmp_path / "run", raw))
+    assert (code, line) == (3, f"dsir-spark: dataset raw: 1 lines are not documents (1 not valid UTF-8); the first is "
+                               f"in file:{raw} (not valid UTF-8); the file holds bytes that are not UTF-8 text: "
+                               "re-encode it as UTF-8 (e.g. iconv -f latin1 -t utf-8), or set on_bad_records: skip to "
+                               "leave them out (counted)")
+
+
+def test_a_single_stage_after_an_input_change_says_every_stage_is_stale(spark, tmp_path, capsys):
+    raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
+    config = config_dict(tmp_path / "run", raw)
+    assert run_cli(tmp_path, capsys, config) == (0, "")
+    write_jsonl(tmp_path / "raw.jsonl", ROWS[:-1])
+    code, line = run_cli(tmp_path, capsys, config, command="score")
+    assert (code, line) == (1, "dsir-spark: the input files changed since the fit stage ran (files added, removed or "
+                               "modified), so its output and every stage's from count on are stale: run dsir-spark "
+                               "run, which redoes them in order")
+
+
+def test_group_caps_name_values_that_occur_and_null_groups_are_their_own(spark, tmp_path, capsys):
+    rows = [{**r, "source": None if i % 10 == 0 else ("code" if i % 2 else "prose")} for i, r in enumerate(ROWS)]
+    raw = write_jsonl(tmp_path / "raw.jsonl", rows)
+    config = config_dict(tmp_path / "run", raw, group_col="source", max_share=0.6,
+                         group_caps=[{"value": "Code", "max_share": 0.1}])
+    code, line = run_cli(tmp_path, capsys, config)
+    assert (code, line) == (3, "dsir-spark: resample.group_caps: no scored document has source = 'Code'; its most "
+                               "frequent values are ['code', 'prose']: check the spelling (values compare as strings)")
+    config["resample"]["group_caps"] = [{"value": "code", "max_share": 0.1}]
+    assert run_cli(tmp_path, capsys, config) == (0, "")
+    from dsir_spark.records import read_json
+    from dsir_spark.rundir import RECORD
+
+    record = read_json(None, f"{tmp_path}/run/selection/{RECORD}")
+    eligible_nulls = record["null_groups"]
+    assert eligible_nulls == sum(1 for i, n in enumerate(raw_lengths()) if i % 10 == 0)
+    assert set(record["groups"]) <= {"code", "prose", "null"} and "None" not in record["groups"]
+    assert record["groups"]["code"]["documents"] <= 2 and sum(g["documents"] for g in record["groups"].values()) == 20
+
+
+def test_a_classifier_on_one_target_document_warns_why_and_records_it(spark, tmp_path, capsys):
+    raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
+    config = config_dict(tmp_path / "run", raw)
+    config["fit"].update(estimator="logistic", negatives=100)
+    assert run_cli(tmp_path, capsys, config) == (0, "")
+    from dsir_spark.records import read_json
+    from dsir_spark.rundir import RECORD
+
+    record = read_json(None, f"{tmp_path}/run/model/{RECORD}")
+    training = record["training"]["target_0"]
+    assert training["positives"] == 1 and training["held_out"]["auc"] is None
+    assert record["warnings"] == [
+        "classifier of target_0: the classifier learned from 1 target document(s), fewer than 10: its weights then "
+        "say more about fit.regularization than about the target text; give more target documents (fit.positives "
+        "caps how many are used)",
+        "classifier of target_0: held-out AUC not measured: no target document was held out (fit.held_out=0.1 of the "
+        "sample, which held 1 target documents to learn from); raise fit.held_out or give more target documents"]
+
+
+def test_more_shard_files_than_documents_and_a_tiny_fit_budget_are_said(spark, tmp_path, capsys):
+    raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
+    config = config_dict(tmp_path / "run", raw, shards={"num_files": 30}, out_dir=str(tmp_path / "shards"))
+    code, line = run_cli(tmp_path, capsys, config)
+    assert code == 2 and line.endswith("resample.shards.num_files=30 but resample.num_to_sample=20; every file needs "
+                                       "at least one document: lower num_files, or use max_file_bytes")
+    config = config_dict(tmp_path / "run", raw)
+    config["fit"]["num_tokens_to_fit"] = 100
+    assert run_cli(tmp_path, capsys, config) == (0, "")
+    from dsir_spark.records import read_json
+    from dsir_spark.rundir import RECORD
+
+    (warning,) = read_json(None, f"{tmp_path}/run/counts/{RECORD}")["warnings"]
+    assert warning.startswith("fit.num_tokens_to_fit=100 gave a raw fit sample of ")
+    assert "fewer tokens than features.num_buckets=10,000" in warning
+
+
+def test_json_ids_mixing_numbers_and_strings_are_strings_in_the_output_and_the_selection(spark, tmp_path, capsys):
+    rows = [{**r, "id": str(r["id"]) if i % 2 else r["id"]} for i, r in enumerate(ROWS)]
+    raw = write_jsonl(tmp_path / "raw.jsonl", rows)
+    assert run_cli(tmp_path, capsys, config_dict(tmp_path / "run", raw)) == (0, "")
+    output = spark.read.parquet(str(tmp_path / "run" / "output"))
+    chosen = spark.read.parquet(str(tmp_path / "run" / "selection" / "ids"))
+    assert output.schema["id"].dataType.simpleString() == chosen.schema["id"].dataType.simpleString() == "string"
+    assert sorted(r["id"] for r in output.collect()) == sorted(r["id"] for r in chosen.collect())
+    assert {r["id"] for r in output.collect()} <= {str(r["id"]) for r in ROWS}
+
+
+@pytest.mark.slow
+def test_a_jvm_out_of_memory_is_told_as_memory_not_as_a_corrupt_file(tmp_path):
+    """A real OutOfMemoryError: 2 MB ids in a 512 MB driver (the score stage's writer runs out)."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+    from cluster import REPO, spark_env
+
+    with open(tmp_path / "raw.jsonl", "w") as handle:
+        for i, row in enumerate(ROWS + ROWS[:10]):
+            handle.write(json.dumps({"id": f"{i:04d}" + "x" * 2_000_000, "contents": row["contents"]}) + "\n")
+    config = config_dict(tmp_path / "run", tmp_path / "raw.jsonl", num_to_sample=150, min_example_length=0)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(tmp_path / "c.yaml")],
+                          cwd=REPO, env=spark_env(PYSPARK_SUBMIT_ARGS="--driver-memory 512m pyspark-shell"),
+                          capture_output=True, text=True, timeout=600)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "corrupt" not in last, last
+    assert "spark.driver.memory" in last and ("Spark ran out of memory" in last or "OutOfMemoryError" in last), last

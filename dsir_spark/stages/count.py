@@ -60,7 +60,7 @@ def read_inputs(spark: SparkSession, config: RunConfig, refresh: bool) -> list[D
 # column is noticed wherever its rows fall.
 OUT_OF_SAMPLE, OUT_OF_SAMPLE_NULL = -1, -2
 OUT_OF_SAMPLE_KINDS = (OUT_OF_SAMPLE, OUT_OF_SAMPLE_NULL)
-_SHIFT, _GROUPS = 2, 8
+_SHIFT, _GROUPS = 2, 16  # room for every kind: -_SHIFT to len(BAD_REASONS)
 
 
 def _group(index: int, kind: int) -> int:
