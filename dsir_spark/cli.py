@@ -142,11 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.command} needs --config FILE")
     try:
         config = load_config(args.config, args.overrides)
+        requested_implementation()  # a wrong DSIR_SPARK_FEATURIZER fails here, not in a Spark task
         if args.command in ("run", "resample"):
             require_sample_size(config.resample)  # before a JVM starts
         if args.command == "explain" and args.top < 1:
             raise ConfigError(f"explain --top {args.top}: give how many n-grams to show per side, at least 1")
-        requested_implementation()  # a wrong DSIR_SPARK_FEATURIZER fails here, not in a Spark task
     except (ConfigError, ValueError) as exc:
         print(f"dsir-spark: config error: {exc}", file=sys.stderr)
         return CONFIG_ERROR

@@ -243,12 +243,12 @@ class ResampleConfig:
         if self.max_share is not None and not 0 < self.max_share <= 1:
             raise ConfigError(f"resample.max_share={self.max_share}; give a share above 0 and at most 1")
         object.__setattr__(self, "group_caps", tuple(self.group_caps))
+        if self.shards is not None and self.out_dir and self.out_dir.startswith(TABLE_PREFIX):
+            raise ConfigError("resample.shards writes files, and resample.out_dir is a table; give a folder")
         files = self.shards.num_files if self.shards is not None else None
         if files is not None and self.num_to_sample is not None and 0 < self.num_to_sample < files:
             raise ConfigError(f"resample.shards.num_files={files} but resample.num_to_sample={self.num_to_sample}; "
                               "every file needs at least one document: lower num_files, or use max_file_bytes")
-        if self.shards is not None and self.out_dir and self.out_dir.startswith(TABLE_PREFIX):
-            raise ConfigError("resample.shards writes files, and resample.out_dir is a table; give a folder")
         if self.scores and self.scores.startswith(TABLE_PREFIX):
             table_name_parts(self.scores[len(TABLE_PREFIX):], "resample.scores")
         if self.weight_col is not None and not self.weight_col.strip():

@@ -54,10 +54,9 @@ def plan(spark: SparkSession | None, config: RunConfig, force: bool, stages: tup
     return steps
 
 
-def check_output_tables(spark: SparkSession, config: RunConfig, steps: list[Step]) -> None:
+def check_outputs(spark: SparkSession, config: RunConfig, running: set[str]) -> None:
     """The outputs of the stages that will run must be writable (tables) and free to replace (out_dir),
     checked before any heavy work."""
-    running = {step.stage for step in steps if step.runs}
     if "score" in running and config.score.table:
         require_writable_table(spark, config.score.table, config.score.table_mode, "score.table")
     table = output_table(config.resample.out_dir)
@@ -109,8 +108,8 @@ def run_pipeline(
     with one_listing(), reading(config.raw, *config.targets), \
             held(spark, config.run_dir, config.lease_timeout_seconds, take_over):
         steps = plan(spark, config, force, _stages(config, stages))
-        check_output_tables(spark, config, steps)
         running = {step.stage for step in steps if step.runs}
+        check_outputs(spark, config, running)
         check_columns(spark, config, running)
         if config.resample.scores and "resample" in running:
             check_external_scores(spark, config)  # before count and fit run

@@ -143,8 +143,8 @@ def test_the_command_line_names_a_table_that_exists(spark, tmp_path, corpus, cap
         f"run_dir: {tmp_path / 'run'}\n"
         f"raw: {{paths: ['table:corpus.pile'], text_col: contents, id_col: id}}\n"
         f"targets: [{{paths: ['{TARGET_C}'], text_col: contents}}]\n"
-        "resample: {num_to_sample: 5, out_dir: 'table:corpus.pile'}\n"
+        "resample: {num_to_sample: 5, out_dir: 'table:corpus.target_c'}\n"  # (the input table is refused apart)
     )
     assert main(["run", "--config", str(config_file)]) == 3  # an input error
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("dsir-spark: resample.out_dir: table corpus.pile already exists")
+    assert err[-1].startswith("dsir-spark: resample.out_dir: table corpus.target_c already exists")
