@@ -185,6 +185,7 @@ def test_an_unreachable_master_gives_a_clear_error(tmp_path):
         "run_dir": str(tmp_path / "run"),
         "raw": {"paths": [str(PILE)], "text_col": "contents", "id_col": "id"},
         "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+        "resample": {"num_to_sample": 10},  # without it the run is refused before it asks for a session
     })
     master = f"spark://127.0.0.1:{free_port()}"
     job = spark_submit(master, package_library(tmp_path), ["run", "--config", str(config)], tmp_path / "submit.log")
