@@ -459,10 +459,11 @@ def documents(df: DataFrame) -> DataFrame:
     return rows(df).where(F.col(BAD) == F.lit(GOOD)).select(ID, TEXT)
 
 
-def rows(df: DataFrame) -> DataFrame:
+def rows(df: DataFrame, *extra: Column) -> DataFrame:
     """(id, text, bad) of every row of a frame from ``read_dataset``, ``bad`` one of GOOD, MALFORMED,
-    TOO_LONG, so that one pass can count the bad lines beside the documents."""
-    return df.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT), F.col("__dsir_bad").alias(BAD))
+    TOO_LONG, so that one pass can count the bad lines beside the documents; ``extra`` columns too."""
+    return df.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT), F.col("__dsir_bad").alias(BAD),
+                     *extra)
 
 
 def good_rows(df: DataFrame) -> DataFrame:

@@ -481,3 +481,15 @@ def test_a_jvm_out_of_memory_is_told_as_memory_not_as_a_corrupt_file(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and "corrupt" not in last, last
     assert "spark.driver.memory" in last and ("Spark ran out of memory" in last or "OutOfMemoryError" in last), last
+
+
+def test_group_caps_without_room_for_k_fail_after_count_before_fit(spark, tmp_path, capsys):
+    rows = [{**r, "source": "code" if i % 2 else "prose"} for i, r in enumerate(ROWS)]
+    raw = write_jsonl(tmp_path / "raw.jsonl", rows)
+    config = config_dict(tmp_path / "run", raw, group_col="source", max_share=0.3,
+                         group_caps=[{"value": "code", "max_share": 0.05}])
+    code, line = run_cli(tmp_path, capsys, config)
+    # prose: floor(0.3 * 20) = 6, code: floor(0.05 * 20) = 1
+    assert (code, line) == (3, "dsir-spark: resample.num_to_sample=20 but the group caps leave room for at most 7 of "
+                               "raw's 150 documents; raise max_share (or group_caps) or lower num_to_sample")
+    assert not nothing_counted(tmp_path / "run") and not fitted(tmp_path / "run")

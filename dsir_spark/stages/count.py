@@ -67,17 +67,25 @@ def _group(index: int, kind: int) -> int:
     return index * _GROUPS + kind + _SHIFT
 
 
-def _grouped_rows(df: DataFrame, index: int, in_sample: Column | None, ids: bool) -> DataFrame:
-    """(text, group, id key) of every row of a dataset; texts of rows not to be featurized are nulled,
-    and the ids of datasets whose ids are not checked."""
+# The column of the count pass holding each raw row's resample.group_col value (null for targets).
+GROUP_VALUE = "__dsir_group_value"
+# At most this many group values are recorded for the quota check before fit and score.
+MAX_RECORDED_GROUPS = 10_000
+
+
+def _grouped_rows(df: DataFrame, index: int, in_sample: Column | None, ids: bool,
+                  group_value: Column | None = None) -> DataFrame:
+    """(text, group, id key[, group value]) of every row of a dataset; texts of rows not to be featurized
+    are nulled, and the ids of datasets whose ids are not checked."""
     kind = F.col(BAD)
     if in_sample is not None:
         outside = F.when(F.col(TEXT).isNull(), F.lit(OUT_OF_SAMPLE_NULL)).otherwise(F.lit(OUT_OF_SAMPLE))
         kind = F.when((F.col(BAD) == F.lit(GOOD)) & ~in_sample, outside).otherwise(F.col(BAD))
     group = F.lit(index * _GROUPS + _SHIFT) + kind
     key = F.col(ID).cast("string") if ids else F.lit(None).cast("string")
-    return rows(df).select(F.when(kind == F.lit(GOOD), F.col(TEXT)).alias(TEXT), group.alias(GROUP),
-                           key.alias(ID_KEY))
+    value = [] if group_value is None else [group_value.cast("string").alias(GROUP_VALUE)]
+    return rows(df, *value).select(F.when(kind == F.lit(GOOD), F.col(TEXT)).alias(TEXT), group.alias(GROUP),
+                                   key.alias(ID_KEY), *([F.col(GROUP_VALUE)] if value else []))
 
 
 def _require_text_in_every_file(df: DataFrame, dataset: DatasetConfig) -> None:
@@ -155,7 +163,11 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
     def work() -> dict[str, Any]:
         # One pass over every dataset: bucket counts of targets and raw (its fit sample) by group.
         in_sample, sample_info = _fit_sample(spark, config, frames[raw_index])
-        parts = [_grouped_rows(df, i, in_sample if i == raw_index else None, i == raw_index)
+        # With quotas and all of raw featurized, each raw document's group too (see _raw_groups).
+        grouped = config.resample.group_col if in_sample is None and not config.chunking.tokens else None
+        values = [(F.col(config.resample.group_col) if i == raw_index else F.lit(None)) if grouped else None
+                  for i in range(len(frames))]
+        parts = [_grouped_rows(df, i, in_sample if i == raw_index else None, i == raw_index, values[i])
                  for i, df in enumerate(frames)]
         union = parts[0]
         for other in parts[1:]:
@@ -164,11 +176,16 @@ def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         # before fit and score (see stages.resample.check_selectable_from_counts).
         counted = count_pass(union, config.features, F.col(GROUP),
                              id_groups=[_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)],
-                             length_groups=[_group(raw_index, GOOD)] if in_sample is None else [])
+                             length_groups=[_group(raw_index, GOOD)] if in_sample is None else [],
+                             labels=F.col(GROUP_VALUE) if grouped else None)
         summary: dict[str, Any] = {"targets": {}, "bad_records": {}}
         if in_sample is None:
             lengths = sorted(counted.lengths.items())
             summary["raw_lengths"] = {"tokens": [n for n, _ in lengths], "documents": [d for _, d in lengths]}
+        documents_per_group = counted.labels.get(_group(raw_index, GOOD), {})
+        if grouped and len(documents_per_group) <= MAX_RECORDED_GROUPS:
+            summary["raw_groups"] = {"column": grouped, "documents": sorted(documents_per_group.items(),
+                                                                            key=lambda item: str(item[0]))}
         results = []
         for index, (dataset, df) in enumerate(zip(datasets, frames)):
             what = f"target dataset {dataset.name}" if index < raw_index else "raw dataset"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -15,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.chunks import expand_chunks, is_chunked
-from dsir_spark.config import RunConfig, ShardConfig, require_sample_size, resolved_location
+from dsir_spark.config import ResampleConfig, RunConfig, ShardConfig, require_sample_size, resolved_location
 from dsir_spark.estimators import load_model
 from dsir_spark.features import requested_implementation
 from dsir_spark.io import (
@@ -197,6 +198,20 @@ def _check_group_values(grouped: DataFrame, quota: Quota, config: RunConfig) -> 
     return int(found["null"])
 
 
+def _require_room_in_groups(settings: ResampleConfig, documents: list[tuple[str | None, int]]) -> None:
+    """Fails when the group caps leave fewer than num_to_sample of raw's documents (the count stage's
+    documents per group value: an upper bound on the eligible ones, so the exact check stays at resample)."""
+    k, shares = settings.num_to_sample, {cap.value: cap.max_share for cap in settings.group_caps}
+    room = 0
+    for value, count in documents:
+        share = shares.get(value, settings.max_share) if value is not None else settings.max_share
+        room += count if share is None else min(count, math.floor(share * k))
+    if room < k:
+        raise ResampleError(f"resample.num_to_sample={k} but the group caps leave room for at most {room} of raw's "
+                            f"{sum(n for _, n in documents)} documents; raise max_share (or group_caps) or lower "
+                            "num_to_sample")
+
+
 def check_selectable_from_counts(config: RunConfig, counted: dict[str, Any]) -> None:
     """The request checked against the raw documents' lengths that the count stage recorded (when it
     featurized all of raw, as the score stage will): fails before fit and score, not after them. Chunks
@@ -205,6 +220,9 @@ def check_selectable_from_counts(config: RunConfig, counted: dict[str, Any]) -> 
     if lengths is None or config.chunking.tokens or config.resample.scores:
         return
     settings = config.resample
+    groups = counted.get("raw_groups")
+    if groups is not None and groups["column"] == settings.group_col and settings.num_to_sample:
+        _require_room_in_groups(settings, groups["documents"])
     pairs = [(n, d) for n, d in zip(lengths["tokens"], lengths["documents"]) if n >= settings.min_example_length]
     require_enough(settings.num_to_sample, settings.num_tokens_to_sample, sum(lengths["documents"]),
                    sum(d for _, d in pairs), sum(n * d for n, d in pairs), min((n for n, _ in pairs), default=None),
