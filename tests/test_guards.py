@@ -393,12 +393,17 @@ def test_a_single_stage_after_an_input_change_says_every_stage_is_stale(spark, t
                                "run, which redoes them in order")
 
 
+def grouped_run(tmp_path, capsys, source: list, max_share: float, caps: dict[str, float]):
+    """A run with quotas on a ``source`` column (one value per row of ROWS): its config and (code, line)."""
+    raw = write_jsonl(tmp_path / "raw.jsonl", [{**r, "source": value} for r, value in zip(ROWS, source)])
+    config = config_dict(tmp_path / "run", raw, group_col="source", max_share=max_share,
+                         group_caps=[{"value": v, "max_share": share} for v, share in caps.items()])
+    return config, run_cli(tmp_path, capsys, config)
+
+
 def test_group_caps_name_values_that_occur_and_null_groups_are_their_own(spark, tmp_path, capsys):
-    rows = [{**r, "source": None if i % 10 == 0 else ("code" if i % 2 else "prose")} for i, r in enumerate(ROWS)]
-    raw = write_jsonl(tmp_path / "raw.jsonl", rows)
-    config = config_dict(tmp_path / "run", raw, group_col="source", max_share=0.6,
-                         group_caps=[{"value": "Code", "max_share": 0.1}])
-    code, line = run_cli(tmp_path, capsys, config)
+    source = [None if i % 10 == 0 else ("code" if i % 2 else "prose") for i in range(len(ROWS))]
+    config, (code, line) = grouped_run(tmp_path, capsys, source, 0.6, {"Code": 0.1})
     assert (code, line) == (3, "dsir-spark: resample.group_caps: no scored document has source = 'Code'; its most "
                                "frequent values are ['code', 'prose']: check the spelling (values compare as strings)")
     config["resample"]["group_caps"] = [{"value": "code", "max_share": 0.1}]
@@ -484,11 +489,8 @@ def test_a_jvm_out_of_memory_is_told_as_memory_not_as_a_corrupt_file(tmp_path):
 
 
 def test_group_caps_without_room_for_k_fail_after_count_before_fit(spark, tmp_path, capsys):
-    rows = [{**r, "source": "code" if i % 2 else "prose"} for i, r in enumerate(ROWS)]
-    raw = write_jsonl(tmp_path / "raw.jsonl", rows)
-    config = config_dict(tmp_path / "run", raw, group_col="source", max_share=0.3,
-                         group_caps=[{"value": "code", "max_share": 0.05}])
-    code, line = run_cli(tmp_path, capsys, config)
+    source = ["code" if i % 2 else "prose" for i in range(len(ROWS))]
+    config, (code, line) = grouped_run(tmp_path, capsys, source, 0.3, {"code": 0.05})
     # prose: floor(0.3 * 20) = 6, code: floor(0.05 * 20) = 1
     assert (code, line) == (3, "dsir-spark: resample.num_to_sample=20 but the group caps leave room for at most 7 of "
                                "raw's 150 documents; raise max_share (or group_caps) or lower num_to_sample")
