@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "dsir_spark._featurize",
-            sources=["dsir_spark/_featurize.c"],
+            "dsir_spark.featurizer._featurize",
+            sources=["dsir_spark/featurizer/_featurize.c"],
             # no fused multiply-adds: sums must be the Python path's doubles bit for bit
             extra_compile_args=["-O3", "-std=c99", "-Wall", "-ffp-contract=off"],
             libraries=["m"],

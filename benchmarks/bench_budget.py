@@ -20,7 +20,7 @@ from bench_resample import make_data
 def timed(spark, scores, **size) -> tuple[float, int, int]:
     from pyspark.sql import functions as F
 
-    from dsir_spark.resampling import select
+    from dsir_spark.selection.resampling import select
 
     started = time.perf_counter()
     selection, _ = select(scores, ["log_weight"], seed=1, min_example_length=0, **size)

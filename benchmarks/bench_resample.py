@@ -90,9 +90,9 @@ def run_spark(root: Path, k: int, cores: int) -> dict:
     from pyspark.sql import SparkSession
 
     from dsir_spark.config import DatasetConfig
-    from dsir_spark.io import json_schemas, read_dataset
-    from dsir_spark.resampling import select
+    from dsir_spark.selection.resampling import select
     from dsir_spark.stages.resample import write_selection
+    from dsir_spark.storage.io import json_schemas, read_dataset
 
     spark = SparkSession.builder.master(f"local[{cores}]").config("spark.ui.enabled", "false").getOrCreate()
     jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())  # benchmark only, not the library

@@ -114,7 +114,7 @@ def featurizer_alone(corpus: Path) -> dict:
     import numpy as np
 
     from dsir_spark.config import FeatureConfig
-    from dsir_spark.features import CompiledFeaturizer, Featurizer
+    from dsir_spark.featurizer.features import CompiledFeaturizer, Featurizer
 
     texts = texts_of(corpus, 30)
     size_mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
@@ -208,10 +208,10 @@ def score_breakdown(data: Path, target: Path, master: str, hash_mode: str) -> di
     no-op sink, then the stage itself."""
     import pyarrow as pa
 
-    from dsir_spark.io import documents
-    from dsir_spark.model import DSIRModel
+    from dsir_spark.estimators.ngram_ratio import DSIRModel
     from dsir_spark.pipeline import run_pipeline
-    from dsir_spark.rundir import open_dataset, stage_dir
+    from dsir_spark.run.directory import open_dataset, stage_dir
+    from dsir_spark.storage.io import documents
 
     spark = session(master)
     results = {}

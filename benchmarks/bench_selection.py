@@ -137,10 +137,10 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
         RunConfig,
         ScoreConfig,
     )
-    from dsir_spark.features import FeatureConfig, make_featurizer, tokenize
+    from dsir_spark.featurizer.features import FeatureConfig, make_featurizer, tokenize
     from dsir_spark.pipeline import run_pipeline
-    from dsir_spark.report import kl_reduction
-    from dsir_spark.rundir import counts_path
+    from dsir_spark.run.directory import counts_path
+    from dsir_spark.selection.evaluation import kl_reduction
 
     spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
     work = Path(tempfile.mkdtemp(dir=OUT))
@@ -153,7 +153,7 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
     featurizer = make_featurizer(FeatureConfig(tokenizer=tokenizer))
 
     def kl_of(texts: list[str], config: RunConfig) -> float:
-        from dsir_spark.rundir import load_counts
+        from dsir_spark.run.directory import load_counts
         counts = np.zeros((1, 10000), dtype=np.int64)
         featurizer.count(texts, np.zeros(len(texts), dtype=np.int64), counts)
         raw_counts = load_counts(spark, counts_path(config, config.raw), 10000)
@@ -181,9 +181,9 @@ def measure(corpus: str, docs: list[dict], held: list[dict], domain: str, fracti
     def ranking(config: RunConfig) -> dict:
         """ROC AUC of the selection's weight column for the target domain over the eligible raw documents,
         and the domain's share of the k highest weights (precision at k)."""
-        from dsir_spark.logistic import roc_auc
-        from dsir_spark.model import LOG_WEIGHT
-        from dsir_spark.rundir import stage_dir
+        from dsir_spark.columns import LOG_WEIGHT
+        from dsir_spark.estimators.classifier import roc_auc
+        from dsir_spark.run.directory import stage_dir
 
         correction = config.score.length_correction
         column = LOG_WEIGHT if correction == "none" else f"{LOG_WEIGHT}_{correction}"

@@ -10,7 +10,7 @@ from importlib import import_module
 from dsir_spark.version import __version__
 
 # Public name -> the module that defines it, imported on first use: a Python worker that unpickles a
-# function of dsir_spark.counts then imports what that needs, not the whole package (MLlib, pandas ...).
+# function of dsir_spark.featurizer.counts then imports what that needs, not the whole package (MLlib, pandas ...).
 _PUBLIC = {
     "ConfigError": "dsir_spark.config",
     "DatasetConfig": "dsir_spark.config",
@@ -19,9 +19,9 @@ _PUBLIC = {
     "ResampleConfig": "dsir_spark.config",
     "RunConfig": "dsir_spark.config",
     "load_config": "dsir_spark.config",
-    "DSIRModel": "dsir_spark.model",
-    "LogisticModel": "dsir_spark.logistic",
-    "load_model": "dsir_spark.estimators",
+    "DSIRModel": "dsir_spark.estimators.ngram_ratio",
+    "LogisticModel": "dsir_spark.estimators.classifier",
+    "load_model": "dsir_spark.estimators.registry",
     "HashedNgramDSIR": "dsir_spark.dsir",
 }
 

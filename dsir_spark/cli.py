@@ -1,6 +1,6 @@
 """``dsir-spark count|fit|score|resample|report|run --config FILE [--set section.key=value ...]``, and
 ``dsir-spark explain --config FILE --id ID [--id ID ...]``, ``dsir-spark verify --config FILE`` and
-``dsir-spark warm-up`` (see dsir_spark.class_archive).
+``dsir-spark warm-up`` (see dsir_spark.runtime.class_archive).
 
 The same ``main`` serves the console script, ``jobs/dsir_job.py`` under spark-submit and a Databricks
 wheel task. It returns a process exit code and prints every error as one line on stderr (``--debug``, or the
@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Sequence
 
 from dsir_spark.config import ConfigError, load_config, require_sample_size
-from dsir_spark.features import requested_implementation
+from dsir_spark.featurizer.features import requested_implementation
 
 COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain", "verify", "warm-up")
 RUN_ERROR, CONFIG_ERROR, INPUT_ERROR = 1, 2, 3
@@ -103,10 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _exit_code(exc: BaseException) -> int:
     from dsir_spark.config import ConfigError
-    from dsir_spark.io import InputError
-    from dsir_spark.model import FitError
-    from dsir_spark.resampling import ResampleError
-    from dsir_spark.shards import ShardError
+    from dsir_spark.estimators.base import FitError
+    from dsir_spark.selection.resampling import ResampleError
+    from dsir_spark.selection.shards import ShardError
+    from dsir_spark.storage.io import InputError
 
     if isinstance(exc, ConfigError):
         return CONFIG_ERROR
@@ -117,7 +117,7 @@ def _exit_code(exc: BaseException) -> int:
 
 def _fail(exc: BaseException, debug: bool) -> int:
     """Prints a failure as one line (with the trace before it under --debug); returns its exit code."""
-    from dsir_spark.failures import one_line
+    from dsir_spark.storage.failures import one_line
 
     known = _exit_code(exc) != RUN_ERROR or type(exc).__module__.startswith("dsir_spark")
     if debug:
@@ -164,11 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace, config, debug: bool) -> int:
-    from dsir_spark.class_archive import use_in_launched_jvm
     from dsir_spark.pipeline import complete_without_session, run_pipeline
-    from dsir_spark.rundir import default_out_dir
-    from dsir_spark.session import apply_big_input_defaults, quiet_spark_logging, session_for_job
-    from dsir_spark.shards import MANIFEST, verify
+    from dsir_spark.run.directory import default_out_dir
+    from dsir_spark.runtime.class_archive import use_in_launched_jvm
+    from dsir_spark.runtime.session import apply_big_input_defaults, quiet_spark_logging, session_for_job
+    from dsir_spark.selection.shards import MANIFEST, verify
 
     if args.command == "verify":  # pyarrow only: no Spark session
         out_dir = default_out_dir(config)
@@ -197,7 +197,7 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
 
 
 def _warm_up(debug: bool) -> int:
-    from dsir_spark.class_archive import build
+    from dsir_spark.runtime.class_archive import build
 
     try:
         path, seconds = build()

@@ -73,7 +73,7 @@ class DatasetConfig:
 
     ``paths``: files, folders or globs (Parquet, JSON Lines, .gz), or ``table:<name>`` for a catalog table.
     ``text_col`` may be a nested field (``metadata.text``). Without ``id_col`` an id is derived from the
-    row's content (see ``dsir_spark.io``).
+    row's content (see ``dsir_spark.storage.io``).
     """
 
     paths: tuple[str, ...]
@@ -141,7 +141,7 @@ class FitConfig:
     target_proportions: tuple[float, ...] | None = None
     sample_seed: int = 0
     # ngram_ratio: the reference's naive-Bayes log ratio | logistic: a classifier on the same features
-    # (see dsir_spark.logistic); the next four settings are the classifier's.
+    # (see dsir_spark.estimators.classifier); the next four settings are the classifier's.
     estimator: str = "ngram_ratio"
     negatives: int = 20_000  # raw documents it is trained against (a seeded sample)
     positives: int = 20_000  # at most this many target documents per classifier (a seeded sample)
@@ -176,7 +176,7 @@ class FitConfig:
 class ShardConfig:
     """The selection as numbered shards a trainer reads (``00000.parquet`` ...) with a manifest.json."""
 
-    max_file_bytes: int | None = None  # each file at most this many bytes (see dsir_spark.shards), or ...
+    max_file_bytes: int | None = None  # each file at most this many bytes (see dsir_spark.selection.shards), or ...
     num_files: int | None = None  # ... this many files of about equal bytes
     order: str = "random"  # random: a seeded order, so each shard is a uniform sample | key: highest keys first
     compression: str = "zstd"  # zstd | gzip | none, for Parquet and JSON Lines alike
@@ -337,7 +337,7 @@ class RunConfig:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     resample: ResampleConfig = field(default_factory=ResampleConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
-    # A run's lease on run_dir (see dsir_spark.lease) not refreshed for this long may be taken over.
+    # A run's lease on run_dir (see dsir_spark.run.lease) not refreshed for this long may be taken over.
     lease_timeout_seconds: float = 600.0
 
     def __post_init__(self) -> None:

@@ -19,18 +19,18 @@ import numpy as np
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
-from dsir_spark.failures import reading
-from dsir_spark.io import one_listing
-from dsir_spark.lease import held
-from dsir_spark.model import DSIRModel
-from dsir_spark.rundir import stage_dir
-from dsir_spark.session import active_session
+from dsir_spark.estimators.ngram_ratio import DSIRModel
+from dsir_spark.run.directory import stage_dir
+from dsir_spark.run.lease import held
+from dsir_spark.runtime.session import active_session
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.explain import explain
 from dsir_spark.stages.fit import fit_from_counts, fit_stage
 from dsir_spark.stages.report import report_stage
 from dsir_spark.stages.resample import resample_stage
 from dsir_spark.stages.score import score_stage
+from dsir_spark.storage.failures import reading
+from dsir_spark.storage.io import one_listing
 
 
 def _paths(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -102,7 +102,7 @@ class HashedNgramDSIR:
 
     @contextmanager
     def _lease(self) -> Iterator[None]:
-        """The run directory's lease (see dsir_spark.lease) for one step, whose inputs are listed once."""
+        """The run directory's lease (see dsir_spark.run.lease) for one step, whose inputs are listed once."""
         config = self.config
         with one_listing(), reading(config.raw, *config.targets), \
                 held(self.spark, config.run_dir, config.lease_timeout_seconds):
@@ -130,7 +130,7 @@ class HashedNgramDSIR:
     def resample(self, out_dir: str, num_to_sample: int, top_k: bool = False, seed: int = 0,
                  output_format: str = "parquet", table_mode: str = "error") -> None:
         """Selects exactly num_to_sample documents into out_dir, a folder or ``table:<name>``
-        (see dsir_spark.resampling); ``table_mode="overwrite"`` replaces an existing table."""
+        (see dsir_spark.selection.resampling); ``table_mode="overwrite"`` replaces an existing table."""
         resample = replace(self.config.resample, num_to_sample=num_to_sample, top_k=top_k, seed=seed,
                            out_dir=str(out_dir), output_format=output_format, table_mode=table_mode)
         self.config = replace(self.config, resample=resample)

@@ -1,5 +1,5 @@
 """The stages in order under one run directory; a stage complete with the same settings is skipped,
-and once one stage runs again, every stage after it does too. Layout: ``dsir_spark.rundir``."""
+and once one stage runs again, every stage after it does too. Layout: ``dsir_spark.run.directory``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig, require_sample_size
-from dsir_spark.failures import reading
-from dsir_spark.io import one_listing, output_table, require_writable_table
-from dsir_spark.lease import held
-from dsir_spark.records import NeedsSession
-from dsir_spark.rundir import STAGES, complete_record, input_fingerprint, require_own_output
+from dsir_spark.run.directory import STAGES, complete_record, input_fingerprint, require_own_output
+from dsir_spark.run.lease import held
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
 from dsir_spark.stages.report import raw_for_report, report_stage
@@ -25,6 +22,9 @@ from dsir_spark.stages.resample import (
     resample_stage,
 )
 from dsir_spark.stages.score import score_stage
+from dsir_spark.storage.failures import reading
+from dsir_spark.storage.io import one_listing, output_table, require_writable_table
+from dsir_spark.storage.records import NeedsSession
 
 log = logging.getLogger("dsir_spark")
 

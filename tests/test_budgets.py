@@ -8,10 +8,10 @@ import pytest
 from conftest import PILE, TARGET_C
 from pyspark.sql import functions as F
 
-import dsir_spark.resampling as resampling
+import dsir_spark.selection.resampling as resampling
 from dsir_spark.config import DatasetConfig, FitConfig, GroupCap, ReportConfig, ResampleConfig, RunConfig
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.resampling import KEY, ResampleError, gumbel_keys, select
+from dsir_spark.selection.resampling import KEY, ResampleError, gumbel_keys, select
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def greedy_with_caps(scores, caps: dict, default: float | None, amount: int, by_
 
 @pytest.mark.parametrize("by_tokens", [False, True])
 def test_group_caps_equal_the_greedy_walk_that_passes_over_full_groups(scores, by_tokens):
-    from dsir_spark.resampling import Quota
+    from dsir_spark.selection.resampling import Quota
 
     grouped = scores.withColumn("group", F.concat(F.lit("g"), (F.col("id") % 4).cast("string")))
     amount = 150_000 if by_tokens else 800

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsir_spark.config import ChunkingConfig, DatasetConfig, FeatureConfig, FitConfig, ResampleConfig, RunConfig
-from dsir_spark.features import CompiledFeaturizer, Featurizer, tokenize
-from dsir_spark.model import DSIRModel
+from dsir_spark.estimators.ngram_ratio import DSIRModel
+from dsir_spark.featurizer.features import CompiledFeaturizer, Featurizer, tokenize
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.rundir import stage_dir
+from dsir_spark.run.directory import stage_dir
 
 CONFIG = FeatureConfig(ngrams=2, num_buckets=997)
 TABLE = np.random.default_rng(3).normal(size=(2, 997))

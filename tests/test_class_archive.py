@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dsir_spark import class_archive
+from dsir_spark.runtime import class_archive
 
 ROOT = Path(__file__).parent.parent
 
@@ -41,7 +41,7 @@ def test_the_archive_goes_only_to_a_jvm_this_process_launches(cache):
     cache.mkdir()
     path = class_archive.archive_path()
     path.write_bytes(b"x")
-    probe = ("import json, os; from dsir_spark.class_archive import use_in_launched_jvm as use; "
+    probe = ("import json, os; from dsir_spark.runtime.class_archive import use_in_launched_jvm as use; "
              "print(json.dumps([use(), os.environ.get('SPARK_SUBMIT_OPTS')]))")
 
     def launched(**env: str) -> list:

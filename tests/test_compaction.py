@@ -9,10 +9,10 @@ import os
 import pytest
 from conftest import PILE, TARGET_C, read_jsonl
 
-from dsir_spark.compaction import SMALL_FILE_BYTES, SMALL_FILES, should_compact
 from dsir_spark.config import config_from_dict
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.rundir import open_dataset, read_record
+from dsir_spark.run.directory import open_dataset, read_record
+from dsir_spark.storage.compaction import SMALL_FILE_BYTES, SMALL_FILES, should_compact
 
 FILES = 120
 

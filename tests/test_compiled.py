@@ -1,4 +1,4 @@
-"""The compiled featurizer (dsir_spark._featurize) against the pure-Python one and the reference.
+"""The compiled featurizer (dsir_spark.featurizer._featurize) against the pure-Python one and the reference.
 
 The suite runs with DSIR_SPARK_FEATURIZER=compiled (conftest), so every Spark test, the parity tests
 with data-selection included, exercises the compiled path; these tests compare the two paths directly.
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dsir_spark.config import FeatureConfig
-from dsir_spark.features import CompiledFeaturizer, Featurizer, make_featurizer, tokenize
+from dsir_spark.featurizer.features import CompiledFeaturizer, Featurizer, make_featurizer, tokenize
 
 TEXTS = EDGE_TEXTS + [r["contents"] for r in read_jsonl(PILE)[:200]]
 MODES = ["sha256", "xxhash64"]
@@ -32,7 +32,7 @@ def python_features(config: FeatureConfig, text: str) -> tuple[list[str], list[i
 
 
 def test_the_compiled_featurizer_is_built_and_chosen():
-    from dsir_spark import _featurize  # fails when `pip install` did not build the extension
+    from dsir_spark.featurizer import _featurize  # fails when `pip install` did not build the extension
 
     assert _featurize.__file__.endswith((".so", ".pyd"))
     assert make_featurizer(FeatureConfig(), "auto").name == "compiled"
@@ -42,7 +42,7 @@ def test_the_compiled_featurizer_is_built_and_chosen():
 @pytest.fixture(params=[True, False], ids=["sha-extensions", "portable-sha256"])
 def sha_backend(request):
     """Both SHA-256 compressions: the x86 SHA extensions (where the CPU has them) and portable C."""
-    from dsir_spark import _featurize
+    from dsir_spark.featurizer import _featurize
 
     active = _featurize.use_sha_extensions(request.param)
     if request.param and not active:
@@ -55,7 +55,7 @@ def sha_backend(request):
 # The fixture only switches the SHA-256 compression; it holds no state that examples could share.
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_hashes_follow_their_specifications(sha_backend, data, seed):
-    from dsir_spark import _featurize
+    from dsir_spark.featurizer import _featurize
 
     assert _featurize.xxh64(data, seed) == xxhash.xxh64_intdigest(data, seed=seed)
     for m in (1, 97, 10000, 2**31 - 1):

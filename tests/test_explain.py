@@ -7,15 +7,15 @@ from collections import Counter
 import pytest
 from conftest import PILE, TARGET_C
 
-from dsir_spark import rundir
 from dsir_spark.cli import main
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
-from dsir_spark.features import sha256_bucket
-from dsir_spark.io import InputError
-from dsir_spark.ngrams import STRINGS_PER_BUCKET
+from dsir_spark.featurizer.features import sha256_bucket
+from dsir_spark.featurizer.ngrams import STRINGS_PER_BUCKET
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.rundir import stage_dir
+from dsir_spark.run import directory as rundir
+from dsir_spark.run.directory import stage_dir
 from dsir_spark.stages.explain import explain
+from dsir_spark.storage.io import InputError
 
 # How often the run below read each dataset (by name).
 READS: Counter[str] = Counter()

@@ -17,8 +17,8 @@ from cluster import REPO, spark_env
 from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
 
 from dsir_spark.cli import main
-from dsir_spark.records import read_json
-from dsir_spark.rundir import RECORD
+from dsir_spark.run.directory import RECORD
+from dsir_spark.storage.records import read_json
 
 ROWS = [{"id": r["id"], "contents": r["contents"]} for r in read_jsonl(PILE)[:150]]
 

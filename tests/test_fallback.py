@@ -12,9 +12,10 @@ from chispa import assert_df_equality
 
 from dsir_spark.cli import main
 from dsir_spark.config import config_from_dict
-from dsir_spark.model import DSIRModel, FitError
+from dsir_spark.estimators.base import FitError
+from dsir_spark.estimators.ngram_ratio import DSIRModel
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.rundir import read_record
+from dsir_spark.run.directory import read_record
 
 ROOT = Path(__file__).parent.parent
 

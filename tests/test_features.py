@@ -8,7 +8,7 @@ from conftest import EDGE_TEXTS, PILE, read_jsonl
 from data_selection.hashed_ngram_dsir import get_ngram_counts
 
 from dsir_spark.config import FeatureConfig
-from dsir_spark.features import Featurizer, tokenize
+from dsir_spark.featurizer.features import Featurizer, tokenize
 
 TEXTS = EDGE_TEXTS + [r["contents"] for r in read_jsonl(PILE)[:40]]
 

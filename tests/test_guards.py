@@ -193,14 +193,14 @@ def test_each_file_is_read_once_or_the_overlap_is_named(spark, tmp_path, capsys,
 def raw_lengths() -> list[int]:
     """Every document's tokens as the score stage counts them (the reference's wordpunct)."""
     from dsir_spark.config import FeatureConfig
-    from dsir_spark.features import make_featurizer
+    from dsir_spark.featurizer.features import make_featurizer
 
     return [int(n) for n in make_featurizer(FeatureConfig()).token_counts([r["contents"] for r in ROWS])]
 
 
 def fitted(run_dir) -> bool:
-    from dsir_spark.records import read_json
-    from dsir_spark.rundir import RECORD
+    from dsir_spark.run.directory import RECORD
+    from dsir_spark.storage.records import read_json
 
     return (read_json(None, f"{run_dir}/model/{RECORD}") or {}).get("status") == "done"
 
@@ -298,8 +298,8 @@ def test_sigterm_and_ctrl_c_stop_the_jobs_release_the_lease_and_say_where(tmp_pa
     import yaml
     from cluster import REPO, spark_env, wait_for
 
-    from dsir_spark.records import read_json
-    from dsir_spark.rundir import RECORD
+    from dsir_spark.run.directory import RECORD
+    from dsir_spark.storage.records import read_json
 
     with open(tmp_path / "raw.jsonl", "w") as handle:  # ~45 MB: the count stage takes several seconds
         for copy in range(60):
@@ -408,8 +408,8 @@ def test_group_caps_name_values_that_occur_and_null_groups_are_their_own(spark, 
                                "frequent values are ['code', 'prose']: check the spelling (values compare as strings)")
     config["resample"]["group_caps"] = [{"value": "code", "max_share": 0.1}]
     assert run_cli(tmp_path, capsys, config) == (0, "")
-    from dsir_spark.records import read_json
-    from dsir_spark.rundir import RECORD
+    from dsir_spark.run.directory import RECORD
+    from dsir_spark.storage.records import read_json
 
     record = read_json(None, f"{tmp_path}/run/selection/{RECORD}")
     eligible_nulls = record["null_groups"]
@@ -423,8 +423,8 @@ def test_a_classifier_on_one_target_document_warns_why_and_records_it(spark, tmp
     config = config_dict(tmp_path / "run", raw)
     config["fit"].update(estimator="logistic", negatives=100)
     assert run_cli(tmp_path, capsys, config) == (0, "")
-    from dsir_spark.records import read_json
-    from dsir_spark.rundir import RECORD
+    from dsir_spark.run.directory import RECORD
+    from dsir_spark.storage.records import read_json
 
     record = read_json(None, f"{tmp_path}/run/model/{RECORD}")
     training = record["training"]["target_0"]
@@ -446,8 +446,8 @@ def test_more_shard_files_than_documents_and_a_tiny_fit_budget_are_said(spark, t
     config = config_dict(tmp_path / "run", raw)
     config["fit"]["num_tokens_to_fit"] = 100
     assert run_cli(tmp_path, capsys, config) == (0, "")
-    from dsir_spark.records import read_json
-    from dsir_spark.rundir import RECORD
+    from dsir_spark.run.directory import RECORD
+    from dsir_spark.storage.records import read_json
 
     (warning,) = read_json(None, f"{tmp_path}/run/counts/{RECORD}")["warnings"]
     assert warning.startswith("fit.num_tokens_to_fit=100 gave a raw fit sample of ")

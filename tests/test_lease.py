@@ -14,9 +14,9 @@ from conftest import PILE, TARGET_C
 
 from dsir_spark.cli import main
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
-from dsir_spark.lease import LEASE, LeaseError
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.records import read_json, write_json
+from dsir_spark.run.lease import LEASE, LeaseError
+from dsir_spark.storage.records import read_json, write_json
 
 
 def config(run_dir, timeout: float = 600) -> RunConfig:
@@ -102,7 +102,7 @@ def test_a_lease_whose_owner_exited_on_this_host_is_taken_over(spark, tmp_path):
 def test_of_runs_taking_a_lease_at_the_same_moment_exactly_one_wins(spark, tmp_path):
     """Ten tries of three runs taking one run directory's lease at once (a barrier releases them
     together): one wins every time, and the others are told who holds it."""
-    from dsir_spark.lease import acquire
+    from dsir_spark.run.lease import acquire
 
     def take(run_dir, barrier, won, refused) -> None:
         barrier.wait()
@@ -127,8 +127,8 @@ def test_of_runs_taking_a_lease_at_the_same_moment_exactly_one_wins(spark, tmp_p
 
 def test_a_run_that_loses_its_lease_mid_stage_records_nothing(spark, tmp_path):
     """Another run takes the run directory while a stage works: the stage writes no "done" record."""
-    from dsir_spark.lease import held
-    from dsir_spark.rundir import RECORD
+    from dsir_spark.run.directory import RECORD
+    from dsir_spark.run.lease import held
     from dsir_spark.stages.runner import run_stage
 
     run_dir = tmp_path / "run"

@@ -12,14 +12,14 @@ import numpy as np
 from conftest import EDGE_TEXTS
 
 from dsir_spark.config import FeatureConfig
-from dsir_spark.counts import bucket_counts
+from dsir_spark.featurizer.counts import bucket_counts
 
 SCRIPT = textwrap.dedent(
     """
     import json, sys
     from pyspark.sql import SparkSession
     from dsir_spark.config import FeatureConfig
-    from dsir_spark.counts import bucket_counts
+    from dsir_spark.featurizer.counts import bucket_counts
     turkish = "-Duser.language=tr -Duser.country=TR"
     spark = (SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
              .config("spark.driver.extraJavaOptions", turkish).config("spark.executor.extraJavaOptions", turkish)

@@ -20,12 +20,12 @@ from dsir_spark.config import (
     ResampleConfig,
     RunConfig,
 )
-from dsir_spark.estimators import load_model
-from dsir_spark.features import Featurizer, make_featurizer
-from dsir_spark.logistic import LogisticModel, roc_auc
-from dsir_spark.model import DSIRModel
+from dsir_spark.estimators.classifier import LogisticModel, roc_auc
+from dsir_spark.estimators.ngram_ratio import DSIRModel
+from dsir_spark.estimators.registry import load_model
+from dsir_spark.featurizer.features import Featurizer, make_featurizer
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.rundir import stage_dir
+from dsir_spark.run.directory import stage_dir
 from dsir_spark.stages.explain import explain
 
 DOMAIN = "Github"

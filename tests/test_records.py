@@ -9,9 +9,9 @@ from conftest import PILE, TARGET_C
 from pyspark.sql import functions as F
 
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
-from dsir_spark.io import _local_listing, list_files, one_listing
 from dsir_spark.pipeline import complete_without_session, run_pipeline
-from dsir_spark.records import read_json, read_table, write_json, write_table
+from dsir_spark.storage.io import _local_listing, list_files, one_listing
+from dsir_spark.storage.records import read_json, read_table, write_json, write_table
 
 
 def spark_listing(spark, path):

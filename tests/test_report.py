@@ -12,9 +12,9 @@ from conftest import PILE, read_jsonl, write_jsonl
 
 from dsir_spark import HashedNgramDSIR
 from dsir_spark.config import FeatureConfig
-from dsir_spark.features import Featurizer
-from dsir_spark.report import kl_divergence, kl_reduction
-from dsir_spark.rundir import read_record, write_record
+from dsir_spark.featurizer.features import Featurizer
+from dsir_spark.run.directory import read_record, write_record
+from dsir_spark.selection.evaluation import kl_divergence, kl_reduction
 
 
 def _distribution(texts: list[str]) -> np.ndarray:

@@ -11,12 +11,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 from reference import run_reference
 
-import dsir_spark.resampling as resampling
+import dsir_spark.selection.resampling as resampling
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
-from dsir_spark.io import InputError
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.resampling import ResampleError, gumbel_keys, select, split_across_targets
-from dsir_spark.rundir import StageOrderError, read_record
+from dsir_spark.run.directory import StageOrderError, read_record
+from dsir_spark.selection.resampling import ResampleError, gumbel_keys, select, split_across_targets
+from dsir_spark.storage.io import InputError
 
 NO_REPORT = ReportConfig(enabled=False)
 

@@ -18,7 +18,7 @@ from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
 from dsir_spark.cli import main
 from dsir_spark.config import config_from_dict
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.rundir import read_record
+from dsir_spark.run.directory import read_record
 
 
 @pytest.fixture(scope="module")

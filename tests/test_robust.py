@@ -10,10 +10,10 @@ import pytest
 from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
 
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
-from dsir_spark.io import InputError
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.resampling import ResampleError
-from dsir_spark.rundir import StageOrderError, read_record
+from dsir_spark.run.directory import StageOrderError, read_record
+from dsir_spark.selection.resampling import ResampleError
+from dsir_spark.storage.io import InputError
 
 ROWS = [{"id": r["id"], "contents": r["contents"], "source": r["metadata"]["pile_set_name"]}
         for r in read_jsonl(PILE)[:150]]

@@ -10,11 +10,11 @@ from conftest import TARGET_C
 from pyspark.sql import functions as F
 
 from dsir_spark.config import DatasetConfig, FeatureConfig, FitConfig, ResampleConfig, RunConfig
-from dsir_spark.counts import count_pass
-from dsir_spark.features import sha256_bucket
-from dsir_spark.io import one_listing
+from dsir_spark.featurizer.counts import count_pass
+from dsir_spark.featurizer.features import sha256_bucket
 from dsir_spark.pipeline import plan
-from dsir_spark.rundir import STAGES, input_fingerprint
+from dsir_spark.run.directory import STAGES, input_fingerprint
+from dsir_spark.storage.io import one_listing
 
 
 def many_files(folder, count: int, nested: bool = False):
@@ -94,7 +94,7 @@ def test_labels_are_tallied_per_group_for_every_row_as_text(spark):
 
 
 def test_big_input_defaults_fill_in_only_what_the_user_did_not_set(spark, monkeypatch):
-    from dsir_spark import session
+    from dsir_spark.runtime import session
 
     monkeypatch.setattr(session, "BIG_INPUT_DEFAULTS", {**session.BIG_INPUT_DEFAULTS,
                                                         "spark.sql.shuffle.partitions": "99"})

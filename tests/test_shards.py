@@ -17,7 +17,7 @@ from conftest import PILE, TARGET_C
 from dsir_spark.cli import main
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig, ShardConfig
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.shards import ShardError, verify
+from dsir_spark.selection.shards import ShardError, verify
 
 
 def base_config(run_dir: Path, **resample) -> RunConfig:

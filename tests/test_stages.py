@@ -12,13 +12,13 @@ from conftest import PILE, read_jsonl, write_jsonl
 from data_selection.hashed_ngram_dsir import get_ngram_counts
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StructField, StructType
 
-from dsir_spark import ConfigError, HashedNgramDSIR
+from dsir_spark import ConfigError, HashedNgramDSIR, __version__
 from dsir_spark.config import DatasetConfig, FitConfig, RunConfig
-from dsir_spark.features import tokenize
-from dsir_spark.io import InputError
-from dsir_spark.model import FitError
-from dsir_spark.records import read_json
+from dsir_spark.estimators.base import FitError
+from dsir_spark.featurizer.features import tokenize
 from dsir_spark.stages.count import count_stage
+from dsir_spark.storage.io import InputError
+from dsir_spark.storage.records import read_json
 
 NUM_BUCKETS = 64
 RAW = [
@@ -83,7 +83,7 @@ def test_model_table_schema_and_values(spark, small_run):
     assert meta["features"] == {"ngrams": 2, "num_buckets": NUM_BUCKETS, "hash": "sha256", "tokenizer": "wordpunct",
                                 "hash_definition": "sha256-hexdigest-mod-v1"}
     assert meta["raw"]["tokens"] == 12 and meta["targets"]["target_0"]["tokens"] == 5
-    assert meta["version"] == "0.1.0"
+    assert meta["version"] == __version__
 
 
 def test_scores_schema_and_values(spark, small_run):
@@ -212,8 +212,8 @@ def test_nested_text_column_and_generated_ids(spark, tmp_path):
 
 def test_target_laplace_smoothing_and_token_shares():
     from dsir_spark.config import FeatureConfig
-    from dsir_spark.counts import BucketCounts
-    from dsir_spark.model import fit_model
+    from dsir_spark.estimators.ngram_ratio import fit_model
+    from dsir_spark.featurizer.counts import BucketCounts
 
     raw = BucketCounts(np.array([5, 3, 2, 0]), documents=2, tokens=6, null_texts=0)
     t0 = BucketCounts(np.array([1, 0, 0, 1]), documents=1, tokens=2, null_texts=0)

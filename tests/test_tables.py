@@ -16,9 +16,9 @@ from dsir_spark.config import (
     RunConfig,
     ScoreConfig,
 )
-from dsir_spark.io import InputError
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.rundir import read_record
+from dsir_spark.run.directory import read_record
+from dsir_spark.storage.io import InputError
 
 K = 40
 

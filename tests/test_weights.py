@@ -10,12 +10,12 @@ import pytest
 from conftest import PILE, TARGET_C, read_jsonl
 
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig, ScoreConfig
-from dsir_spark.features import tokenize
-from dsir_spark.io import InputError
-from dsir_spark.model import DSIRModel
+from dsir_spark.estimators.ngram_ratio import DSIRModel
+from dsir_spark.featurizer.features import tokenize
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.resampling import ResampleError
-from dsir_spark.rundir import stage_dir
+from dsir_spark.run.directory import stage_dir
+from dsir_spark.selection.resampling import ResampleError
+from dsir_spark.storage.io import InputError
 
 RAW = read_jsonl(PILE)
 

@@ -7,7 +7,7 @@ import sys
 
 
 def test_the_count_and_score_modules_do_not_import_pandas():
-    probe = ("import sys, dsir_spark.counts, dsir_spark.estimator; "
+    probe = ("import sys, dsir_spark.featurizer.counts, dsir_spark.estimators.base; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas'))")
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert found.strip() == "[]"
@@ -18,7 +18,7 @@ _WHERE_WORKERS_IMPORT = """
 import os
 os.environ.pop("PYSPARK_PYTHON", None)
 os.environ["PYSPARK_SUBMIT_ARGS"] = "--master local[1] --conf spark.ui.enabled=false pyspark-shell"
-from dsir_spark.session import session_for_job
+from dsir_spark.runtime.session import session_for_job
 
 def where(batches):
     import pyarrow as pa, py4j, pyspark
@@ -42,7 +42,7 @@ def test_local_command_line_workers_import_the_installed_pyspark_not_its_zip():
 def test_only_the_zips_inside_the_installed_pyspark_are_moved_last(tmp_path):
     import pyspark
 
-    from dsir_spark.worker_daemon import prefer_installed_pyspark
+    from dsir_spark.runtime.worker_daemon import prefer_installed_pyspark
 
     lib = os.path.join(os.path.dirname(pyspark.__file__), "python", "lib")
     zips = [os.path.join(lib, name) for name in sorted(os.listdir(lib))]

@@ -10,19 +10,28 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from dsir_spark.columns import ID, TEXT
 from dsir_spark.config import DatasetConfig, FeatureConfig, RunConfig
-from dsir_spark.counts import GROUP, ID_KEY, BucketCounts, count_pass, sample_for_fit
-from dsir_spark.features import requested_implementation
-from dsir_spark.io import (
+from dsir_spark.estimators.base import FitError
+from dsir_spark.featurizer.counts import GROUP, ID_KEY, BucketCounts, count_pass, sample_for_fit
+from dsir_spark.featurizer.features import requested_implementation
+from dsir_spark.run.directory import (
+    counts_path,
+    input_fingerprint,
+    open_dataset,
+    stage_dir,
+    stage_settings,
+    write_counts,
+)
+from dsir_spark.stages.runner import run_stage
+from dsir_spark.storage.io import (
     BAD,
     BAD_REASONS,
     GOOD,
-    ID,
     NO_TEXT,
     NOT_STRING,
     NOT_UNICODE,
     NOT_UTF8,
-    TEXT,
     TOO_LONG,
     InputError,
     documents,
@@ -33,16 +42,6 @@ from dsir_spark.io import (
     plain_text_bytes,
     rows,
 )
-from dsir_spark.model import FitError
-from dsir_spark.rundir import (
-    counts_path,
-    input_fingerprint,
-    open_dataset,
-    stage_dir,
-    stage_settings,
-    write_counts,
-)
-from dsir_spark.stages.runner import run_stage
 
 log = logging.getLogger("dsir_spark")
 

@@ -9,13 +9,13 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dsir_spark.chunks import expand_chunks, is_chunked
+from dsir_spark.columns import CHUNK, DOC_ID, ID
 from dsir_spark.config import RunConfig
-from dsir_spark.estimators import load_model
-from dsir_spark.features import make_featurizer, requested_implementation
-from dsir_spark.io import ID, InputError, good_rows
-from dsir_spark.model import CHUNK, DOC_ID
-from dsir_spark.rundir import open_dataset, read_record, stage_dir
+from dsir_spark.estimators.registry import load_model
+from dsir_spark.featurizer.chunks import expand_chunks, is_chunked
+from dsir_spark.featurizer.features import make_featurizer, requested_implementation
+from dsir_spark.run.directory import open_dataset, read_record, stage_dir
+from dsir_spark.storage.io import InputError, good_rows
 
 
 def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int = 10) -> list[dict[str, Any]]:

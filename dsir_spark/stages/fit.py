@@ -9,12 +9,11 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig
-from dsir_spark.counts import BucketCounts
-from dsir_spark.estimator import ImportanceModel
-from dsir_spark.io import documents
-from dsir_spark.logistic import LogisticModel, fit_logistic
-from dsir_spark.model import DSIRModel, fit_model
-from dsir_spark.rundir import (
+from dsir_spark.estimators.base import ImportanceModel
+from dsir_spark.estimators.classifier import LogisticModel, fit_logistic
+from dsir_spark.estimators.ngram_ratio import DSIRModel, fit_model
+from dsir_spark.featurizer.counts import BucketCounts
+from dsir_spark.run.directory import (
     counts_path,
     input_fingerprint,
     load_counts,
@@ -24,6 +23,7 @@ from dsir_spark.rundir import (
     stage_settings,
 )
 from dsir_spark.stages.runner import run_stage
+from dsir_spark.storage.io import documents
 
 log = logging.getLogger("dsir_spark")
 

@@ -11,13 +11,11 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dsir_spark.chunks import expand_chunks, is_chunked
+from dsir_spark.columns import TEXT
 from dsir_spark.config import RunConfig
-from dsir_spark.estimators import load_model
-from dsir_spark.io import TEXT, good_rows, plain_text_bytes, require_column
-from dsir_spark.records import overwrite, read_json, write_json
-from dsir_spark.report import Figures, build_report, to_markdown
-from dsir_spark.rundir import (
+from dsir_spark.estimators.registry import load_model
+from dsir_spark.featurizer.chunks import expand_chunks, is_chunked
+from dsir_spark.run.directory import (
     counts_path,
     default_out_dir,
     input_fingerprint,
@@ -28,9 +26,12 @@ from dsir_spark.rundir import (
     stage_dir,
     stage_settings,
 )
-from dsir_spark.scores import open_scores, weight_columns, with_groups
-from dsir_spark.shards import read_manifest, write_manifest
+from dsir_spark.run.scores import open_scores, weight_columns, with_groups
+from dsir_spark.selection.evaluation import Figures, build_report, to_markdown
+from dsir_spark.selection.shards import read_manifest, write_manifest
 from dsir_spark.stages.runner import run_stage
+from dsir_spark.storage.io import good_rows, plain_text_bytes, require_column
+from dsir_spark.storage.records import overwrite, read_json, write_json
 
 log = logging.getLogger("dsir_spark")
 

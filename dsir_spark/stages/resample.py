@@ -15,37 +15,12 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dsir_spark.chunks import expand_chunks, is_chunked
+from dsir_spark.columns import CHUNK, DOC_ID, GENERATED_ID, ID, NUM_TOKENS
 from dsir_spark.config import ResampleConfig, RunConfig, ShardConfig, require_sample_size, resolved_location
-from dsir_spark.estimators import load_model
-from dsir_spark.features import requested_implementation
-from dsir_spark.io import (
-    GENERATED_ID,
-    ID,
-    SCORES_ID_ADVICE,
-    InputError,
-    check_ids,
-    good_rows,
-    id_source,
-    one_listing,
-    original_columns,
-    output_table,
-    require_column,
-    require_writable_table,
-    write_table,
-)
-from dsir_spark.model import CHUNK, DOC_ID, NUM_TOKENS
-from dsir_spark.records import direct_path, overwrite
-from dsir_spark.resampling import (
-    KEY,
-    Quota,
-    ResampleError,
-    check_selectable,
-    require_budget_used,
-    require_enough,
-    select,
-)
-from dsir_spark.rundir import (
+from dsir_spark.estimators.registry import load_model
+from dsir_spark.featurizer.chunks import expand_chunks, is_chunked
+from dsir_spark.featurizer.features import requested_implementation
+from dsir_spark.run.directory import (
     default_out_dir,
     fingerprint,
     input_fingerprint,
@@ -59,9 +34,32 @@ from dsir_spark.rundir import (
     stage_dir,
     stage_settings,
 )
-from dsir_spark.scores import open_scores, scores_location, weight_columns, with_groups
-from dsir_spark.shards import ORDER, TOKENS, move_folder, order_column, write_manifest, write_shard_files
+from dsir_spark.run.scores import open_scores, scores_location, weight_columns, with_groups
+from dsir_spark.selection.resampling import (
+    KEY,
+    Quota,
+    ResampleError,
+    check_selectable,
+    require_budget_used,
+    require_enough,
+    select,
+)
+from dsir_spark.selection.shards import ORDER, TOKENS, move_folder, order_column, write_manifest, write_shard_files
 from dsir_spark.stages.runner import run_stage
+from dsir_spark.storage.io import (
+    SCORES_ID_ADVICE,
+    InputError,
+    check_ids,
+    good_rows,
+    id_source,
+    one_listing,
+    original_columns,
+    output_table,
+    require_column,
+    require_writable_table,
+    write_table,
+)
+from dsir_spark.storage.records import direct_path, overwrite
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")

@@ -10,8 +10,8 @@ from typing import Any
 import pyspark
 from pyspark.sql import SparkSession
 
-from dsir_spark.lease import confirm_current
-from dsir_spark.rundir import fingerprint, read_record, write_record
+from dsir_spark.run.directory import fingerprint, read_record, write_record
+from dsir_spark.run.lease import confirm_current
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
@@ -41,7 +41,7 @@ def run_stage(
             log.info("stage %s: complete with the same settings, skipped (%s)", name, stage_dir)
             return {**record, "skipped": True}
     log.info("stage %s: started -> %s", name, stage_dir)
-    # Only the lease holder writes (see dsir_spark.lease). Invalidate any earlier record first: a run
+    # Only the lease holder writes (see dsir_spark.run.lease). Invalidate any earlier record first: a run
     # killed from here on leaves no "done" behind.
     confirm_current()
     write_record(spark, stage_dir, {"stage": name, "status": "running", "fingerprint": print_})

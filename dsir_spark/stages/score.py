@@ -8,13 +8,11 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from dsir_spark.columns import DOC_ID, ID
 from dsir_spark.config import RunConfig
-from dsir_spark.estimators import load_model
-from dsir_spark.features import compiled_available, requested_implementation
-from dsir_spark.io import ID, check_ids, documents, id_source, write_table
-from dsir_spark.model import DOC_ID
-from dsir_spark.records import overwrite
-from dsir_spark.rundir import (
+from dsir_spark.estimators.registry import load_model
+from dsir_spark.featurizer.features import compiled_available, requested_implementation
+from dsir_spark.run.directory import (
     input_fingerprint,
     open_dataset,
     read_record,
@@ -23,6 +21,8 @@ from dsir_spark.rundir import (
     stage_settings,
 )
 from dsir_spark.stages.runner import run_stage
+from dsir_spark.storage.io import check_ids, documents, id_source, write_table
+from dsir_spark.storage.records import overwrite
 
 log = logging.getLogger("dsir_spark")
 

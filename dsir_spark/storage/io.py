@@ -1,4 +1,4 @@
-"""Reading datasets, only through Spark's readers (small records: ``dsir_spark.records``).
+"""Reading datasets, only through Spark's readers (small records: ``dsir_spark.storage.records``).
 
 Every path goes through the DataFrame API, so local paths, HDFS, s3://, abfss:// and dbfs:/ work alike,
 from a Spark Connect client too.
@@ -29,12 +29,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, IntegralType, StringType, StructField, StructType, VariantType
 
+from dsir_spark.columns import ID, TEXT
 from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
-from dsir_spark.records import NeedsSession, direct_path
+from dsir_spark.storage.records import NeedsSession, direct_path
 
-GENERATED_ID = "dsir_id"
-ID = "id"
-TEXT = "text"
 BAD = "bad"
 CORRUPT = "_corrupt_record"
 # What a row is (``__dsir_bad``): a document, or a JSON line Spark could not parse, and why.

@@ -25,7 +25,6 @@ import pandas as pd
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-from dsir_spark.compaction import compacted, should_compact
 from dsir_spark.config import (
     TABLE_PREFIX,
     ChunkingConfig,
@@ -38,9 +37,11 @@ from dsir_spark.config import (
     ScoreConfig,
     resolved_location,
 )
-from dsir_spark.counts import BucketCounts, dense_counts
-from dsir_spark.io import json_schemas, list_files, one_listing, read_dataset
-from dsir_spark.records import (
+from dsir_spark.featurizer.counts import BucketCounts, dense_counts
+from dsir_spark.selection.shards import MANIFEST, ShardError, read_manifest
+from dsir_spark.storage.compaction import compacted, should_compact
+from dsir_spark.storage.io import json_schemas, list_files, one_listing, read_dataset
+from dsir_spark.storage.records import (
     direct_path,
     local_path,
     overwrite,
@@ -49,7 +50,6 @@ from dsir_spark.records import (
     write_json,
     write_table,
 )
-from dsir_spark.shards import MANIFEST, ShardError, read_manifest
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}

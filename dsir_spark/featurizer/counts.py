@@ -18,10 +18,10 @@ import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from dsir_spark.columns import TEXT
 from dsir_spark.config import FeatureConfig
-from dsir_spark.features import make_featurizer, requested_implementation
-from dsir_spark.io import TEXT
-from dsir_spark.ngrams import BUCKET, COUNT, NGRAM, STRINGS_PER_BUCKET, NgramTally, rank_in_bucket
+from dsir_spark.featurizer.features import make_featurizer, requested_implementation
+from dsir_spark.featurizer.ngrams import BUCKET, COUNT, NGRAM, STRINGS_PER_BUCKET, NgramTally, rank_in_bucket
 
 if TYPE_CHECKING:  # pandas only on the driver: Python workers import this module, and pandas costs each 1-2 s
     import pandas as pd

@@ -14,7 +14,7 @@ Hash modes:
   bucket = hash % num_buckets. Different buckets from the reference, same tokens.
 
 Two implementations give the same features: the pure-Python ``Featurizer`` below, and the compiled
-``dsir_spark._featurize`` (C, built by ``pip install``), used when it is importable. ``make_featurizer``
+``dsir_spark.featurizer._featurize`` (C, built by ``pip install``), used when it is importable. ``make_featurizer``
 picks one; ``DSIR_SPARK_FEATURIZER=python`` (read on the driver) forces the pure-Python one everywhere.
 """
 
@@ -381,13 +381,13 @@ class Featurizer:
 
 
 class CompiledFeaturizer:
-    """The same features from ``dsir_spark._featurize`` (C): no Python object per token or n-gram.
+    """The same features from ``dsir_spark.featurizer._featurize`` (C): no Python object per token or n-gram.
     One instance per config and process, so its sha256 n-gram cache outlives a batch."""
 
     name = "compiled"
 
     def __init__(self, config: FeatureConfig) -> None:
-        from dsir_spark import _featurize
+        from dsir_spark.featurizer import _featurize
 
         self.config = config
         self._native = _featurize.Featurizer(config.ngrams, config.num_buckets, config.hash,
@@ -441,7 +441,7 @@ def requested_implementation() -> str:
 
 def compiled_available() -> bool:
     try:
-        from dsir_spark import _featurize  # noqa: F401
+        from dsir_spark.featurizer import _featurize  # noqa: F401
     except ImportError:
         return False
     return True
@@ -462,11 +462,11 @@ def make_featurizer(config: FeatureConfig, implementation: str = "auto") -> Feat
             featurizer = CompiledFeaturizer(config)
         elif implementation == "compiled":
             raise RuntimeError(
-                f"{FEATURIZER_ENV}=compiled but dsir_spark._featurize is not built on this node; install the "
-                "platform wheel (or pip install with a C compiler), or unset it to fall back to pure Python"
+                f"{FEATURIZER_ENV}=compiled but dsir_spark.featurizer._featurize is not built on this node; "
+                "install the platform wheel (or pip install with a C compiler), or unset it to fall back to pure Python"
             )
         else:
-            log.warning("dsir_spark._featurize is not built here: using the pure-Python featurizer (slower)")
+            log.warning("dsir_spark.featurizer._featurize is not built here: using the pure-Python featurizer (slower)")
             featurizer = Featurizer(config)
         _FEATURIZERS[key] = featurizer
     return featurizer

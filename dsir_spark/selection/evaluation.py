@@ -22,11 +22,11 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dsir_spark.counts import BucketCounts, count_pass
-from dsir_spark.io import ID, TEXT
-from dsir_spark.model import EPS, NUM_TOKENS
-from dsir_spark.ngrams import pulling_buckets, strings_by_bucket
-from dsir_spark.resampling import Quota, check_selectable, select
+from dsir_spark.columns import ID, NUM_TOKENS, TEXT
+from dsir_spark.estimators.ngram_ratio import EPS
+from dsir_spark.featurizer.counts import BucketCounts, count_pass
+from dsir_spark.featurizer.ngrams import pulling_buckets, strings_by_bucket
+from dsir_spark.selection.resampling import Quota, check_selectable, select
 
 log = logging.getLogger("dsir_spark")
 SELECTIONS = ("selected", "random", "top_k")

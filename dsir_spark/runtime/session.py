@@ -12,7 +12,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import TABLE_PREFIX, RunConfig
-from dsir_spark.records import is_connect, local_path
+from dsir_spark.storage.records import is_connect, local_path
 
 
 def active_session() -> SparkSession:
@@ -34,7 +34,7 @@ def session_for_job(app_name: str) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         if _starts_local_mode(os.environ.get("PYSPARK_SUBMIT_ARGS", "")) and _same_file(
                 os.environ["PYSPARK_PYTHON"], sys.executable):
-            builder = builder.config("spark.python.daemon.module", "dsir_spark.worker_daemon")
+            builder = builder.config("spark.python.daemon.module", "dsir_spark.runtime.worker_daemon")
     try:
         return builder.getOrCreate()
     except Exception as exc:  # an unreachable master shows up as a context stopped during start-up

@@ -13,7 +13,7 @@ from pyspark.sql import Column, Window
 from pyspark.sql import functions as F
 
 from dsir_spark.config import FeatureConfig
-from dsir_spark.features import make_featurizer, ngram_strings, requested_implementation
+from dsir_spark.featurizer.features import make_featurizer, ngram_strings, requested_implementation
 
 BUCKET, NGRAM, COUNT = "bucket", "ngram", "count"
 STRINGS_PER_BUCKET = 3

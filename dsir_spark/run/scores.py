@@ -9,13 +9,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
-from dsir_spark.chunks import is_chunked
+from dsir_spark.columns import DOC_ID, ID, NUM_TOKENS
 from dsir_spark.config import TABLE_PREFIX, RunConfig
-from dsir_spark.estimators import load_model
-from dsir_spark.io import ID, InputError
-from dsir_spark.model import DOC_ID, NUM_TOKENS
-from dsir_spark.resampling import Quota
-from dsir_spark.rundir import stage_dir
+from dsir_spark.estimators.registry import load_model
+from dsir_spark.featurizer.chunks import is_chunked
+from dsir_spark.run.directory import stage_dir
+from dsir_spark.selection.resampling import Quota
+from dsir_spark.storage.io import InputError
 
 DEFAULT_WEIGHT = "log_weight"
 GROUP = "__dsir_group"  # the scores' column of resample.group_col's values

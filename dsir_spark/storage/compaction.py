@@ -18,7 +18,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from dsir_spark.records import overwrite, read_json, write_json
+from dsir_spark.storage.records import overwrite, read_json, write_json
 
 # auto: at least this many files, of at most this many bytes on average (Spark's default open cost).
 SMALL_FILES = 1000

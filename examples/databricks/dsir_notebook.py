@@ -5,7 +5,7 @@
 # MAGIC Selects, from a large raw corpus, the documents whose hashed n-gram distribution looks most like a
 # MAGIC target corpus (Xie et al., NeurIPS 2023). Runs on this notebook's `spark`: classic clusters,
 # MAGIC shared clusters and serverless (Spark Connect) alike. Install the wheel on the cluster first
-# MAGIC (`%pip install /Volumes/.../dsir_spark-0.1.0-py3-none-any.whl`, or a cluster library).
+# MAGIC (`%pip install /Volumes/.../dsir_spark-<version>-cp311-cp311-linux_x86_64.whl`, or a cluster library).
 
 # COMMAND ----------
 

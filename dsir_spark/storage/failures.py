@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from dsir_spark.config import DatasetConfig
-from dsir_spark.io import InputError, dataset_of
+from dsir_spark.storage.io import InputError, dataset_of
 
 _READ_FILE = re.compile(r"Encountered error while reading file (\S+?)\.?\s")
 _CAUSED_BY = re.compile(r"Caused by: (?:[\w.$]+(?:Exception|Error)): (.+)")

@@ -33,9 +33,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DoubleType, LongType, StructField, StructType
 
+from dsir_spark.columns import TEXT
 from dsir_spark.config import FeatureConfig, FitConfig
-from dsir_spark.counts import BucketCounts
-from dsir_spark.estimator import (
+from dsir_spark.estimators.base import (
     FitError,
     ImportanceModel,
     ScoringTable,
@@ -46,12 +46,12 @@ from dsir_spark.estimator import (
     target_columns,
     target_proportions,
 )
-from dsir_spark.features import log1p, make_featurizer, requested_implementation
-from dsir_spark.io import TEXT
-from dsir_spark.lengths import NONE
-from dsir_spark.ngrams import Contribution, ngram_counts
+from dsir_spark.featurizer.counts import BucketCounts
+from dsir_spark.featurizer.features import log1p, make_featurizer, requested_implementation
+from dsir_spark.featurizer.lengths import NONE
+from dsir_spark.featurizer.ngrams import Contribution, ngram_counts
 from dsir_spark.randomness import uniform
-from dsir_spark.records import write_json, write_table
+from dsir_spark.storage.records import write_json, write_table
 
 LABEL, HELD_OUT, FEATURES, WEIGHT, ORDER = "label", "held_out", "features", "weight", "order"
 log = logging.getLogger("dsir_spark")

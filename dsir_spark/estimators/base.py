@@ -1,7 +1,7 @@
 """What every importance estimator's fitted model shares: scoring documents on Spark, weight columns, the
 length-correction lambdas and the model.json header. The estimators (the reference's n-gram log ratio in
-dsir_spark.model, the classifier in dsir_spark.logistic) differ only in their ``ScoringTable``, their
-n-gram contributions and how they are saved.
+``ngram_ratio``, the classifier in ``classifier``) differ only in their ``ScoringTable``, their n-gram
+contributions and how they are saved.
 
 A log weight is always ``offset[t] + sum over the document's buckets b of table[t, b] * f(count of b)``
 with f the identity (``sublinear`` false: summed in feature order, as the reference) or log1p.
@@ -20,23 +20,18 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StringType, StructField, StructType
 
+from dsir_spark.columns import CHAR_END, CHAR_START, CHUNK, DOC_ID, ID, LOG_WEIGHT, NUM_TOKENS, TEXT
 from dsir_spark.config import FeatureConfig, FitConfig
-from dsir_spark.counts import BucketCounts
-from dsir_spark.features import HASH_DEFINITIONS, ChunkScores, make_featurizer, requested_implementation
-from dsir_spark.io import ID, TEXT
-from dsir_spark.lengths import NONE, POISSON, correct, corrected_column, mean_tokens
-from dsir_spark.ngrams import Contribution
-from dsir_spark.records import read_json, read_table
+from dsir_spark.featurizer.counts import BucketCounts
+from dsir_spark.featurizer.features import HASH_DEFINITIONS, ChunkScores, make_featurizer, requested_implementation
+from dsir_spark.featurizer.lengths import NONE, POISSON, correct, corrected_column, mean_tokens
+from dsir_spark.featurizer.ngrams import Contribution
+from dsir_spark.storage.records import read_json, read_table
 from dsir_spark.version import __version__
 
 if TYPE_CHECKING:  # pandas only on the driver: Python workers import this module, and pandas costs each 1-2 s
     import pandas as pd
 
-NUM_TOKENS = "num_tokens"
-LOG_WEIGHT = "log_weight"
-# Scores of chunks (chunking.tokens > 0): ``id`` is "<doc id>/<chunk>", with the document's id, the chunk's
-# index and its characters [start, end) in the document's text.
-DOC_ID, CHUNK, CHAR_START, CHAR_END = "dsir_doc_id", "dsir_chunk", "dsir_char_start", "dsir_char_end"
 
 
 class FitError(ValueError):
@@ -106,7 +101,7 @@ class ImportanceModel:
         meta, features = read_header(spark, path)
         if meta.get("estimator", "ngram_ratio") != cls.estimator:
             raise FitError(f"the model at {path} is a {meta['estimator']!r} model, not {cls.estimator!r}; "
-                           "load it with dsir_spark.estimators.load_model")
+                           "load it with dsir_spark.estimators.registry.load_model")
         return cls.from_saved(spark, path, meta, features)
 
     # ------------------------------------------------------------------------------------------ shared
@@ -144,7 +139,7 @@ class ImportanceModel:
                   length_correction: str = NONE, chunk_tokens: int = 0, chunk_min_tokens: int = 0) -> DataFrame:
         """Scores documents: ``id``, ``num_tokens`` and one log weight per target distribution, from the
         frame's ``text_col`` (may be nested, ``doc.body``) and ``id_col`` columns. With a
-        ``length_correction`` (see dsir_spark.lengths) each log weight gets a corrected twin column.
+        ``length_correction`` (see dsir_spark.featurizer.lengths) each log weight gets a corrected twin column.
         With ``chunk_tokens`` > 0 each document is scored as consecutive chunks of that many tokens (a
         shorter last chunk kept with at least ``chunk_min_tokens``): one row per chunk, with DOC_ID,
         CHUNK, CHAR_START and CHAR_END, ``id`` being "<doc id>/<chunk>".

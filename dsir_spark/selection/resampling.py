@@ -24,8 +24,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from dsir_spark.io import ID
-from dsir_spark.model import NUM_TOKENS
+from dsir_spark.columns import ID, NUM_TOKENS
 from dsir_spark.randomness import uniform
 
 log = logging.getLogger("dsir_spark")

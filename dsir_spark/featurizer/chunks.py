@@ -10,9 +10,9 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from dsir_spark.columns import CHAR_END, CHAR_START, CHUNK, DOC_ID, ID
 from dsir_spark.config import DatasetConfig
-from dsir_spark.io import ID, replace_text
-from dsir_spark.model import CHAR_END, CHAR_START, CHUNK, DOC_ID
+from dsir_spark.storage.io import replace_text
 
 SPAN_COLUMNS = (ID, DOC_ID, CHUNK, CHAR_START, CHAR_END)
 

@@ -1,6 +1,6 @@
 """One run per run directory: a lease in ``<run_dir>/_dsir/lease``, refreshed while the run works.
 
-The lease is a small JSON record (``dsir_spark.records``: a plain file where the driver reaches the run
+The lease is a small JSON record (``dsir_spark.storage.records``: a plain file where the driver reaches the run
 directory, else through Spark): its owner (host, process, Spark application id, start time), a random
 token, and when it was last refreshed. A run that finds a lease refreshed less than
 ``lease_timeout_seconds`` ago refuses, naming the owner; an older one may be taken over with
@@ -33,9 +33,9 @@ from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
-from dsir_spark.failures import missing_filesystem
-from dsir_spark.records import direct_path, read_json, write_json
-from dsir_spark.rundir import RunDirError
+from dsir_spark.run.directory import RunDirError
+from dsir_spark.storage.failures import missing_filesystem
+from dsir_spark.storage.records import direct_path, read_json, write_json
 
 log = logging.getLogger("dsir_spark")
 LEASE = "_dsir/lease"

@@ -66,7 +66,7 @@ def jvm_options() -> str:
 def use_in_launched_jvm() -> bool:
     """Before the command line starts Spark: has the JVM it launches map the archive, if one was written
     (and the user's SPARK_SUBMIT_OPTS name no archive of their own). Whether it will."""
-    from dsir_spark.session import add_jvm_options, launches_jvm
+    from dsir_spark.runtime.session import add_jvm_options, launches_jvm
 
     if not launches_jvm() or "SharedArchiveFile" in os.environ.get("SPARK_SUBMIT_OPTS", ""):
         return False

@@ -1,7 +1,7 @@
 """The reference's importance estimator: ``log_diff`` per bucket, with fit from counts and save/load.
 
 Like pyspark.ml's Estimator -> Model: ``fit_model`` turns bucket counts into a ``DSIRModel``;
-``DSIRModel.transform(documents)`` scores documents (see dsir_spark.estimator, shared with the other
+``DSIRModel.transform(documents)`` scores documents (see dsir_spark.estimators.base, shared with the other
 estimators); ``save``/``load`` use Parquet + JSON, not pickle.
 """
 
@@ -16,15 +16,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import FeatureConfig, FitConfig
-from dsir_spark.counts import BucketCounts
-from dsir_spark.estimator import (  # noqa: F401 (re-exported: the score columns' names)
-    CHAR_END,
-    CHAR_START,
-    CHUNK,
-    DOC_ID,
-    LOG_WEIGHT,
-    NUM_TOKENS,
-    FitError,
+from dsir_spark.estimators.base import (
     ImportanceModel,
     ScoringTable,
     count_stats,
@@ -34,8 +26,9 @@ from dsir_spark.estimator import (  # noqa: F401 (re-exported: the score columns
     target_columns,
     target_proportions,
 )
-from dsir_spark.ngrams import Contribution, ngram_counts
-from dsir_spark.records import write_json, write_table
+from dsir_spark.featurizer.counts import BucketCounts
+from dsir_spark.featurizer.ngrams import Contribution, ngram_counts
+from dsir_spark.storage.records import write_json, write_table
 
 EPS = 1e-8
 

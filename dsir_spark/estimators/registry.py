@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from dsir_spark.estimator import ImportanceModel, read_header
-from dsir_spark.logistic import LogisticModel
-from dsir_spark.model import DSIRModel
+from dsir_spark.estimators.base import ImportanceModel, read_header
+from dsir_spark.estimators.classifier import LogisticModel
+from dsir_spark.estimators.ngram_ratio import DSIRModel
 
 MODELS: dict[str, type[ImportanceModel]] = {DSIRModel.estimator: DSIRModel, LogisticModel.estimator: LogisticModel}
 
