@@ -69,7 +69,7 @@ def check_outputs(spark: SparkSession, config: RunConfig, running: set[str]) -> 
 def check_columns(spark: SparkSession, config: RunConfig, running: set[str]) -> None:
     """The raw columns the later stages need (group and label columns, no column the output adds itself),
     checked from the schema before any pass over the data."""
-    refresh = "count" in running  # the count stage's own opening of raw, made once (see rundir.open_dataset)
+    refresh = "count" in running  # the count stage's own opening of raw, made once (see run.directory.open_dataset)
     if "resample" in running:
         raw_for_resample(spark, config, refresh)
     if "report" in running and config.report.enabled and config.report.label_col:

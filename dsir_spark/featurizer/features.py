@@ -3,7 +3,7 @@
 Tokens are ``re.findall(r"\\w+|[^\\w\\s]+", text.lower())``, exactly NLTK's WordPunctTokenizer as
 ``data-selection`` 1.0.3 uses it. Doing this in the Python worker, not in the JVM, makes the character
 classes and the lower-casing Python's by construction (no Unicode-version or JVM-locale drift) and it
-was as fast as Spark's own regexp_extract_all here (see README, "Why the features run in Python").
+was as fast as Spark's own regexp_extract_all here (docs/features.md, "Why not Spark SQL expressions").
 
 Hash modes:
 - ``sha256``: bucket = int(sha256(utf8(ngram)).hexdigest(), 16) % num_buckets, the reference's buckets.

@@ -78,7 +78,7 @@ def _recorded_sizes(record: dict[str, Any]) -> tuple[int, tuple[int, int, int]] 
 
 
 def raw_for_report(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
-    """The raw dataset's documents (``refresh``: see rundir.open_dataset), failing on a missing
+    """The raw dataset's documents (``refresh``: see run.directory.open_dataset), failing on a missing
     report.label_col: found before any work, not after the selection is published."""
     raw = good_rows(open_dataset(spark, config, config.raw, refresh))
     if config.report.label_col:

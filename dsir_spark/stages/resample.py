@@ -228,7 +228,7 @@ def check_selectable_from_counts(config: RunConfig, counted: dict[str, Any]) -> 
 
 
 def raw_for_resample(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
-    """The raw dataset's documents (``refresh``: see rundir.open_dataset), failing on what would stop the
+    """The raw dataset's documents (``refresh``: see run.directory.open_dataset), failing on what would stop the
     resample stage late: a missing resample.group_col, or a raw column the output adds itself."""
     raw_rows = good_rows(open_dataset(spark, config, config.raw, refresh))
     if config.resample.group_col:

@@ -82,7 +82,7 @@ def _format_by_suffix(path: str) -> str | None:
 @dataclass
 class SeenInputs:
     """What a block (a run) has seen of its inputs: each path's listing, and each dataset's opened frame
-    (a plan, no data: rundir.open_dataset keeps them)."""
+    (a plan, no data: run.directory.open_dataset keeps them)."""
 
     listings: dict[str, list[tuple[str, int, int]]] = dataclass_field(default_factory=dict)
     frames: dict[str, DataFrame] = dataclass_field(default_factory=dict)
