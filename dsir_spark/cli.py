@@ -1,6 +1,6 @@
 """``dsir-spark count|fit|score|resample|report|run --config FILE [--set section.key=value ...]``, and
-``dsir-spark explain --config FILE --id ID [--id ID ...]``, ``dsir-spark verify --config FILE`` and
-``dsir-spark warm-up`` (see dsir_spark.runtime.class_archive).
+``dsir-spark explain --config FILE --id ID [--id ID ...]``, ``dsir-spark verify --config FILE``,
+``dsir-spark status --config FILE`` and ``dsir-spark warm-up`` (see dsir_spark.runtime.class_archive).
 
 The same ``main`` serves the console script, ``jobs/dsir_job.py`` under spark-submit and a Databricks
 wheel task. It returns a process exit code and prints every error as one line on stderr (``--debug``, or the
@@ -10,6 +10,7 @@ environment variable DSIR_SPARK_DEBUG=1, adds the full trace):
     1  run error: the run directory, its lease, a stage out of order, Spark itself failed
     2  config error: a setting is missing, unknown or invalid
     3  input error: a dataset, file, column or table cannot give what the config asks
+    4  status: the run is not complete (a stage is missing, running or stale)
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from collections.abc import Sequence
 from dsir_spark.config import ConfigError, load_config, require_sample_size
 from dsir_spark.featurizer.features import requested_implementation
 
-COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain", "verify", "warm-up")
-RUN_ERROR, CONFIG_ERROR, INPUT_ERROR = 1, 2, 3
+COMMANDS = ("count", "fit", "score", "resample", "report", "run", "explain", "verify", "status", "warm-up")
+RUN_ERROR, CONFIG_ERROR, INPUT_ERROR, INCOMPLETE = 1, 2, 3, 4
 
 
 class Interrupted(BaseException):
@@ -84,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsir-spark", description="DSIR data selection on Apache Spark.")
     parser.add_argument("command", choices=COMMANDS,
                         help="a single stage, run = all stages in order, explain = why documents got their weight, "
-                             "verify = check the shards in out_dir against their manifest, or warm-up = write "
-                             "the archive of Spark's classes that local runs start from (no --config)")
+                             "verify = check the shards in out_dir against their manifest, status = the run "
+                             "directory at a glance (no Spark), or warm-up = write the archive of Spark's classes "
+                             "that local runs start from (no --config)")
     parser.add_argument("--config", help="YAML config (see conf/default.yaml); every command but warm-up")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a setting, e.g. --set resample.seed=7 (repeatable)")
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--id", dest="ids", action="append", default=[], metavar="ID",
                         help="explain: a document's id (repeatable)")
     parser.add_argument("--top", type=int, default=10, help="explain: n-grams shown per side (default 10)")
+    parser.add_argument("--json", action="store_true",
+                        help="end with one JSON line per stage (for scripts) instead of the table")
     parser.add_argument("--log-level", default="INFO", help="driver log level (default INFO)")
     parser.add_argument("--debug", action="store_true",
                         help="on failure, print the full trace (Python and Java); also DSIR_SPARK_DEBUG=1")
@@ -134,8 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("DSIR_SPARK_DEBUG", "") not in ("", "0")
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    _set_up_output(args.log_level.upper())
     if args.command == "warm-up":
         return _warm_up(debug)
     if args.config is None:
@@ -170,6 +173,12 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
     from dsir_spark.runtime.session import apply_big_input_defaults, quiet_spark_logging, session_for_job
     from dsir_spark.selection.shards import MANIFEST, verify
 
+    if args.command == "status":  # the records and the lease, read without Spark
+        from dsir_spark.run.status import describe_status, run_status
+
+        status = run_status(config)
+        print(json.dumps(status, indent=2) if args.json else describe_status(status))
+        return 0 if status["complete"] else INCOMPLETE
     if args.command == "verify":  # pyarrow only: no Spark session
         out_dir = default_out_dir(config)
         checked = verify(out_dir)
@@ -180,19 +189,20 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
         # Nothing to do (every stage complete, all of it readable here): answer without starting Spark.
         records = complete_without_session(config)
         if records is not None:
-            _print_records(records)
+            _print_records(records, config, args.json)
             return 0
     if not debug:  # the failure is told in one line; executors' stack traces only under --debug
         quiet_spark_logging()
     use_in_launched_jvm()
-    spark = session_for_job(f"dsir-spark {args.command}")
+    spark = session_for_job(f"dsir-spark {args.command}", quiet=not debug)
     _handle_signals()
     apply_big_input_defaults(spark, config)
     if args.command == "explain":
         return _explain(spark, config, args.ids, args.top)
     stages = None if args.command == "run" else (args.command,)
     force = args.force or args.command != "run"
-    _print_records(run_pipeline(spark, config, force=force, stages=stages, take_over=args.take_over))
+    _print_records(run_pipeline(spark, config, force=force, stages=stages, take_over=args.take_over), config,
+                   args.json)
     return 0
 
 
@@ -208,10 +218,33 @@ def _warm_up(debug: bool) -> int:
     return 0
 
 
-def _print_records(records: dict) -> None:
-    for name, record in records.items():
-        shown = {k: record[k] for k in ("seconds", "rows_in", "rows_out", "skipped") if k in record}
-        print(f"{name}: {json.dumps(shown)}")
+def _set_up_output(level: str) -> None:
+    """Log lines on stderr; on a terminal, short ones with the current stage's progress line redrawn below
+    them (elsewhere a plain progress line every progress_seconds)."""
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    if not sys.stderr.isatty():
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return
+    from dsir_spark.runtime.progress import use_view
+    from dsir_spark.terminal import ConsoleHandler, TerminalView
+
+    view = TerminalView(sys.stderr)
+    handler = ConsoleHandler(view)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler])
+    use_view(view)
+
+
+def _print_records(records: dict, config, as_json: bool) -> None:
+    if as_json:
+        for name, record in records.items():
+            shown = {k: record[k] for k in ("seconds", "rows_in", "rows_out", "skipped") if k in record}
+            print(f"{name}: {json.dumps(shown)}")
+        return
+    from dsir_spark.run.directory import stage_dir
+    from dsir_spark.terminal import summary
+
+    print(summary(records, f"{stage_dir(config, 'report')}/report.md"))
 
 
 def _explain(spark, config, ids: list[str], top: int) -> int:

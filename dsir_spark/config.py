@@ -322,6 +322,13 @@ class ReportConfig:
 
     enabled: bool = True
     label_col: str | None = None
+    # Documents shown per group (top, random, boundary, passed over, raw) and target; 0: none.
+    example_documents: int = 5
+
+    def __post_init__(self) -> None:
+        if self.example_documents < 0:
+            raise ConfigError(f"report.example_documents={self.example_documents}; give documents per group "
+                              "(default 5), or 0 for none")
 
 
 @dataclass(frozen=True)
@@ -339,9 +346,14 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
     # A run's lease on run_dir (see dsir_spark.run.lease) not refreshed for this long may be taken over.
     lease_timeout_seconds: float = 600.0
+    # A progress line per stage this often where no terminal shows it in place (logs, notebooks); 0: none.
+    progress_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
+        if not (math.isfinite(self.progress_seconds) and self.progress_seconds >= 0):
+            raise ConfigError(f"progress_seconds={self.progress_seconds}; give seconds between progress lines "
+                              "(default 30), or 0 for none")
         if self.lease_timeout_seconds <= 0:
             raise ConfigError(f"lease_timeout_seconds={self.lease_timeout_seconds}; it must be > 0 (default 600)")
         if not self.targets:

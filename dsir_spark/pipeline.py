@@ -10,8 +10,9 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig, require_sample_size
-from dsir_spark.run.directory import STAGES, complete_record, input_fingerprint, require_own_output
+from dsir_spark.run.directory import complete_record, input_fingerprint, require_own_output, run_stages
 from dsir_spark.run.lease import held
+from dsir_spark.runtime.progress import configure as configure_progress
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.fit import fit_stage
 from dsir_spark.stages.report import raw_for_report, report_stage
@@ -77,10 +78,7 @@ def check_columns(spark: SparkSession, config: RunConfig, running: set[str]) -> 
 
 
 def _stages(config: RunConfig, stages: tuple[str, ...] | None) -> tuple[str, ...]:
-    if stages is not None:
-        return stages
-    # Scores from elsewhere (resample.scores) replace the score stage.
-    return tuple(s for s in STAGES if s != "score" or not config.resample.scores)
+    return stages if stages is not None else run_stages(config)
 
 
 def complete_without_session(config: RunConfig) -> dict[str, dict[str, Any]] | None:
@@ -105,6 +103,7 @@ def run_pipeline(
     directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
     if "resample" in _stages(config, stages):
         require_sample_size(config.resample)  # before any work
+    configure_progress(config.progress_seconds)
     with one_listing(), reading(config.raw, *config.targets), \
             held(spark, config.run_dir, config.lease_timeout_seconds, take_over):
         steps = plan(spark, config, force, _stages(config, stages))

@@ -137,8 +137,10 @@ def spark_submit(master: str, py_files: Path, args: list[str], log: Path, **conf
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
     command += [str(REPO / "jobs" / "dsir_job.py"), *args]
-    return subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=spark_env(),
-                            cwd=REPO, start_new_session=True)
+    # Python imports compiled modules from files only, never from a --py-files zip: the executors run the
+    # pure-Python featurizer, whose weights are the compiled one's bit for bit.
+    return subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            env=spark_env(DSIR_SPARK_FEATURIZER="auto"), cwd=REPO, start_new_session=True)
 
 
 class ConnectServer:
@@ -156,6 +158,7 @@ class ConnectServer:
         self.proc = subprocess.Popen(
             [str(SPARK_HOME / "sbin" / "start-connect-server.sh"), "--master", "local[2]",
              "--conf", f"spark.connect.grpc.binding.port={self.port}", "--conf", "spark.ui.enabled=false",
+             "--conf", "spark.connect.progress.reportInterval=200ms",  # progress reaches a client sooner
              "--conf", "spark.sql.shuffle.partitions=4",
              "--conf", f"spark.sql.warehouse.dir={self.root / 'warehouse'}"],
             stdout=open(self.root / "server.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True,

@@ -92,16 +92,24 @@ def test_spark_submit_on_a_standalone_cluster_and_losing_a_worker(spark, cluster
 
 CONNECT_CLIENT = textwrap.dedent(
     """
-    import json, sys
+    import json, logging, re, sys
     from pyspark.sql import SparkSession
     from dsir_spark.config import config_from_dict
     from dsir_spark.pipeline import run_pipeline
+
+    class Progress(logging.Handler):  # the progress lines the run logs, from the server's reports
+        lines = []
+        def emit(self, record):
+            if re.match(r"stage \\w+: \\d+/\\d+ tasks", record.getMessage()):
+                self.lines.append(record.getMessage())
+    logging.getLogger("dsir_spark").addHandler(Progress())
+    logging.getLogger("dsir_spark").setLevel(logging.INFO)
     spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()
     assert type(spark).__module__.startswith("pyspark.sql.connect"), type(spark)
-    config = config_from_dict(json.loads(sys.argv[2]))
+    config = config_from_dict({**json.loads(sys.argv[2]), "progress_seconds": 0.2})
     records = run_pipeline(spark, config)
     ids = sorted(r.id for r in spark.read.parquet(config.run_dir + "/selection/ids").select("id").collect())
-    print(json.dumps({"ids": ids, "stages": sorted(records)}))
+    print(json.dumps({"ids": ids, "stages": sorted(records), "progress": Progress.lines}))
     """
 )
 
@@ -123,6 +131,10 @@ def test_the_whole_pipeline_from_a_spark_connect_client(cluster_inputs, tmp_path
     output = run_connect_client(CONNECT_CLIENT, config_for(tmp_path / "run"), tmp_path)
     assert output["stages"] == sorted(["count", "fit", "score", "resample", "report"])
     assert output["ids"] == expected
+    # Progress reached the client from the server's own reports: tasks, and the input read so far.
+    stages = {line.split(":")[0] for line in output["progress"]}
+    assert {"stage count", "stage score"} <= stages, output["progress"]
+    assert any(" read (" in line for line in output["progress"] if line.startswith("stage score")), output["progress"]
 
 
 def test_the_classifier_trains_through_spark_connect_as_in_local_mode(spark, cluster_inputs, tmp_path):

@@ -22,7 +22,7 @@ LAYERS = [
     ("selection", ("dsir_spark.selection",)),
     ("run", ("dsir_spark.run",)),
     ("stages", ("dsir_spark.stages",)),
-    ("faces", ("dsir_spark.cli", "dsir_spark.pipeline", "dsir_spark.dsir", "dsir_spark")),
+    ("faces", ("dsir_spark.cli", "dsir_spark.pipeline", "dsir_spark.dsir", "dsir_spark.terminal", "dsir_spark")),
 ]
 ALGORITHMS = ("featurizer", "estimators", "selection")
 

@@ -73,6 +73,12 @@ class OutputConflict(ConfigError):
 # ---------------------------------------------------------------------------------------------- layout
 
 
+def run_stages(config: RunConfig) -> tuple[str, ...]:
+    """The stages ``dsir-spark run`` runs, in order: scores from elsewhere (resample.scores) replace the
+    score stage."""
+    return tuple(s for s in STAGES if s != "score" or not config.resample.scores)
+
+
 def stage_dir(config: RunConfig, stage: str) -> str:
     return f"{config.run_dir.rstrip('/')}/{STAGE_FOLDERS[stage]}"
 

@@ -117,7 +117,7 @@ class Lease:
                                                "refreshed_at": time.time()})
 
 
-def _owner_exited(lease: dict[str, Any]) -> bool:
+def owner_exited(lease: dict[str, Any]) -> bool:
     """True when the lease's owner ran on this host and its process is gone (killed, crashed)."""
     if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int):
         return False
@@ -134,7 +134,7 @@ def _refuse_if_held(run_dir: str, current: dict[str, Any] | None, timeout: float
     """Raises LeaseError when ``current`` is a lease another live run holds (or may still hold)."""
     if current is None or current.get("status") != "held":
         return
-    if _owner_exited(current):
+    if owner_exited(current):
         log.warning("taking over the lease of %s: its owner, %s, has exited", run_dir, _describe(current))
         return
     age = time.time() - float(current.get("refreshed_at", 0))

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
+import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import TABLE_PREFIX, RunConfig
+from dsir_spark.runtime.progress import current_view
 from dsir_spark.storage.records import is_connect, local_path
+
+log = logging.getLogger("dsir_spark")
 
 
 def active_session() -> SparkSession:
@@ -25,16 +31,24 @@ def active_session() -> SparkSession:
     return spark
 
 
-def session_for_job(app_name: str) -> SparkSession:
+def session_for_job(app_name: str, quiet: bool = False) -> SparkSession:
     """The session of a command-line job. The master comes from spark-submit or the environment
-    (``--master``, ``SPARK_REMOTE`` for Spark Connect); plain ``python`` falls back to local mode."""
+    (``--master``, ``SPARK_REMOTE`` for Spark Connect); plain ``python`` falls back to local mode.
+
+    ``quiet`` (the command line, but under --debug): no Spark console bar (the command line draws its own
+    progress line), and the start-up lines of a JVM it launches that a user cannot act on are kept off
+    the terminal (in the log at DEBUG)."""
     builder = SparkSession.builder.appName(app_name)
+    if quiet:
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
     if "PYSPARK_GATEWAY_PORT" not in os.environ and "SPARK_REMOTE" not in os.environ:
         # Launched by plain python: executors in local mode must run this same interpreter.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        if _starts_local_mode(os.environ.get("PYSPARK_SUBMIT_ARGS", "")) and _same_file(
-                os.environ["PYSPARK_PYTHON"], sys.executable):
+        local = _starts_local_mode(os.environ.get("PYSPARK_SUBMIT_ARGS", ""))
+        if local and _same_file(os.environ["PYSPARK_PYTHON"], sys.executable):
             builder = builder.config("spark.python.daemon.module", "dsir_spark.runtime.worker_daemon")
+        if quiet and launches_jvm():
+            _launch_filtered_jvm(_STARTUP_NOISE + (_LOCAL_NOISE if local else ()))
     try:
         return builder.getOrCreate()
     except Exception as exc:  # an unreachable master shows up as a context stopped during start-up
@@ -42,6 +56,32 @@ def session_for_job(app_name: str) -> SparkSession:
         check_master_reachable(master)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SessionError(f"cannot start a Spark session (master {master or 'default'}): {first_line}") from exc
+
+
+# What a JVM launched by the command line prints at start-up that a user cannot act on: Java's note on
+# the incubator module Spark adds, Hadoop's on its native library; and in local mode, where nothing
+# binds to another machine, Spark's on a hostname that resolves to the loopback address.
+_STARTUP_NOISE = ("WARNING: Using incubator modules", "NativeCodeLoader: Unable to load native-hadoop library")
+_LOCAL_NOISE = ("resolves to a loopback address", "Set SPARK_LOCAL_IP if you need to bind")
+
+
+def _launch_filtered_jvm(noise: tuple[str, ...]) -> None:
+    """Launches the JVM PySpark would (the same spark-submit command), with its stderr passed on line by
+    line above any progress line, but for the lines that hold one of ``noise`` (logged at DEBUG)."""
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    gateway = launch_gateway(popen_kwargs={"stderr": subprocess.PIPE, "text": True, "errors": "replace"})
+    SparkContext._ensure_initialized(gateway=gateway)  # the context then joins this JVM
+
+    def pass_on(stream) -> None:
+        for line in stream:  # until the JVM exits; reading on keeps it from blocking on a full pipe
+            if any(part in line for part in noise):
+                log.debug("spark: %s", line.rstrip())
+            else:
+                current_view().write_above(line)
+
+    threading.Thread(target=pass_on, args=(gateway.proc.stderr,), name="dsir-spark-jvm-stderr", daemon=True).start()
 
 
 def _starts_local_mode(submit_args: str) -> bool:
@@ -114,6 +154,12 @@ def quiet_spark_logging() -> bool:
     logging is their own. Also silences pyspark's warning that repeats a failed Arrow conversion's
     worker trace."""
     warnings.filterwarnings("ignore", message="toPandas attempted Arrow optimization")
+    # PySpark 4 logs an analysis error with its whole Java trace, as JSON, before raising it; the command
+    # line tells the error in one line (--debug prints the trace).
+    from pyspark.logger import PySparkLogger
+
+    for name in ("DataFrameQueryContextLogger", "SQLQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
     if not launches_jvm():
         return False
     add_jvm_options(f"-Dlog4j2.configurationFile={CLI_LOGGING.as_uri()}")

@@ -37,23 +37,31 @@ def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int
         raise InputError(f"explain: no document with id {', '.join(missing[:5])} in the raw dataset "
                          f"({', '.join(config.raw.paths)}); give ids from its id column (or the scores' id column: "
                          "on a chunked run a chunk's <doc id>/<chunk>)")
-    featurizer = make_featurizer(model.features, requested_implementation())
-    scoring = model.scoring_table()
-    explanations = []
-    for ident in wanted:
-        text = found[ident]
-        num_tokens, sums = scoring.score(featurizer, [text])
+    explainer = Explainer(model)
+    return [{"id": ident, **explainer.explain(found[ident], top)} for ident in wanted]
+
+
+class Explainer:
+    """A model's explanation of texts: each weight column's total (as the score stage computes it) and
+    the ``top`` n-grams that add most to it and take most away."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.featurizer = make_featurizer(model.features, requested_implementation())
+        self.scoring = model.scoring_table()
+
+    def explain(self, text: str | None, top: int) -> dict[str, Any]:
+        num_tokens, sums = self.scoring.score(self.featurizer, [text])
         per_target = []
-        for t, column in enumerate(model.weight_columns()):
-            parts = model.contributions(text, t)
+        for t, column in enumerate(self.model.weight_columns()):
+            parts = self.model.contributions(text, t)
             per_target.append({
                 "column": column, "log_weight": float(sums[t][0]),
-                "constant": float(scoring.offsets[t]) if scoring.offsets is not None else 0.0,
+                "constant": float(self.scoring.offsets[t]) if self.scoring.offsets is not None else 0.0,
                 "toward": [_row(c) for c in sorted(parts, key=lambda c: -c.total)[:top] if c.total > 0],
                 "away": [_row(c) for c in sorted(parts, key=lambda c: c.total)[:top] if c.total < 0],
             })
-        explanations.append({"id": ident, "num_tokens": int(num_tokens[0]), "weights": per_target})
-    return explanations
+        return {"num_tokens": int(num_tokens[0]), "weights": per_target}
 
 
 def _chunks_of(scores: DataFrame, wanted: list[str]) -> tuple[list[str], DataFrame]:

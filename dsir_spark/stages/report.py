@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dsir_spark.columns import TEXT
+from dsir_spark.columns import ID, TEXT
 from dsir_spark.config import RunConfig
 from dsir_spark.estimators.registry import load_model
 from dsir_spark.featurizer.chunks import expand_chunks, is_chunked
@@ -28,7 +29,10 @@ from dsir_spark.run.directory import (
 )
 from dsir_spark.run.scores import open_scores, weight_columns, with_groups
 from dsir_spark.selection.evaluation import Figures, build_report, to_markdown
+from dsir_spark.selection.examples import NGRAMS_SHOWN, TEXT_CHARS, choose, marks
+from dsir_spark.selection.report_page import examples_markdown, to_html
 from dsir_spark.selection.shards import read_manifest, write_manifest
+from dsir_spark.stages.explain import Explainer
 from dsir_spark.stages.runner import run_stage
 from dsir_spark.storage.io import good_rows, plain_text_bytes, require_column
 from dsir_spark.storage.records import overwrite, read_json, write_json
@@ -36,19 +40,54 @@ from dsir_spark.storage.records import overwrite, read_json, write_json
 log = logging.getLogger("dsir_spark")
 
 
-def write_report(spark: SparkSession, report: dict[str, Any], folder: str) -> None:
-    """Writes report.json and report.md (with the figures the report names, drawn there already). On
-    remote storage they go through Spark, as one-part text datasets of those names."""
+def write_report(spark: SparkSession, report: dict[str, Any], folder: str, figures: dict[str, bytes]) -> None:
+    """Writes report.json, report.md (linking the figures the report names, drawn there already) and
+    report.html (``figures`` inline). On remote storage they go through Spark, as one-part text datasets
+    of those names."""
+    pages = {"report.md": to_markdown(report, report["figures"]) + examples_markdown(report),
+             "report.html": to_html(report, figures)}
     local = local_path(folder)
     if local is None:
         write_json(spark, f"{folder}/report.json", report)
-        markdown = spark.createDataFrame([(to_markdown(report, report["figures"]),)], "value string")
-        overwrite(markdown.coalesce(1)).text(f"{folder}/report.md")
+        for name, text in pages.items():
+            overwrite(spark.createDataFrame([(text,)], "value string").coalesce(1)).text(f"{folder}/{name}")
         return
-    with open(os.path.join(local, "report.md"), "w", encoding="utf-8") as handle:
-        handle.write(to_markdown(report, report["figures"]))
+    for name, text in pages.items():
+        with open(os.path.join(local, name), "w", encoding="utf-8") as handle:
+            handle.write(text)
     with open(os.path.join(local, "report.json"), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2, sort_keys=True)
+
+
+def _examples(spark: SparkSession, config: RunConfig, scores: DataFrame, raw: DataFrame, columns: list[str],
+              model) -> list[dict[str, Any]]:
+    """The report's example documents (see dsir_spark.selection.examples), each with its text's first
+    TEXT_CHARS characters and the n-grams that moved its weight most, marked."""
+    selection = spark.read.parquet(f"{stage_dir(config, 'resample')}/ids")
+    chosen = choose(scores, selection, columns, config.report.example_documents, config.resample.seed,
+                    config.resample.min_example_length)
+    ids = sorted({example[ID] for example in chosen})
+    if is_chunked(scores):
+        raw = expand_chunks(raw, scores.where(F.col(ID).cast("string").isin(ids)), config.raw)
+    label_col = config.report.label_col
+    columns_read = [F.col("__dsir_id").cast("string").alias(ID), F.col("__dsir_text").alias(TEXT)]
+    if label_col:
+        columns_read.append(F.col(label_col).cast("string").alias("label"))
+    found = {row[ID]: row.asDict() for row in
+             raw.where(F.col("__dsir_id").cast("string").isin(ids)).select(*columns_read).collect()}
+    explainer, features = Explainer(model), config.features
+    examples = []
+    for example in chosen:
+        document = found.get(example[ID], {})
+        text = document.get(TEXT) or ""
+        weights = explainer.explain(text, NGRAMS_SHOWN)["weights"][example["target"] or 0]
+        shown = text[:TEXT_CHARS]
+        spans = marks(shown, {g["ngram"] for g in weights["toward"]}, {g["ngram"] for g in weights["away"]},
+                      features.tokenizer, features.ngrams)
+        examples.append({**example, "label": document.get("label"), "text": shown,
+                         "truncated": len(text) > TEXT_CHARS, "toward": weights["toward"], "away": weights["away"],
+                         "marks": [{"start": m.start, "end": m.end, "side": m.side} for m in spans]})
+    return examples
 
 
 # About this much of the targets' text is read for the n-gram strings that name the buckets pulling
@@ -100,9 +139,12 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
 
     def work() -> dict[str, Any]:
         local = local_path(folder)
-        if local is not None:  # figures are drawn only there
+        if local is not None:
             os.makedirs(local, exist_ok=True)
-        figures = Figures(local) if local is not None else None
+        # Figures are drawn into the report's folder where the driver reaches it, else into a temporary
+        # one: report.html holds them inline either way.
+        drawing = tempfile.TemporaryDirectory(prefix="dsir-spark-figures-") if local is None else None
+        figures = Figures(local or drawing.name)
         model = load_model(spark, stage_dir(config, "fit"))
         buckets = config.features.num_buckets
         scores, quota = open_scores(spark, config), None
@@ -138,9 +180,17 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         }
         report["estimator"] = model.estimator
         report["warnings"] = model.uniform_weight_warnings()
-        drawn = figures.finish(report) if figures is not None else []
-        report["figures"] = [os.path.basename(path) for path in drawn]
-        write_report(spark, report, folder)
+        if config.report.example_documents:
+            report["examples"] = _examples(spark, config, scores, raw, columns, model)
+        drawn = figures.finish(report)
+        inline = {}
+        for path in drawn:
+            with open(path, "rb") as handle:
+                inline[os.path.basename(path)] = handle.read()
+        report["figures"] = [os.path.basename(path) for path in drawn] if local is not None else []
+        write_report(spark, report, folder, inline)
+        if drawing is not None:
+            drawing.cleanup()
         if config.resample.shards:  # the manifest tells a trainer how close the shards are to the target
             out_dir = default_out_dir(config)
             manifest = read_manifest(out_dir)

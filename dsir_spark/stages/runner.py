@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from dsir_spark.run.directory import fingerprint, read_record, write_record
 from dsir_spark.run.lease import confirm_current
+from dsir_spark.runtime.progress import tracked
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
@@ -51,7 +52,8 @@ def run_stage(
     spark.addTag(tag)
     _running.append(name)
     try:
-        summary = work()
+        with tracked(spark, name):
+            summary = work()
     finally:
         _running.pop()
         spark.removeTag(tag)
@@ -69,6 +71,6 @@ def run_stage(
     confirm_current()  # a run that lost the run directory meanwhile records nothing
     write_record(spark, stage_dir, record)
     rows = summary.get("rows_out")
-    rate = f", {rows / seconds:,.0f} rows/s" if rows and seconds else ""
-    log.info("stage %s: done in %.1f s (rows out: %s%s)", name, seconds, rows, rate)
+    rate = f", {rows / seconds:,.0f} rows/s" if rows and rows > 1 and seconds else ""
+    log.info("stage %s: done in %.1f s (rows out: %s%s)", name, seconds, f"{rows:,}" if rows is not None else "-", rate)
     return {**record, "skipped": False}

@@ -35,7 +35,7 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
 
     # Workers use the compiled featurizer where it is built (auto), so this is the driver's view.
     featurizer = {"requested": requested_implementation(), "compiled_on_driver": compiled_available()}
-    log.info("stage score: featurizer %s", featurizer)
+    log.debug("stage score: featurizer %s", featurizer)
 
     # The count stage checks the raw ids in its pass; counts made by an older version did not.
     ids_checked = bool((read_record(spark, stage_dir(config, "count")) or {}).get("ids_checked"))
