@@ -244,7 +244,7 @@ def _print_records(records: dict, config, as_json: bool) -> None:
     from dsir_spark.run.directory import stage_dir
     from dsir_spark.terminal import summary
 
-    print(summary(records, f"{stage_dir(config, 'report')}/report.md"))
+    print(summary(records, f"{stage_dir(config, 'report')}/report.html"))
 
 
 def _explain(spark, config, ids: list[str], top: int) -> int:

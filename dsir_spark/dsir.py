@@ -23,10 +23,11 @@ from dsir_spark.estimators.ngram_ratio import DSIRModel
 from dsir_spark.run.directory import stage_dir
 from dsir_spark.run.lease import held
 from dsir_spark.runtime.session import active_session
+from dsir_spark.selection.report_page import framed
 from dsir_spark.stages.count import count_stage
 from dsir_spark.stages.explain import explain
 from dsir_spark.stages.fit import fit_from_counts, fit_stage
-from dsir_spark.stages.report import report_stage
+from dsir_spark.stages.report import read_report_page, report_stage
 from dsir_spark.stages.resample import resample_stage
 from dsir_spark.stages.score import score_stage
 from dsir_spark.storage.failures import reading
@@ -137,12 +138,24 @@ class HashedNgramDSIR:
         with self._lease():
             resample_stage(self.spark, self.config)
 
-    def report(self, label_col: str | None = None) -> dict:
-        """After ``resample``: KL reduction (selected, random, top_k), log weights, label shares.
-        Also written to ``<cache_dir>/report/`` (report.json, report.md, figures)."""
-        self.config = replace(self.config, report=ReportConfig(enabled=True, label_col=label_col))
+    def report(self, label_col: str | None = None, example_documents: int = 5, display: bool = False) -> dict:
+        """After ``resample``: KL reduction (selected, random, top_k), log weights, label shares and
+        ``example_documents`` examples per group. Also written to ``<cache_dir>/report/`` (report.json,
+        report.md, report.html, figures). ``display``: show report.html in the notebook (IPython's
+        display, which Databricks and Jupyter notebooks render)."""
+        self.config = replace(self.config, report=ReportConfig(enabled=True, label_col=label_col,
+                                                               example_documents=example_documents))
         with self._lease():
-            return report_stage(self.spark, self.config)["report"]
+            report = report_stage(self.spark, self.config)["report"]
+        if display:
+            try:
+                from IPython.display import HTML
+                from IPython.display import display as show
+            except ImportError as exc:
+                raise RuntimeError("report(display=True) needs a notebook (IPython); the page is "
+                                   f"{stage_dir(self.config, 'report')}/report.html") from exc
+            show(HTML(framed(read_report_page(self.spark, self.config))))
+        return report
 
     def explain(self, ids, top: int = 10) -> list[dict]:
         """Why documents got their weights: for each id, its total log weight and its ``top`` n-grams

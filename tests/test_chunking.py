@@ -96,6 +96,14 @@ def test_selected_chunks_hold_the_exact_original_text_beside_the_documents_colum
         assert row["dsir_log_weight"] == span["log_weight"]
         assert len(tokenize(row["contents"])) == span["num_tokens"]
 
+    # The report's examples are chunks: their ids, weights and exact text slices.
+    report = run_pipeline(spark, run_config(tmp_path / "run"))["report"]["report"]
+    assert report["examples"] and all("/" in e["id"] for e in report["examples"])
+    for example in report["examples"]:
+        span, document = scores[example["id"]], raw[int(example["id"].split("/")[0])]
+        assert example["text"] == document["contents"][span["dsir_char_start"]:span["dsir_char_end"]][:2000]
+        assert example["num_tokens"] == span["num_tokens"]
+
     # explain: a document's id stands for each of its chunks, in order; a chunk id for itself.
     from dsir_spark.stages.explain import explain
 

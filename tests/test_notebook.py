@@ -9,7 +9,7 @@ from conftest import PILE, TARGET_C
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
 from dsir_spark.pipeline import run_pipeline
 
-NOTEBOOK = Path(__file__).parent.parent / "examples" / "dsir_databricks.py"
+NOTEBOOK = Path(__file__).parent.parent / "examples" / "databricks" / "dsir_notebook.py"
 
 
 class Widgets:

@@ -88,7 +88,7 @@ def test_a_terminal_shows_progress_in_place_and_a_table_at_the_end(several_files
         ["count", "ran"], ["fit", "ran"], ["score", "ran"], ["resample", "ran"], ["report", "ran"]]
     assert lines[1].split()[-1] == f"{COPIES * 1000:,}" and lines[4].split()[-1] == "500"
     assert lines[6].startswith(f"selection: {tmp_path / 'run' / 'output'} (500 documents, ")
-    assert lines[7].startswith(f"report:    {tmp_path / 'run' / 'report' / 'report.md'} (KL reduction ")
+    assert lines[7].startswith(f"report:    {tmp_path / 'run' / 'report' / 'report.html'} (KL reduction ")
 
 
 def test_output_to_a_file_gets_a_plain_progress_line_every_progress_seconds(several_files, tmp_path):

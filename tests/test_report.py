@@ -182,3 +182,10 @@ def test_separate_targets_report_per_target(spark, tmp_path):
         part = _distribution([texts[r.id] for r in chosen if r.target == t])
         expected = kl_reduction([_distribution([r["contents"] for r in target])], raw_probs, [part])
         assert per_target[f"target_{t}"]["selected"] == pytest.approx(expected, rel=1e-9)
+    # Examples per target: each target's top ones are its part of the selection, by its own weight.
+    for t in (0, 1):
+        mine = sorted((r for r in chosen if r.target == t), key=lambda r: (-r.log_weight, r.id))
+        top = [e for e in report["examples"] if e["group"] == "top" and e["target"] == t]
+        assert [e["id"] for e in top] == [str(r.id) for r in mine[:5]]
+        assert all(e["text"] == texts[int(e["id"])][:2000] for e in top)
+    assert "<h4>Target target_1</h4>" in (tmp_path / "run" / "report" / "report.html").read_text()

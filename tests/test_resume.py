@@ -83,7 +83,7 @@ def test_changing_num_to_sample_reruns_only_resample(spark, inputs, tmp_path, ca
     assert main(["run", "--config", str(config)]) == 0
     before = stage_records(spark, tmp_path / "run")
     capsys.readouterr()
-    assert main(["run", "--config", str(config), "--set", "resample.num_to_sample=40"]) == 0
+    assert main(["run", "--config", str(config), "--set", "resample.num_to_sample=40", "--json"]) == 0
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
     assert [json.loads(lines[s])["skipped"] for s in ("count", "fit", "score", "resample")] == [True] * 3 + [False]
     after = stage_records(spark, tmp_path / "run")
@@ -91,7 +91,7 @@ def test_changing_num_to_sample_reruns_only_resample(spark, inputs, tmp_path, ca
                                                          "resample": False}
     assert len(ids(spark, tmp_path / "run")) == 40
     # --force recomputes everything.
-    assert main(["run", "--config", str(config), "--set", "resample.num_to_sample=40", "--force"]) == 0
+    assert main(["run", "--config", str(config), "--set", "resample.num_to_sample=40", "--force", "--json"]) == 0
     forced = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
     assert [json.loads(forced[s])["skipped"] for s in ("count", "fit", "score", "resample")] == [False] * 4
 

@@ -95,8 +95,9 @@ def marks(text: str, toward: set[str], away: set[str], tokenizer: str, ngrams: i
     for (start, end, _), side in zip(spans, side_of):
         if side is None:
             continue
-        if found and found[-1].side == side and not text[found[-1].end:start].strip():
-            found[-1] = Mark(found[-1].start, end, side)  # one span for adjacent tokens of one side
+        gap = text[found[-1].end:start] if found else "x"
+        if found and found[-1].side == side and not gap.strip() and "\n" not in gap:
+            found[-1] = Mark(found[-1].start, end, side)  # one span for adjacent tokens of one side on a line
         else:
             found.append(Mark(start, end, side))
     return found

@@ -103,7 +103,7 @@ def _examples(report: dict[str, Any]) -> str:
     examples = report.get("examples") or []
     if not examples:
         return ""
-    parts = ["<h2>Example documents</h2>",
+    parts = ["<h2 id=\"examples\">Example documents</h2>",
              "<p>N-grams marked <mark class=\"toward\">green</mark> pull a document toward the target, "
              "<mark class=\"away\">red</mark> away from it; the first 2,000 characters of each.</p>"]
     targets = report.get("targets") or []
@@ -154,6 +154,12 @@ def to_html(report: dict[str, Any], figures: dict[str, bytes]) -> str:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>DSIR selection report</title><style>{_STYLE}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
+
+
+def framed(page: str, height: int = 900) -> str:
+    """The page inside an iframe (its styles and policy apply inside it, not to the notebook around it)."""
+    return (f'<iframe sandbox="" srcdoc="{html.escape(page, quote=True)}" '
+            f'style="width: 100%; height: {height}px; border: 1px solid #ddd"></iframe>')
 
 
 def examples_markdown(report: dict[str, Any]) -> str:

@@ -59,6 +59,16 @@ def write_report(spark: SparkSession, report: dict[str, Any], folder: str, figur
         json.dump(report, handle, indent=2, sort_keys=True)
 
 
+def read_report_page(spark: SparkSession, config: RunConfig) -> str:
+    """The report stage's report.html (a plain file, or on remote storage the one-part text dataset)."""
+    path = f"{stage_dir(config, 'report')}/report.html"
+    local = local_path(path)
+    if local is not None:
+        with open(local, encoding="utf-8") as handle:
+            return handle.read()
+    return spark.read.text(path, wholetext=True).first()[0]
+
+
 def _examples(spark: SparkSession, config: RunConfig, scores: DataFrame, raw: DataFrame, columns: list[str],
               model) -> list[dict[str, Any]]:
     """The report's example documents (see dsir_spark.selection.examples), each with its text's first
