@@ -24,6 +24,7 @@ HASH_MODES = ("sha256", "xxhash64")
 INPUT_FORMATS = ("auto", "parquet", "json", "table")
 OUTPUT_FORMATS = ("parquet", "json")
 SHARD_ORDERS = ("random", "key")
+SHARD_FORMATS = ("megatron",)  # besides resample.output_format's: token files
 SHARD_COMPRESSIONS = ("zstd", "gzip", "none")
 TABLE_MODES = ("error", "overwrite")
 BAD_RECORD_MODES = ("fail", "skip")
@@ -177,13 +178,22 @@ class ShardConfig:
     """The selection as numbered shards a trainer reads (``00000.parquet`` ...) with a manifest.json."""
 
     max_file_bytes: int | None = None  # each file at most this many bytes (see dsir_spark.selection.shards), or ...
-    num_files: int | None = None  # ... this many files of about equal bytes
+    num_files: int | None = None  # ... this many files of about equal bytes, or (megatron) ...
+    max_tokens: int | None = None  # ... at most this many tokens per file
     order: str = "random"  # random: a seeded order, so each shard is a uniform sample | key: highest keys first
     compression: str = "zstd"  # zstd | gzip | none, for Parquet and JSON Lines alike
+    format: str | None = None  # None: resample.output_format | megatron: .bin/.idx token files (tokens.tokenizer)
 
     def __post_init__(self) -> None:
-        if (self.max_file_bytes is None) == (self.num_files is None):
-            raise ConfigError("resample.shards: set one of max_file_bytes (e.g. 268435456 for 256 MiB) and num_files")
+        if sum(v is not None for v in (self.max_file_bytes, self.num_files, self.max_tokens)) != 1:
+            raise ConfigError("resample.shards: set one of max_file_bytes (e.g. 268435456 for 256 MiB), num_files "
+                              "and (format: megatron) max_tokens")
+        if self.format is not None and self.format not in SHARD_FORMATS:
+            raise ConfigError(f"resample.shards.format={self.format!r}; use one of {SHARD_FORMATS}, or leave it "
+                              "out for resample.output_format")
+        if self.max_tokens is not None and (self.format != "megatron" or self.max_tokens < 1):
+            raise ConfigError(f"resample.shards.max_tokens={self.max_tokens}; it bounds token files: give a positive "
+                              "number with format: megatron")
         if self.max_file_bytes is not None and self.max_file_bytes < 1024:
             raise ConfigError(f"resample.shards.max_file_bytes={self.max_file_bytes}; give at least 1024 bytes")
         if self.num_files is not None and self.num_files < 1:
@@ -284,6 +294,22 @@ def require_sample_size(config: ResampleConfig) -> None:
 
 
 @dataclass(frozen=True)
+class TokensConfig:
+    """The trainer's tokens: with a tokenizer every token figure of the run (budgets, quotas, report,
+    manifest) counts its tokens, and shards can be token files."""
+
+    tokenizer: str | None = None  # a Hugging Face tokenizer.json (local, mounted or remote path)
+    eos: bool | str = False  # one end-of-document token per document: true (the tokenizer's), or its text
+
+    def __post_init__(self) -> None:
+        if self.tokenizer is None and self.eos is not False:
+            raise ConfigError("tokens.eos needs tokens.tokenizer: the tokenizer.json whose end-of-document token "
+                              "ends each document")
+        if isinstance(self.eos, str) and not self.eos:
+            raise ConfigError("tokens.eos is empty; give the token's text (e.g. <|endoftext|>), true or false")
+
+
+@dataclass(frozen=True)
 class ChunkingConfig:
     """Raw documents split into equal-length chunks of wordpunct tokens before scoring (0 = off)."""
 
@@ -344,6 +370,7 @@ class RunConfig:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     resample: ResampleConfig = field(default_factory=ResampleConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
     # A run's lease on run_dir (see dsir_spark.run.lease) not refreshed for this long may be taken over.
     lease_timeout_seconds: float = 600.0
     # A progress line per stage this often where no terminal shows it in place (logs, notebooks); 0: none.
@@ -351,6 +378,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
+        shards = self.resample.shards
+        if shards is not None and shards.format == "megatron" and self.tokens.tokenizer is None:
+            raise ConfigError("resample.shards.format: megatron writes token ids: set tokens.tokenizer to the "
+                              "tokenizer.json the trainer uses")
         if not (math.isfinite(self.progress_seconds) and self.progress_seconds >= 0):
             raise ConfigError(f"progress_seconds={self.progress_seconds}; give seconds between progress lines "
                               "(default 30), or 0 for none")

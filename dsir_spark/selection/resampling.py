@@ -336,6 +336,7 @@ def select(
     noise_salt: str = "gumbel",
     quota: Quota | None = None,
     sizes: tuple[int, int, int] | None = None,
+    target_offset: int = 0,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Selects from scores (id, num_tokens, weight columns) exactly ``num_to_sample`` documents, or the
     longest prefix of the key order whose tokens sum to at most ``num_tokens``.
@@ -345,7 +346,9 @@ def select(
     what earlier targets left, so no id is chosen twice. ``noise_salt`` gives a baseline noise
     independent of the selection's; ``temperature`` divides the log weights before the noise is added;
     ``quota`` (one weight column only) passes over the documents of groups that are full. ``sizes``:
-    check_selectable's answer for these scores, when the caller has it already.
+    check_selectable's answer for these scores, when the caller has it already. ``target_offset``: the
+    index of the first weight column's target (its noise and its ``target`` value), for a caller that
+    selects one target at a time.
     """
     if (num_to_sample is None) == (num_tokens is None):
         raise ValueError("give exactly one of num_to_sample and num_tokens")
@@ -365,6 +368,7 @@ def select(
         if wanted == 0:
             thresholds.append(None)
             continue
+        target += target_offset
         keys = gumbel_keys(remaining, weight_col, seed, target, top_k, noise_salt, temperature)
         if quota is not None:
             keys = within_quota(keys, quota, wanted, num_tokens is not None).cache()

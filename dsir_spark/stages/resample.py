@@ -15,11 +15,12 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dsir_spark.columns import CHUNK, DOC_ID, GENERATED_ID, ID, NUM_TOKENS
+from dsir_spark.columns import CHUNK, DOC_ID, GENERATED_ID, ID, NUM_TOKENS, TEXT
 from dsir_spark.config import ResampleConfig, RunConfig, ShardConfig, require_sample_size, resolved_location
 from dsir_spark.estimators.registry import load_model
 from dsir_spark.featurizer.chunks import expand_chunks, is_chunked
 from dsir_spark.featurizer.features import requested_implementation
+from dsir_spark.featurizer.model_tokens import load_model_tokenizer, token_count
 from dsir_spark.run.directory import (
     default_out_dir,
     fingerprint,
@@ -35,6 +36,7 @@ from dsir_spark.run.directory import (
     stage_settings,
 )
 from dsir_spark.run.scores import open_scores, scores_location, weight_columns, with_groups
+from dsir_spark.selection.model_budget import select_in_model_tokens
 from dsir_spark.selection.resampling import (
     KEY,
     Quota,
@@ -222,9 +224,18 @@ def check_selectable_from_counts(config: RunConfig, counted: dict[str, Any]) -> 
     if groups is not None and groups["column"] == settings.group_col and settings.num_to_sample:
         _require_room_in_groups(settings, groups["documents"])
     pairs = [(n, d) for n, d in zip(lengths["tokens"], lengths["documents"]) if n >= settings.min_example_length]
-    require_enough(settings.num_to_sample, settings.num_tokens_to_sample, sum(lengths["documents"]),
+    # A budget in the model's tokens is checked when the resample stage counts them.
+    budget = None if config.tokens.tokenizer else settings.num_tokens_to_sample
+    require_enough(settings.num_to_sample, budget, sum(lengths["documents"]),
                    sum(d for _, d in pairs), sum(n * d for n, d in pairs), min((n for n, _ in pairs), default=None),
                    settings.min_example_length)
+
+
+def _texts(raw: DataFrame, scores: DataFrame, config: RunConfig) -> DataFrame:
+    """(id, text) of every scored document (or chunk), for the model tokenizer."""
+    if is_chunked(scores):
+        raw = expand_chunks(raw, scores, config.raw)
+    return raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT))
 
 
 def raw_for_resample(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
@@ -263,6 +274,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
     require_own_output(spark, config)
 
     raw_rows = raw_for_resample(spark, config)
+    tokenizer = load_model_tokenizer(spark, config.tokens)
 
     def work() -> dict[str, Any]:
         # A selection made again makes the earlier output and report stale, whatever happens next.
@@ -281,18 +293,22 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         if settings.group_col:
             scores, quota = with_groups(scores, raw_rows, config)
             null_groups = _check_group_values(scores, quota, config)
-        selection, summary = select(
-            scores,
-            columns,
-            settings.num_to_sample,
-            num_tokens=settings.num_tokens_to_sample,
-            temperature=settings.temperature,
-            proportions=proportions,
-            min_example_length=settings.min_example_length,
-            seed=settings.seed,
-            top_k=settings.top_k,
-            quota=quota,
-        )
+        common = dict(proportions=proportions, min_example_length=settings.min_example_length, seed=settings.seed,
+                      top_k=settings.top_k, temperature=settings.temperature, quota=quota)
+        texts = _texts(raw_rows, scores, config) if tokenizer is not None else None
+        if tokenizer is not None and settings.num_tokens_to_sample is not None:
+            selection, summary = select_in_model_tokens(scores, texts, columns, settings.num_tokens_to_sample,
+                                                        tokenizer, **common)
+        else:
+            selection, summary = select(scores, columns, settings.num_to_sample,
+                                        num_tokens=settings.num_tokens_to_sample, **common)
+            if tokenizer is not None:  # k documents: their tokens are the model's (counted for these k only)
+                selection = (selection.drop(NUM_TOKENS).join(texts, ID)
+                             .withColumn(NUM_TOKENS, token_count(tokenizer, F.col(TEXT))).drop(TEXT))
+                summary["tokens_selected"] = int(selection.agg(F.sum(NUM_TOKENS)).first()[0] or 0)
+                summary["model_tokens"] = {"tokenizer": tokenizer.describe(),
+                                           "documents_tokenized": summary["selected"],
+                                           "documents_selected": summary["selected"]}
         require_budget_used(summary)
         raw = raw_rows
         if is_chunked(scores):

@@ -1,0 +1,151 @@
+"""Selection in the trainer's tokens: a token budget counts a Hugging Face tokenizer's tokens (trained
+here, on the bundled sample), exactly as a brute-force prefix over every eligible document computed on
+the driver says, while tokenizing only a small part of the pool."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl, write_jsonl
+
+from dsir_spark.config import ConfigError, TokensConfig, config_from_dict
+from dsir_spark.featurizer.model_tokens import load_model_tokenizer
+from dsir_spark.pipeline import run_pipeline
+from dsir_spark.run.scores import open_scores
+from dsir_spark.selection.resampling import gumbel_keys
+
+EOS = "<|endoftext|>"
+
+
+def train_tokenizer(path, texts: list[str], vocab_size: int = 2000) -> str:
+    """A byte-level BPE tokenizer trained on ``texts``, saved as tokenizer.json (no download)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.save(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tokens")
+    rows = read_jsonl(PILE)
+    raw = write_jsonl(root / "raw.jsonl", [{"id": r["id"], "text": r["contents"],
+                                            "source": r["metadata"]["pile_set_name"]} for r in rows])
+    tokenizer = train_tokenizer(root / "tokenizer.json", [r["contents"] for r in rows])
+    return root, raw, tokenizer, {r["id"]: r["contents"] for r in rows}
+
+
+def _config(root, raw, tokenizer, run: str, **resample) -> dict:
+    return {"run_dir": str(root / run), "raw": {"paths": [raw], "id_col": "id"},
+            "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+            "tokens": {"tokenizer": tokenizer, "eos": True}, "report": {"enabled": False},
+            "resample": {"num_to_sample": None, **resample}}
+
+
+def brute_force(spark, config, texts: dict, budget: int, column: str = "log_weight", target: int = 0,
+                exclude: set | None = None, caps: dict | None = None) -> tuple[list, int]:
+    """The longest key-order prefix within ``budget`` model tokens, every eligible document tokenized
+    on the driver (the same keys; with ``caps``, the greedy walk that passes over full groups)."""
+    settings = config.resample
+    tokenizer = load_model_tokenizer(spark, config.tokens)
+    scores = open_scores(spark, config).where(f"num_tokens >= {settings.min_example_length}")
+    keyed = gumbel_keys(scores, column, settings.seed, target, settings.top_k).select("id", "key").toPandas()
+    keyed = keyed[~keyed["id"].isin(exclude or set())]
+    keyed = keyed.sort_values(["key", "id"], ascending=[False, True])
+    lengths = dict(zip(keyed["id"], (len(ids) for ids in tokenizer.encode([texts[i] for i in keyed["id"]]))))
+    chosen, used, per_group = [], 0, {}
+    for ident in keyed["id"]:
+        group = caps["group_of"][ident] if caps else None
+        if caps and per_group.get(group, 0) + lengths[ident] > caps["cap"]:
+            caps["full"].add(group)
+        if caps and group in caps["full"]:
+            continue
+        if used + lengths[ident] > budget:
+            break
+        chosen.append(ident)
+        used += lengths[ident]
+        if caps:
+            per_group[group] = per_group.get(group, 0) + lengths[ident]
+    return chosen, used
+
+
+def _selected(root, run: str) -> pd.DataFrame:
+    return pd.read_parquet(root / run / "selection" / "ids")
+
+
+@pytest.mark.parametrize("top_k", [False, True])
+def test_a_model_token_budget_is_the_brute_force_prefix_and_tokenizes_a_small_part(spark, corpus, top_k):
+    root, raw, tokenizer, texts = corpus
+    run = f"budget-{top_k}"
+    config = config_from_dict(_config(root, raw, tokenizer, run, num_tokens_to_sample=6000, top_k=top_k))
+    records = run_pipeline(spark, config)
+    expected, used = brute_force(spark, config, texts, 6000)
+    selection = _selected(root, run)
+    assert sorted(selection["id"]) == sorted(expected) and len(expected) > 10
+    record = records["resample"]
+    assert record["tokens_selected"] == used == int(selection["num_tokens"].sum()) <= 6000
+    model = record["model_tokens"]
+    assert model["documents_selected"] == len(expected)
+    # Far fewer documents tokenized than eligible: the selection is a small share of the pool.
+    assert model["documents_tokenized"] < record["eligible"] / 2, model
+    assert model["tokenizer"]["eos"] == EOS and model["tokenizer"]["vocab_size"] == 2000
+
+
+def test_separate_targets_split_the_budget_in_model_tokens(spark, corpus):
+    root, raw, tokenizer, texts = corpus
+    data = _config(root, raw, tokenizer, "separate", num_tokens_to_sample=8000, seed=5)
+    data["targets"] = [{"paths": [str(TARGET_C)], "text_col": "contents"},
+                       {"paths": [str(TARGET_WIKI)], "text_col": "contents"}]
+    data["fit"] = {"separate_targets": True, "target_proportions": [0.5, 0.5]}
+    config = config_from_dict(data)
+    run_pipeline(spark, config)
+    selection = _selected(root, "separate")
+    first, _ = brute_force(spark, config, texts, 4000, "log_weight_0", 0)
+    second, _ = brute_force(spark, config, texts, 4000, "log_weight_1", 1, exclude=set(first))
+    assert sorted(selection[selection["target"] == 0]["id"]) == sorted(first)
+    assert sorted(selection[selection["target"] == 1]["id"]) == sorted(second)
+
+
+def test_a_token_quota_counts_model_tokens(spark, corpus):
+    root, raw, tokenizer, texts = corpus
+    config = config_from_dict(_config(root, raw, tokenizer, "quota", num_tokens_to_sample=5000,
+                                      group_col="source", max_share=0.3))
+    records = run_pipeline(spark, config)
+    rows = {r["id"]: r["metadata"]["pile_set_name"] for r in read_jsonl(PILE)}
+    expected, used = brute_force(spark, config, texts, 5000,
+                                 caps={"group_of": rows, "cap": int(0.3 * 5000), "full": set()})
+    assert sorted(_selected(root, "quota")["id"]) == sorted(expected)
+    assert records["resample"]["tokens_selected"] == used
+    assert all(g["tokens"] <= 1500 for g in records["resample"]["groups"].values())
+
+
+def test_a_document_count_selection_reports_model_tokens(spark, corpus):
+    root, raw, tokenizer, texts = corpus
+    config = config_from_dict({**_config(root, raw, tokenizer, "count"), "resample": {"num_to_sample": 30}})
+    records = run_pipeline(spark, config)
+    selection = _selected(root, "count")
+    encoded = load_model_tokenizer(spark, config.tokens).encode([texts[i] for i in selection["id"]])
+    assert list(selection["num_tokens"]) == [len(ids) for ids in encoded]
+    assert records["resample"]["tokens_selected"] == sum(len(ids) for ids in encoded)
+
+
+def test_a_tokenizer_setting_that_cannot_work_is_refused(corpus, tmp_path):
+    root, raw, tokenizer, _ = corpus
+    with pytest.raises(ConfigError, match="is not a token of"):
+        load_model_tokenizer(None, TokensConfig(tokenizer=tokenizer, eos="<nope>"))
+    (tmp_path / "bad.json").write_text('{"not": "a tokenizer"}')
+    with pytest.raises(ConfigError, match="is not a Hugging Face tokenizer.json"):
+        load_model_tokenizer(None, TokensConfig(tokenizer=str(tmp_path / "bad.json")))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_model_tokenizer(None, TokensConfig(tokenizer=str(tmp_path / "missing.json")))
+    with pytest.raises(ConfigError, match="tokens.eos needs tokens.tokenizer"):
+        TokensConfig(eos=True)
+    with pytest.raises(ConfigError, match="megatron writes token ids"):
+        config_from_dict({"run_dir": "r", "raw": {"paths": [raw]}, "targets": [{"paths": [raw]}],
+                          "resample": {"num_to_sample": 5, "shards": {"format": "megatron", "max_tokens": 1000}}})
