@@ -4,6 +4,12 @@ the driver says, while tokenizing only a small part of the pool."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import shutil
+
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl, write_jsonl
@@ -13,6 +19,7 @@ from dsir_spark.featurizer.model_tokens import load_model_tokenizer
 from dsir_spark.pipeline import run_pipeline
 from dsir_spark.run.scores import open_scores
 from dsir_spark.selection.resampling import gumbel_keys
+from dsir_spark.selection.shards import ShardError, read_megatron_index, verify
 
 EOS = "<|endoftext|>"
 
@@ -149,3 +156,91 @@ def test_a_tokenizer_setting_that_cannot_work_is_refused(corpus, tmp_path):
     with pytest.raises(ConfigError, match="megatron writes token ids"):
         config_from_dict({"run_dir": "r", "raw": {"paths": [raw]}, "targets": [{"paths": [raw]}],
                           "resample": {"num_to_sample": 5, "shards": {"format": "megatron", "max_tokens": 1000}}})
+
+
+@pytest.fixture(scope="module")
+def megatron(spark, corpus):
+    root, raw, tokenizer, texts = corpus
+    config = config_from_dict(_config(root, raw, tokenizer, "megatron", num_tokens_to_sample=20000, seed=2,
+                                      shards={"format": "megatron", "max_tokens": 6000}))
+    records = run_pipeline(spark, config)
+    return root / "megatron" / "output", records["resample"], tokenizer, texts
+
+
+def _read_tokens(folder, entry) -> list[np.ndarray]:
+    """A shard's documents as token arrays, read back with numpy through its index."""
+    index = read_megatron_index((folder / entry["index"]["name"]).read_bytes())
+    dtype = {8: np.uint16, 4: np.int32}[int(index["dtype_code"])]
+    tokens = np.fromfile(folder / entry["name"], dtype=dtype)
+    return [tokens[p // tokens.itemsize:p // tokens.itemsize + n] for p, n in zip(index["pointers"], index["sizes"])]
+
+
+def test_token_shards_read_back_and_decode_to_the_selected_texts_in_the_manifests_order(megatron):
+    folder, record, tokenizer_path, texts = megatron
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == "megatron" and len(manifest["files"]) >= 3
+    assert manifest["tokenizer"]["sha256"] == hashlib.sha256(open(tokenizer_path, "rb").read()).hexdigest()
+    assert manifest["totals"]["tokens"] == record["tokens_selected"] <= 20000
+    assert verify(str(folder)) == {"files": len(manifest["files"]), "rows": record["selected"]}
+    from tokenizers import Tokenizer
+
+    decoder = Tokenizer.from_file(tokenizer_path)
+    eos = decoder.token_to_id(EOS)
+    seen = []
+    for entry in manifest["files"]:
+        ids = [json.loads(line) for line in (folder / entry["ids"]["name"]).read_text().splitlines()]
+        documents = _read_tokens(folder, entry)
+        assert len(ids) == len(documents) == entry["rows"] and sum(len(d) for d in documents) == entry["tokens"]
+        assert entry["tokens"] <= 6000 or entry["rows"] == 1
+        for ident, tokens in zip(ids, documents):
+            assert tokens[-1] == eos and decoder.decode(tokens[:-1].tolist()) == texts[ident]
+        seen += ids
+    assert sorted(seen) == sorted(pd.read_parquet(folder.parent / "selection" / "ids")["id"])
+
+
+def test_token_shards_are_byte_identical_to_datatroves_megatron_writer(megatron, tmp_path):
+    from datatrove.data import Document
+    from datatrove.pipeline.tokens.megatron_tokenizer import MegatronDocumentTokenizer
+
+    folder, _, tokenizer_path, texts = megatron
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        ids = [json.loads(line) for line in (folder / entry["ids"]["name"]).read_text().splitlines()]
+        theirs = tmp_path / entry["name"]
+        writer = MegatronDocumentTokenizer(str(theirs), tokenizer_name_or_path=tokenizer_path, eos_token=EOS)
+        writer.run((Document(text=texts[i], id=str(i)) for i in ids), rank=0)
+        assert (theirs / "00000_tokens.bin").read_bytes() == (folder / entry["name"]).read_bytes()
+        assert (theirs / "00000_tokens.idx").read_bytes() == (folder / entry["index"]["name"]).read_bytes()
+
+
+def test_verify_names_a_changed_missing_or_extra_token_file_and_wrong_totals(megatron, tmp_path):
+    folder, _, _, _ = megatron
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry = manifest["files"][1]
+    cases = {
+        "changed bin": (lambda d: _flip(d / entry["name"]), f"{entry['name']}: "),
+        "missing idx": (lambda d: (d / entry["index"]["name"]).unlink(),
+                        f"{entry['index']['name']}: listed in the manifest but missing"),
+        "extra file": (lambda d: (d / "00099.bin").write_bytes(b"\0\0"),
+                       "00099.bin: a file the manifest does not list"),
+        "totals": (lambda d: _edit_manifest(d, lambda m: m["totals"].update(tokens=m["totals"]["tokens"] + 1)),
+                   "totals.tokens says"),
+    }
+    for name, (damage, message) in cases.items():
+        copy = tmp_path / name.replace(" ", "_")
+        shutil.copytree(folder, copy)
+        damage(copy)
+        with pytest.raises(ShardError, match=re.escape(message)):
+            verify(str(copy))
+
+
+def _flip(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[0] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _edit_manifest(folder, change) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))

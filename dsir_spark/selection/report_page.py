@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -125,7 +126,10 @@ def to_html(report: dict[str, Any], figures: dict[str, bytes]) -> str:
     body = ["<h1>DSIR selection report</h1>",
             '<div class="headline">'
             f"<div>selected<b>{docs['selected']:,}</b>of {docs['raw']:,} documents</div>"
-            f"<div>tokens<b>{tokens['selected']:,}</b>of {tokens['raw']:,}</div>"
+            + (f"<div>model tokens<b>{report['model_tokens']['selected']:,}</b>"
+               f"{escape_text(os.path.basename(str(report['model_tokens']['tokenizer']['path'])))}</div>"
+               if report.get("model_tokens") else "")
+            + f"<div>wordpunct tokens<b>{tokens['selected']:,}</b>of {tokens['raw']:,}</div>"
             f"<div>KL reduction<b>{kl['selected']:.3f}</b>random {kl['random']:.3f}, top-k {kl['top_k']:.3f}</div>"
             f"<div>seed<b>{report['seed']}</b>{escape_text(str(report.get('estimator', '')))}</div></div>"]
     body += [f'<p class="warning">{escape_text(w)}</p>' for w in report.get("warnings", [])]

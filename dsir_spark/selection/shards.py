@@ -18,6 +18,13 @@ document.
 Writing: every shard goes to one task (partitioned by shard, sorted by the order) that writes its file
 with pyarrow, named ``00000.parquet`` / ``00000.jsonl.zst`` ..., to any path pyarrow's file systems
 reach (local and mounted paths, s3://, gs://, hdfs://).
+
+Token files (``format: megatron``): each shard is ``00000.bin``, the documents' token ids one after the
+other (uint16 where the vocabulary fits, else int32, little-endian), ``00000.idx`` in Megatron's
+indexed-dataset layout (the ``MMIDIDX`` header, version 1, the dtype code, the sequence and document
+counts, each sequence's length as int32, its byte offset as int64, and the document indices 0..n as
+int64: one sequence per document), and ``00000.ids.jsonl``, the documents' ids in the same order. A
+document's size is its tokens' bytes, so ``max_tokens`` (or ``max_file_bytes``) bounds the .bin.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,13 +47,20 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
 from dsir_spark.config import ShardConfig
+from dsir_spark.featurizer.model_tokens import MEGATRON_DTYPES, ModelTokenizer
 from dsir_spark.randomness import uniform
 
 MANIFEST = "manifest.json"
 # Hidden columns the staged selection carries for the shard writer: the order and the tokens.
 ORDER, TOKENS, SHARD, LINE, LINE_BYTES = "__dsir_order", "__dsir_tokens", "__dsir_shard", "__dsir_line", "__dsir_bytes"
+SHARD_TEXT = "__dsir_shard_text"  # token files: the text the tokenizer encodes
 _FIRST_BINS, _MAX_REFINES, _KEY_SAMPLE = 4096, 8, 200_000
-_STATS_SCHEMA = "shard int, rows long, tokens long, bytes long, sha256 string, json_bytes long"
+_STATS = [("shard", pa.int32()), ("rows", pa.int64()), ("tokens", pa.int64()), ("bytes", pa.int64()),
+          ("sha256", pa.string()), ("json_bytes", pa.int64()), ("idx_bytes", pa.int64()), ("idx_sha256", pa.string()),
+          ("ids_bytes", pa.int64()), ("ids_sha256", pa.string())]
+_STATS_SCHEMA = ", ".join(f"{name} {'int' if kind == pa.int32() else 'long' if kind == pa.int64() else 'string'}"
+                          for name, kind in _STATS)
+MEGATRON_HEADER = b"MMIDIDX\x00\x00"
 
 
 class ShardError(ValueError):
@@ -55,6 +70,8 @@ class ShardError(ValueError):
 def file_name(index: int, output_format: str, compression: str) -> str:
     if output_format == "parquet":
         return f"{index:05d}.parquet"
+    if output_format == "megatron":
+        return f"{index:05d}.bin"
     return f"{index:05d}.jsonl" + {"zstd": ".zst", "gzip": ".gz", "none": ""}[compression]
 
 
@@ -100,7 +117,14 @@ def _lookup(boundaries: np.ndarray, table: np.ndarray | None = None):
     return lookup
 
 
-def plan_shards(documents: DataFrame, shards: ShardConfig, rows: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def _limit(shards: ShardConfig, total: int, token_bytes: int) -> int:
+    if shards.max_tokens is not None:
+        return shards.max_tokens * token_bytes
+    return shards.max_file_bytes or math.ceil(total / shards.num_files)
+
+
+def plan_shards(documents: DataFrame, shards: ShardConfig, rows: int,
+                token_bytes: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
     """(bin boundaries, shard of each bin, facts) for ``documents`` (with ORDER and LINE_BYTES): bins
     refined until each fits the limit or holds one document; whole bins assigned to shards in order."""
     bins = _FIRST_BINS
@@ -110,13 +134,13 @@ def plan_shards(documents: DataFrame, shards: ShardConfig, rows: int) -> tuple[n
                  .agg(F.count("*").alias("rows"), F.sum(LINE_BYTES).alias("bytes")).toPandas()
                  .sort_values("bin"))
         total = int(sizes["bytes"].sum())
-        limit = shards.max_file_bytes or math.ceil(total / shards.num_files)
+        limit = _limit(shards, total, token_bytes)
         crowded = sizes[(sizes["bytes"] > limit) & (sizes["rows"] > 1)]
         if crowded.empty or (shards.order == "key" and len(boundaries) + 1 < bins // 2):
             break  # fine enough (or the keys' sample cannot cut finer: equal keys)
         bins *= 2 * math.ceil(float(crowded["bytes"].max()) / limit)
     shard_of_bin = np.zeros(len(boundaries) + 1, dtype=np.int32)
-    if shards.max_file_bytes:  # greedy: a new shard when the next bin would not fit
+    if shards.num_files is None:  # greedy: a new shard when the next bin would not fit
         shard, filled = 0, 0
         for index, size in zip(sizes["bin"], sizes["bytes"]):
             if filled and filled + size > limit:
@@ -128,7 +152,7 @@ def plan_shards(documents: DataFrame, shards: ShardConfig, rows: int) -> tuple[n
         _, renumbered = np.unique(parts, return_inverse=True)
         shard_of_bin[sizes["bin"].to_numpy()] = renumbered
     # Over max_file_bytes, a document is a shard of its own; num_files sets no limit a document can pass.
-    oversized = int(((sizes["rows"] == 1) & (sizes["bytes"] > limit)).sum()) if shards.max_file_bytes else 0
+    oversized = int(((sizes["rows"] == 1) & (sizes["bytes"] > limit)).sum()) if shards.num_files is None else 0
     facts = {"bins": int(len(sizes)), "json_bytes": total, "limit_json_bytes": int(limit),
              "oversized_documents": oversized}
     return boundaries, shard_of_bin, facts
@@ -179,10 +203,70 @@ class _ShardFile:
             self.writer.close()
         self.stream.close()
         sha256, size = _sha256_and_size(self.fs, self.path)
-        return self.shard, self.rows, self.tokens, size, sha256, self.json_bytes
+        return self.shard, self.rows, self.tokens, size, sha256, self.json_bytes, None, None, None, None
 
 
-def _write_partition(folder: str, output_format: str, compression: str):
+class _TokenShardFile:
+    """One shard as Megatron token files: the .bin written as documents come, the .idx and the ids at the end."""
+
+    def __init__(self, fs: pafs.FileSystem, folder: str, shard: int, tokenizer: ModelTokenizer):
+        self.fs, self.shard, self.tokenizer = fs, shard, tokenizer
+        self.dtype, self.dtype_code = MEGATRON_DTYPES[tokenizer.token_bytes]
+        self.path = f"{folder}/{file_name(shard, 'megatron', 'none')}"
+        self.index_path, self.ids_path = self.path[:-4] + ".idx", self.path[:-4] + ".ids.jsonl"
+        self.stream = fs.open_output_stream(self.path, compression=None)
+        self.ids = fs.open_output_stream(self.ids_path, compression=None)
+        self.lengths: list[int] = []
+        self.planned = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.planned += int(np.asarray(batch.column(TOKENS)).sum())
+        for ids in self.tokenizer.encode(batch.column(SHARD_TEXT).to_pylist()):
+            self.stream.write(np.asarray(ids, dtype=self.dtype).tobytes(order="C"))
+            self.lengths.append(len(ids))
+        self.ids.write("".join(json.dumps(i) + "\n" for i in batch.column("__dsir_sid").to_pylist()).encode("utf-8"))
+
+    def close(self) -> tuple:
+        self.stream.close()
+        self.ids.close()
+        if sum(self.lengths) != self.planned:  # the selection counted these documents' tokens with this tokenizer
+            raise ShardError(f"{self.path}: {sum(self.lengths)} tokens written where the selection counted "
+                             f"{self.planned}; the tokenizer changed during the run")
+        with self.fs.open_output_stream(self.index_path, compression=None) as index:
+            index.write(megatron_index(self.lengths, self.tokenizer.token_bytes, self.dtype_code))
+        sha256, size = _sha256_and_size(self.fs, self.path)
+        idx_sha256, idx_size = _sha256_and_size(self.fs, self.index_path)
+        ids_sha256, ids_size = _sha256_and_size(self.fs, self.ids_path)
+        return (self.shard, len(self.lengths), sum(self.lengths), size, sha256, 0, idx_size, idx_sha256,
+                ids_size, ids_sha256)
+
+
+def megatron_index(lengths: list[int], token_bytes: int, dtype_code: int) -> bytes:
+    """Megatron's .idx for documents of ``lengths`` tokens, one sequence per document (little-endian)."""
+    sizes = np.asarray(lengths, dtype=np.int32)
+    pointers = np.concatenate([[0], np.cumsum(sizes.astype(np.int64))[:-1] * token_bytes]).astype(np.int64) \
+        if len(lengths) else np.zeros(0, dtype=np.int64)
+    documents = np.arange(len(lengths) + 1, dtype=np.int64)
+    return b"".join([MEGATRON_HEADER, struct.pack("<Q", 1), struct.pack("<B", dtype_code),
+                     struct.pack("<Q", len(lengths)), struct.pack("<Q", len(documents)), sizes.astype("<i4").tobytes(),
+                     pointers.astype("<i8").tobytes(), documents.astype("<i8").tobytes()])
+
+
+def read_megatron_index(data: bytes) -> dict[str, Any]:
+    """The parts of a Megatron .idx: dtype code, sequence lengths, pointers and document indices."""
+    if data[:9] != MEGATRON_HEADER:
+        raise ValueError("not a Megatron index (no MMIDIDX header)")
+    version, code, sequences, documents = struct.unpack("<QBQQ", data[9:34])
+    at = 34
+    sizes = np.frombuffer(data, "<i4", sequences, at)
+    pointers = np.frombuffer(data, "<i8", sequences, at + 4 * sequences)
+    indices = np.frombuffer(data, "<i8", documents, at + 12 * sequences)
+    if at + 12 * sequences + 8 * documents != len(data):
+        raise ValueError(f"{len(data)} bytes where its counts make {at + 12 * sequences + 8 * documents}")
+    return {"version": version, "dtype_code": code, "sizes": sizes, "pointers": pointers, "documents": indices}
+
+
+def _write_partition(folder: str, output_format: str, compression: str, tokenizer: ModelTokenizer | None = None):
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fs, root = filesystem(folder)
         current: _ShardFile | None = None
@@ -197,32 +281,39 @@ def _write_partition(folder: str, output_format: str, compression: str):
                 if current is None or current.shard != shard:
                     if current is not None:
                         done.append(current.close())
-                    current = _ShardFile(fs, root, shard, output_format, compression)
+                    current = (_TokenShardFile(fs, root, shard, tokenizer) if output_format == "megatron"
+                               else _ShardFile(fs, root, shard, output_format, compression))
                 current.write(batch.slice(start, end - start))
         if current is not None:
             done.append(current.close())
         if done:
             columns = list(zip(*done))
-            types = [pa.int32(), pa.int64(), pa.int64(), pa.int64(), pa.string(), pa.int64()]
-            yield pa.RecordBatch.from_arrays([pa.array(c, type=t) for c, t in zip(columns, types)],
-                                             names=["shard", "rows", "tokens", "bytes", "sha256", "json_bytes"])
+            yield pa.RecordBatch.from_arrays([pa.array(c, type=kind) for c, (_, kind) in zip(columns, _STATS)],
+                                             names=[name for name, _ in _STATS])
 
     return write
 
 
-def write_shard_files(documents: DataFrame, folder: str, shards: ShardConfig, output_format: str,
-                 rows: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Writes ``documents`` (their columns, plus ORDER, TOKENS and ``__dsir_sid``) as shards into
-    ``folder``; returns each file's entry for the manifest (in shard order) and the plan's facts."""
+def write_shard_files(
+    documents: DataFrame, folder: str, shards: ShardConfig, output_format: str, rows: int,
+    tokenizer: ModelTokenizer | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Writes ``documents`` (their columns, plus ORDER, TOKENS and ``__dsir_sid``; for token files
+    SHARD_TEXT) as shards into ``folder``; returns each file's entry for the manifest (in shard order)
+    and the plan's facts."""
     if shards.num_files is not None and shards.num_files > rows > 0:
         raise ShardError(f"resample.shards.num_files={shards.num_files} but the selection holds {rows} documents; "
                          "every file needs at least one: lower num_files, or use max_file_bytes")
-    sized = documents.withColumn(LINE, F.to_json(F.struct(*[F.col(f"`{c}`") for c in documents.columns
-                                                            if not c.startswith("__dsir_")])))
-    sized = sized.withColumn(LINE_BYTES, F.octet_length(LINE) + F.lit(1))
+    token_bytes = tokenizer.token_bytes if output_format == "megatron" else 0
+    if output_format == "megatron":  # a document's size: its tokens' bytes in the .bin
+        sized = documents.withColumn(LINE_BYTES, F.col(TOKENS) * F.lit(token_bytes))
+    else:
+        sized = documents.withColumn(LINE, F.to_json(F.struct(*[F.col(f"`{c}`") for c in documents.columns
+                                                                if not c.startswith("__dsir_")])))
+        sized = sized.withColumn(LINE_BYTES, F.octet_length(LINE) + F.lit(1))
     if output_format == "parquet":
         sized = sized.drop(LINE)
-    boundaries, shard_of_bin, facts = plan_shards(sized, shards, rows)
+    boundaries, shard_of_bin, facts = plan_shards(sized, shards, rows, token_bytes)
     count = int(shard_of_bin.max()) + 1 if rows else 0
     fs, root = filesystem(folder)
     fs.create_dir(root, recursive=True)
@@ -230,12 +321,16 @@ def write_shard_files(documents: DataFrame, folder: str, shards: ShardConfig, ou
         return [], facts
     placed = sized.withColumn(SHARD, _lookup(boundaries, shard_of_bin)(F.col(ORDER)))
     ordered = placed.repartition(count, SHARD).sortWithinPartitions(SHARD, ORDER, "__dsir_sid")
-    stats = ordered.mapInArrow(_write_partition(folder, output_format, shards.compression), _STATS_SCHEMA)
+    stats = ordered.mapInArrow(_write_partition(folder, output_format, shards.compression, tokenizer), _STATS_SCHEMA)
     files = []
     for row in sorted(stats.collect(), key=lambda r: r["shard"]):
-        files.append({"name": file_name(row["shard"], output_format, shards.compression), "rows": row["rows"],
-                      "tokens": row["tokens"], "bytes": row["bytes"], "sha256": row["sha256"],
-                      "json_bytes": row["json_bytes"]})
+        name = file_name(row["shard"], output_format, shards.compression)
+        entry = {"name": name, "rows": row["rows"], "tokens": row["tokens"], "bytes": row["bytes"],
+                 "sha256": row["sha256"], "json_bytes": row["json_bytes"]}
+        if output_format == "megatron":
+            entry["index"] = {"name": name[:-4] + ".idx", "bytes": row["idx_bytes"], "sha256": row["idx_sha256"]}
+            entry["ids"] = {"name": name[:-4] + ".ids.jsonl", "bytes": row["ids_bytes"], "sha256": row["ids_sha256"]}
+        files.append(entry)
     return files, facts
 
 
@@ -308,21 +403,53 @@ def verify(folder: str) -> dict[str, Any]:
     manifest = read_manifest(folder)
     _check_manifest_sums(folder, manifest)
     fs, root = filesystem(folder)
-    listed = {entry["name"] for entry in manifest["files"]}
+    listed = {part["name"] for entry in manifest["files"] for part in _parts(entry)}
     present = {info.base_name for info in fs.get_file_info(pafs.FileSelector(root)) if info.is_file}
     strays = sorted(present - listed - {MANIFEST})
     if strays:
         raise ShardError(f"{folder}/{strays[0]}: a file the manifest does not list; remove it or write the "
                          "shards again")
     for entry in manifest["files"]:
-        path = f"{root}/{entry['name']}"
-        if entry["name"] not in present:
-            raise ShardError(f"{folder}/{entry['name']}: listed in the manifest but missing")
-        sha256, size = _sha256_and_size(fs, path)
-        if size != entry["bytes"] or sha256 != entry["sha256"]:
-            raise ShardError(f"{folder}/{entry['name']}: {size} bytes with sha256 {sha256[:12]}..., the manifest says "
-                             f"{entry['bytes']} bytes with {entry['sha256'][:12]}...; the file changed or is damaged")
-        rows = _rows_in(fs, path, entry["name"])
+        for part in _parts(entry):
+            if part["name"] not in present:
+                raise ShardError(f"{folder}/{part['name']}: listed in the manifest but missing")
+            sha256, size = _sha256_and_size(fs, f"{root}/{part['name']}")
+            if size != part["bytes"] or sha256 != part["sha256"]:
+                raise ShardError(f"{folder}/{part['name']}: {size} bytes with sha256 {sha256[:12]}..., the manifest "
+                                 f"says {part['bytes']} bytes with {part['sha256'][:12]}...; the file changed or is "
+                                 "damaged")
+        if "index" in entry:
+            _check_token_files(fs, root, folder, entry, manifest)
+            continue
+        rows = _rows_in(fs, f"{root}/{entry['name']}", entry["name"])
         if rows != entry["rows"]:
             raise ShardError(f"{folder}/{entry['name']}: {rows} rows, the manifest says {entry['rows']}")
     return {"files": len(manifest["files"]), "rows": sum(e["rows"] for e in manifest["files"])}
+
+
+def _parts(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """A manifest entry's files: the shard, and for token files its index and its ids."""
+    return [entry, *[entry[key] for key in ("index", "ids") if key in entry]]
+
+
+def _check_token_files(fs: pafs.FileSystem, root: str, folder: str, entry: dict[str, Any],
+                       manifest: dict[str, Any]) -> None:
+    """A .bin, its .idx and its ids agree with each other and with the manifest's figures."""
+    with fs.open_input_stream(f"{root}/{entry['index']['name']}", compression=None) as stream:
+        try:
+            index = read_megatron_index(stream.read())
+        except ValueError as exc:
+            raise ShardError(f"{folder}/{entry['index']['name']}: {exc}") from exc
+    token_bytes = manifest["tokenizer"]["token_bytes"]
+    sizes = index["sizes"]
+    found = {"documents": len(index["documents"]) - 1, "tokens": int(sizes.sum()),
+             "bytes": int(sizes.sum()) * token_bytes}
+    said = {"documents": entry["rows"], "tokens": entry["tokens"], "bytes": entry["bytes"]}
+    for what in found:
+        if found[what] != said[what]:
+            raise ShardError(f"{folder}/{entry['index']['name']}: indexes {found[what]} {what} where the manifest "
+                             f"(and {entry['name']}) say {said[what]}; write the shards again")
+    with fs.open_input_stream(f"{root}/{entry['ids']['name']}", compression=None) as stream:
+        ids = stream.read().count(b"\n")
+    if ids != entry["rows"]:
+        raise ShardError(f"{folder}/{entry['ids']['name']}: {ids} ids for {entry['rows']} documents")

@@ -178,7 +178,8 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             bucket_weights=model.bucket_weights()[0] if not model.separate_targets else None,
             bucket_weight_name=model.bucket_weight_name,
             target_texts=_target_texts(spark, config),
-            num_tokens=config.resample.num_tokens_to_sample,
+            # In the model's tokens the baselines are as many documents (their model tokens are not counted).
+            num_tokens=None if config.tokens.tokenizer else config.resample.num_tokens_to_sample,
             quota=quota,
             figures=figures,
             recorded=_recorded_sizes(resampled),
@@ -188,6 +189,9 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             dataset.name: (read_json(spark, f"{counts_path(config, dataset)}.json") or {}).get("bad_records", {})
             for dataset in (config.raw, *config.targets)
         }
+        if "model_tokens" in resampled:  # tokens.tokenizer: the selection's size in the trainer's tokens
+            report["model_tokens"] = {"selected": resampled.get("tokens_selected"),
+                                      "tokenizer": resampled["model_tokens"]["tokenizer"]}
         report["estimator"] = model.estimator
         report["warnings"] = model.uniform_weight_warnings()
         if config.report.example_documents:

@@ -46,7 +46,15 @@ from dsir_spark.selection.resampling import (
     require_enough,
     select,
 )
-from dsir_spark.selection.shards import ORDER, TOKENS, move_folder, order_column, write_manifest, write_shard_files
+from dsir_spark.selection.shards import (
+    ORDER,
+    SHARD_TEXT,
+    TOKENS,
+    move_folder,
+    order_column,
+    write_manifest,
+    write_shard_files,
+)
 from dsir_spark.stages.runner import run_stage
 from dsir_spark.storage.io import (
     SCORES_ID_ADVICE,
@@ -93,6 +101,8 @@ def write_selection(
     if shards is not None:
         columns += [order_column(shards, seed, "__dsir_id", KEY).alias(ORDER), F.col(NUM_TOKENS).alias(TOKENS),
                     F.col("__dsir_id").alias("__dsir_sid")]
+        if shards.format == "megatron":  # the text the token files encode
+            columns.append(F.col("__dsir_text").alias(SHARD_TEXT))
     table = output_table(out_dir)
     # Staged as it will be published (a rename publishes it); for shards as Parquet, which they are cut from.
     fmt = "parquet" if table or shards else output_format
@@ -121,12 +131,14 @@ def publish_shards(spark: SparkSession, config: RunConfig, summary: dict[str, An
     the manifest's totals and plan for the stage record."""
     settings, selection_dir, out_dir = config.resample, stage_dir(config, "resample"), default_out_dir(config)
     staging = f"{selection_dir}/shards"
+    file_format = settings.shards.format or settings.output_format
+    tokenizer = load_model_tokenizer(spark, config.tokens)
     files, plan = write_shard_files(spark.read.parquet(f"{selection_dir}/documents"), staging, settings.shards,
-                                      settings.output_format, summary["selected"])
+                                    file_format, summary["selected"], tokenizer)
     lowest = spark.read.parquet(f"{selection_dir}/ids").agg(F.min("log_weight")).first()[0]
     totals = {"files": len(files), **{k: sum(f[k] for f in files) for k in ("rows", "tokens", "bytes", "json_bytes")}}
     manifest = {
-        "files": files, "totals": totals, "format": settings.output_format, "shards": asdict(settings.shards),
+        "files": files, "totals": totals, "format": file_format, "shards": asdict(settings.shards),
         "plan": plan, "selection": {
             "fingerprint": fingerprint(stage_settings(config, "resample", inputs)),
             "settings": json.loads(json.dumps(asdict(settings))), "seed": settings.seed,
@@ -135,12 +147,13 @@ def publish_shards(spark: SparkSession, config: RunConfig, summary: dict[str, An
             "tokens": totals["tokens"], "thresholds": summary["thresholds"], "lowest_log_weight": lowest,
         },
         "features": asdict(config.features), "featurizer": requested_implementation(),
+        **({"tokenizer": tokenizer.describe()} if tokenizer is not None else {}),
         "run_dir": resolved_location(config.run_dir),
         "dsir_spark": __version__, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_manifest(staging, manifest)
     if direct_path(spark, staging) is not None and direct_path(spark, out_dir) is not None:
-        publish_folder(spark, staging, out_dir, settings.output_format, marker=False)  # the manifest says it
+        publish_folder(spark, staging, out_dir, file_format, marker=False)  # the manifest says it
     else:
         move_folder(staging, out_dir)
     return {"totals": totals, "plan": plan}
