@@ -99,7 +99,7 @@ def dsir_spark_run(config: Path, cores: int, cache: Path, cwd: Path = ROOT) -> d
     env = {**os.environ, "PYSPARK_SUBMIT_ARGS": f"--master local[{cores}] --driver-memory 4g pyspark-shell",
            "DSIR_SPARK_CACHE": str(cache)}
     started = time.time()
-    out = subprocess.run([sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(config)], cwd=cwd,
+    out = subprocess.run([sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(config), "--json"], cwd=cwd,
                          capture_output=True, text=True, env=env)
     wall = time.time() - started
     if out.returncode != 0:

@@ -154,7 +154,7 @@ def run(raw: Path, target: Path, cores: int, label: str, driver_memory: str = "4
         env = {**os.environ,
                "PYSPARK_SUBMIT_ARGS": f"--master local[{cores}] --driver-memory {driver_memory} pyspark-shell"}
         started = time.time()
-        proc = subprocess.Popen([sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(config)],
+        proc = subprocess.Popen([sys.executable, "-m", "dsir_spark.cli", "run", "--config", str(config), "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         sampler = Sampler(proc.pid)
         sampler.start()

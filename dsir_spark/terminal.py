@@ -94,9 +94,12 @@ def _headlines(records: dict[str, dict[str, Any]], report_path: str) -> list[str
     resample = records.get("resample")
     report = (records.get("report") or {}).get("report")
     if resample and resample.get("out_dir"):
-        tokens = (report or {}).get("tokens", {}).get("selected", resample.get("tokens_selected"))
         size = f"{resample.get('selected', resample.get('rows_out', 0)):,} documents"
-        size += f", {tokens:,} tokens" if tokens is not None else ""
+        if "model_tokens" in resample:  # tokens.tokenizer: the trainer's tokens
+            size += f", {resample['tokens_selected']:,} tokens of {resample['model_tokens']['tokenizer']['path']}"
+        else:
+            tokens = (report or {}).get("tokens", {}).get("selected", resample.get("tokens_selected"))
+            size += f", {tokens:,} tokens" if tokens is not None else ""
         lines.append(f"selection: {resample['out_dir']} ({size})")
     if report:
         kl = report.get("kl_reduction", {})

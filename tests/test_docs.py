@@ -166,3 +166,14 @@ def test_the_databricks_bundle_runs_this_package_with_a_valid_config():
     config = load_config(str(folder / "dsir-selection.yaml"))
     assert config.raw.paths == ("table:main.corpus.crawl",)
     assert config.resample.num_to_sample == 1_000_000
+
+
+def test_the_token_shards_example_config_is_valid_and_its_tokenizer_loads():
+    from dsir_spark.config import load_config
+    from dsir_spark.featurizer.model_tokens import load_model_tokenizer
+
+    config = load_config(str(ROOT / "conf" / "tokens.yaml"))
+    assert config.resample.shards.format == "megatron" and config.resample.num_tokens_to_sample == 30_000
+    tokenizer = load_model_tokenizer(None, type(config.tokens)(tokenizer=str(ROOT / config.tokens.tokenizer),
+                                                               eos=config.tokens.eos))
+    assert tokenizer.eos == "<|endoftext|>" and tokenizer.vocab_size == 4000 and tokenizer.token_bytes == 2
