@@ -47,6 +47,9 @@ def plan(spark: SparkSession | None, config: RunConfig, force: bool, stages: tup
     ``spark`` None: read without a session (see complete_without_session)."""
     steps, rerun, inputs = [], force, input_fingerprint(spark, config)
     for stage in stages:
+        if stage == "report" and not config.report.enabled:  # off: nothing to run, nothing to wait for
+            steps.append(Step(stage, False, {"stage": stage, "reason": "report.enabled is false"}))
+            continue
         # Scores from elsewhere (resample.scores) are not fingerprinted: the selection is made again.
         external = stage == "resample" and config.resample.scores is not None
         record = None if rerun or external else complete_record(spark, config, stage, inputs)
@@ -115,7 +118,8 @@ def run_pipeline(
         records = {}
         for step in steps:
             if not step.runs:  # complete with the same settings: nothing of it is read again
-                log.info("stage %s: complete with the same settings, skipped", step.stage)
+                reason = step.record.get("reason", "complete with the same settings")
+                log.info("stage %s: %s, skipped", step.stage, reason)
                 records[step.stage] = {**step.record, "skipped": True}
             else:
                 records[step.stage] = RUNNERS[step.stage](spark, config, force=True)
