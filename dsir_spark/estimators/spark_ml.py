@@ -1,0 +1,163 @@
+"""The importance estimators as Spark ML citizens: an ``Estimator`` that fits from a DataFrame and a
+``Model`` whose ``transform`` adds the weight columns to the frame it is given (every other column kept),
+with Params, and saved and loaded by Spark ML's own persistence, so a ``Pipeline`` holds them and
+``PipelineModel.save/load`` keeps them (the fitted model inside is the fit stage's Parquet + JSON, never
+pickle).
+
+    model = ImportanceWeighting(labelCol="is_target", textCol="text").fit(frame)
+    model.transform(snapshot)             # snapshot + dsir_num_tokens + dsir_log_weight
+    Pipeline(stages=[..., model]).fit(frame).save(path)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+from pyspark.ml import Estimator, Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReadable, MLReader, MLWritable, MLWriter
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, LongType, StructField, StructType
+
+from dsir_spark.columns import TEXT
+from dsir_spark.config import FeatureConfig, FitConfig
+from dsir_spark.estimators.base import ImportanceModel
+from dsir_spark.estimators.ngram_ratio import fit_model
+from dsir_spark.estimators.registry import load_model
+from dsir_spark.featurizer.counts import bucket_counts
+from dsir_spark.featurizer.features import make_featurizer, requested_implementation
+
+_MODEL_FOLDER = "model"  # inside a saved stage: the estimator's own Parquet + JSON
+
+
+class _Columns(Params):
+    textCol = Param(Params._dummy(), "textCol", "the column holding each document's text",
+                    TypeConverters.toString)
+    weightCol = Param(Params._dummy(), "weightCol", "output: the log importance weight (with separate targets "
+                      "<weightCol>_<i>, one per target)", TypeConverters.toString)
+    tokensCol = Param(Params._dummy(), "tokensCol", "output: the document's wordpunct tokens",
+                      TypeConverters.toString)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(textCol="text", weightCol="dsir_log_weight", tokensCol="dsir_num_tokens")
+
+
+class _Appender:
+    """The scoring function for mapInArrow: every column of the batch, plus tokens and weights."""
+
+    def __init__(self, model: ImportanceModel, text: str, tokens: str, weights: list[str]) -> None:
+        self.features, self.scoring, self.implementation = model.features, model.scoring_table(), \
+            requested_implementation()
+        self.text, self.tokens, self.weights = text, tokens, weights
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        featurizer = make_featurizer(self.features, self.implementation)
+        for batch in batches:
+            num_tokens, sums = self.scoring.score(featurizer, batch.column(self.text).to_pylist())
+            columns = [batch.column(i) for i in range(batch.num_columns)]
+            columns += [pa.array(num_tokens, pa.int64()), *[pa.array(row, pa.float64()) for row in sums]]
+            yield pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, self.tokens, *self.weights])
+
+
+class ImportanceWeightModel(Model, _Columns, MLReadable, MLWritable):
+    """A fitted importance model (the n-gram ratio or the classifier) as a Spark ML ``Model``."""
+
+    def __init__(self, model: ImportanceModel | None = None, **params: Any) -> None:
+        super().__init__()
+        self.model = model
+        self._set(**params)
+
+    def weight_columns(self) -> list[str]:
+        base = self.getOrDefault(self.weightCol)
+        count = len(self.model.weight_columns())
+        return [base] if count == 1 else [f"{base}_{t}" for t in range(count)]
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        text, tokens = "__dsir_ml_text", self.getOrDefault(self.tokensCol)
+        frame = dataset.withColumn(text, F.col(self.getOrDefault(self.textCol)))
+        schema = StructType([*frame.schema.fields, StructField(tokens, LongType(), False),
+                             *[StructField(name, DoubleType(), False) for name in self.weight_columns()]])
+        return frame.mapInArrow(_Appender(self.model, text, tokens, self.weight_columns()), schema).drop(text)
+
+    def write(self) -> MLWriter:
+        return _Writer(self)
+
+    @classmethod
+    def read(cls) -> MLReader:
+        return _Reader(cls)
+
+
+class _Writer(MLWriter):
+    def __init__(self, instance: ImportanceWeightModel) -> None:
+        super().__init__()
+        self.instance = instance
+
+    def saveImpl(self, path: str) -> None:
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession)
+        self.instance.model.save(self.sparkSession, f"{path}/{_MODEL_FOLDER}")
+
+
+class _Reader(MLReader):
+    def __init__(self, cls: type) -> None:
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path: str) -> ImportanceWeightModel:
+        metadata = DefaultParamsReader.loadMetadata(path, self.sparkSession)
+        instance = self.cls(load_model(self.sparkSession, f"{path}/{_MODEL_FOLDER}"))
+        instance._resetUid(metadata["uid"])
+        DefaultParamsReader.getAndSetParams(instance, metadata)
+        return instance
+
+
+class ImportanceWeighting(Estimator, _Columns, MLReadable, MLWritable):
+    """Fits the reference's n-gram ratio model from one frame whose ``labelCol`` (boolean) says which rows
+    are the target: the same exact bucket counts, and so the same model, as the pipeline's count and fit
+    stages on the same documents (``fit.num_tokens_to_fit: all``)."""
+
+    labelCol = Param(Params._dummy(), "labelCol", "true for a target document, false for a raw one",
+                     TypeConverters.toString)
+    ngrams = Param(Params._dummy(), "ngrams", "unigrams up to n-grams", TypeConverters.toInt)
+    numBuckets = Param(Params._dummy(), "numBuckets", "hashed feature buckets", TypeConverters.toInt)
+    hashMode = Param(Params._dummy(), "hashMode", "sha256 (the reference's buckets) or xxhash64",
+                     TypeConverters.toString)
+    targetLaplaceSmoothing = Param(Params._dummy(), "targetLaplaceSmoothing", "pseudo-counts on the target",
+                                   TypeConverters.toFloat)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__()
+        defaults = FeatureConfig()
+        self._setDefault(labelCol="is_target", ngrams=defaults.ngrams, numBuckets=defaults.num_buckets,
+                         hashMode=defaults.hash, targetLaplaceSmoothing=0.0)
+        self._set(**params)
+
+    def _fit(self, dataset: DataFrame) -> ImportanceWeightModel:
+        features = FeatureConfig(ngrams=self.getOrDefault(self.ngrams), num_buckets=self.getOrDefault(self.numBuckets),
+                                 hash=self.getOrDefault(self.hashMode))
+        documents = dataset.select(F.col(self.getOrDefault(self.textCol)).alias(TEXT),
+                                   F.col(self.getOrDefault(self.labelCol)).cast("boolean").alias("__target"))
+        raw = bucket_counts(documents.where(~F.col("__target")).select(TEXT), features)
+        target = bucket_counts(documents.where(F.col("__target")).select(TEXT), features)
+        fitted = fit_model(raw, [target], ["target_0"], features,
+                           FitConfig(target_laplace_smoothing=self.getOrDefault(self.targetLaplaceSmoothing)))
+        columns = {name: self.getOrDefault(getattr(self, name)) for name in ("textCol", "weightCol", "tokensCol")}
+        return self._copyValues(ImportanceWeightModel(fitted, **columns))
+
+    def write(self) -> MLWriter:
+        return DefaultParamsWriter(self)
+
+    @classmethod
+    def read(cls) -> MLReader:
+        return DefaultParamsReader(cls)
+
+
+def load_weighting(spark: SparkSession, path: str) -> ImportanceWeightModel:
+    """A fitted model saved by the fit stage (``<run_dir>/model``) as a Spark ML model."""
+    return ImportanceWeightModel(load_model(spark, path))
+
+
+__all__ = ["ImportanceWeightModel", "ImportanceWeighting", "load_weighting"]

@@ -1,0 +1,68 @@
+"""The estimators as Spark ML citizens: fitted from a DataFrame to the pipeline's own model, transform adds
+the weights to the frame it is given, and a Pipeline holding the model is saved and loaded by Spark ML."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.feature import SQLTransformer
+
+from dsir_spark.config import config_from_dict
+from dsir_spark.estimators.registry import load_model
+from dsir_spark.estimators.spark_ml import ImportanceWeighting, ImportanceWeightModel, load_weighting
+from dsir_spark.pipeline import run_pipeline
+
+
+@pytest.fixture(scope="module")
+def frames(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ml")
+    rows = read_jsonl(PILE)
+    raw = [{"id": r["id"], "text": r["contents"], "source": r["metadata"]["pile_set_name"]} for r in rows]
+    target = [{"id": 10_000 + i, "text": r["contents"], "source": "target"} for i, r in enumerate(read_jsonl(TARGET_C))]
+    config = config_from_dict({
+        "run_dir": str(root / "run"), "raw": {"paths": [write_jsonl(root / "raw.jsonl", raw)], "id_col": "id"},
+        "targets": [{"paths": [write_jsonl(root / "target.jsonl", target)]}], "fit": {"num_tokens_to_fit": "all"},
+        "resample": {"num_to_sample": 10}, "report": {"enabled": False}})
+    run_pipeline(spark, config)
+    labeled = spark.createDataFrame([{**r, "is_target": False} for r in raw] + [{**r, "is_target": True}
+                                                                                 for r in target])
+    return root, labeled, spark.createDataFrame(raw)
+
+
+def test_the_estimator_fits_the_pipelines_model_and_transform_keeps_every_column(spark, frames):
+    root, labeled, raw = frames
+    model = ImportanceWeighting(labelCol="is_target").fit(labeled)
+    pipeline_model = load_model(spark, str(root / "run" / "model"))
+    np.testing.assert_array_equal(model.model.log_diff, pipeline_model.log_diff)
+    scored = model.transform(raw)
+    assert scored.columns == [*raw.columns, "dsir_num_tokens", "dsir_log_weight"]
+    mine = {r["id"]: (r["dsir_num_tokens"], r["dsir_log_weight"]) for r in scored.collect()}
+    theirs = {r["id"]: (r["num_tokens"], r["log_weight"]) for r in spark.read.parquet(str(root / "run" / "scores"))
+              .collect()}
+    assert mine == theirs  # the score stage's weights, bit for bit
+
+
+def test_a_pipeline_holding_the_model_is_saved_and_loaded_by_spark_ml(spark, frames, tmp_path):
+    root, labeled, raw = frames
+    pipeline = Pipeline(stages=[ImportanceWeighting(labelCol="is_target", weightCol="w", tokensCol="n"),
+                                SQLTransformer(statement="SELECT * FROM __THIS__ WHERE w > -2000")])
+    fitted = pipeline.fit(labeled)
+    fitted.write().overwrite().save(str(tmp_path / "pipeline"))
+    loaded = PipelineModel.load(str(tmp_path / "pipeline"))
+    assert isinstance(loaded.stages[0], ImportanceWeightModel) and loaded.stages[0].getOrDefault("weightCol") == "w"
+    assert loaded.stages[0].uid == fitted.stages[0].uid
+    before = sorted((r["id"], r["w"]) for r in fitted.transform(raw).collect())
+    after = sorted((r["id"], r["w"]) for r in loaded.transform(raw).collect())
+    assert before == after and 0 < len(after) < raw.count()
+
+
+def test_a_run_directorys_model_scores_a_new_frame_as_the_score_stage_did(spark, frames):
+    root, _, raw = frames
+    model = load_weighting(spark, str(root / "run" / "model"))
+    snapshot = raw.limit(50).withColumnRenamed("text", "body")
+    scored = model.copy({model.textCol: "body"}).transform(snapshot)
+    theirs = {r["id"]: r["log_weight"] for r in spark.read.parquet(str(root / "run" / "scores")).collect()}
+    assert {r["id"]: r["dsir_log_weight"] for r in scored.collect()} == {i: theirs[i] for i in
+                                                                          [r["id"] for r in snapshot.collect()]}
