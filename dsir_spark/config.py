@@ -148,6 +148,9 @@ class FitConfig:
     positives: int = 20_000  # at most this many target documents per classifier (a seeded sample)
     regularization: float = 1e-2  # L2 strength on the mean class-balanced log loss
     held_out: float = 0.1  # share of the training documents kept out to measure AUC and log loss
+    # A model fitted by another run (its <run_dir>/model): this run scores and selects with it; the fit
+    # stage is skipped (and the count stage too when the report is off).
+    model: str | None = None
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:

@@ -9,7 +9,7 @@ from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import SQLTransformer
 
-from dsir_spark.config import config_from_dict
+from dsir_spark.config import ConfigError, config_from_dict
 from dsir_spark.estimators.registry import load_model
 from dsir_spark.estimators.spark_ml import ImportanceWeighting, ImportanceWeightModel, load_weighting
 from dsir_spark.pipeline import run_pipeline
@@ -66,3 +66,26 @@ def test_a_run_directorys_model_scores_a_new_frame_as_the_score_stage_did(spark,
     theirs = {r["id"]: r["log_weight"] for r in spark.read.parquet(str(root / "run" / "scores")).collect()}
     assert {r["id"]: r["dsir_log_weight"] for r in scored.collect()} == {i: theirs[i] for i in
                                                                           [r["id"] for r in snapshot.collect()]}
+
+
+def test_a_new_snapshot_is_scored_and_selected_with_another_runs_model(spark, frames, tmp_path):
+    root, _, raw = frames
+    snapshot = [{"id": r["id"], "text": r["text"]} for r in raw.limit(400).collect()]
+    data = {"run_dir": str(tmp_path / "snapshot"),
+            "raw": {"paths": [write_jsonl(tmp_path / "snapshot.jsonl", snapshot)], "id_col": "id"},
+            "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+            "fit": {"model": str(root / "run" / "model")}, "resample": {"num_to_sample": 20},
+            "report": {"enabled": False}}
+    records = run_pipeline(spark, config_from_dict(data))
+    assert list(records) == ["score", "resample", "report"]  # no count, no fit: the model is another run's
+    theirs = {r["id"]: r["log_weight"] for r in spark.read.parquet(str(root / "run" / "scores")).collect()}
+    mine = {r["id"]: r["log_weight"] for r in spark.read.parquet(str(tmp_path / "snapshot" / "scores")).collect()}
+    assert mine == {r["id"]: theirs[r["id"]] for r in snapshot}
+    model = records["score"]["model"]
+    assert model["path"] == str(root / "run" / "model") and model["estimator"] == "ngram_ratio"
+    assert len(model["model_json_sha256"]) == 64
+    again = run_pipeline(spark, config_from_dict(data))
+    assert all(r.get("skipped") for r in again.values())
+    data["fit"]["model"] = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="fit.model: no complete model at"):
+        run_pipeline(spark, config_from_dict(data))

@@ -37,11 +37,13 @@ from dsir_spark.config import (
     ScoreConfig,
     resolved_location,
 )
+from dsir_spark.estimators.base import read_header
 from dsir_spark.featurizer.counts import BucketCounts, dense_counts
 from dsir_spark.selection.shards import MANIFEST, ShardError, read_manifest
 from dsir_spark.storage.compaction import compacted, should_compact
 from dsir_spark.storage.io import json_schemas, list_files, one_listing, read_dataset
 from dsir_spark.storage.records import (
+    NeedsSession,
     direct_path,
     local_path,
     overwrite,
@@ -75,8 +77,40 @@ class OutputConflict(ConfigError):
 
 def run_stages(config: RunConfig) -> tuple[str, ...]:
     """The stages ``dsir-spark run`` runs, in order: scores from elsewhere (resample.scores) replace the
-    score stage."""
-    return tuple(s for s in STAGES if s != "score" or not config.resample.scores)
+    score stage; a model from elsewhere (fit.model) the fit stage, and the count stage too when the report
+    (which needs this run's counts) is off."""
+    skipped = {"score"} if config.resample.scores else set()
+    if config.fit.model:
+        skipped |= {"fit"} if config.report.enabled else {"fit", "count"}
+    return tuple(s for s in STAGES if s not in skipped)
+
+
+def model_path(config: RunConfig) -> str:
+    """Where the run's model is: fit.model (fitted by another run), else this run's fit stage output."""
+    return config.fit.model or stage_dir(config, "fit")
+
+
+def require_model(spark: SparkSession, config: RunConfig) -> dict[str, Any]:
+    """fit.model's model.json (a model from another run), or a ConfigError naming the setting."""
+    try:
+        meta, _ = read_header(spark, config.fit.model)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"fit.model: no complete model at {config.fit.model} (no model.json); give the model "
+                          "folder of a run whose fit stage finished (its <run_dir>/model)") from exc
+    return meta
+
+
+def model_identity(config: RunConfig) -> dict[str, Any] | None:
+    """What a model from elsewhere is, for the fingerprints: its path and the sha256 of its model.json
+    where the driver reads it (a model refitted in place makes the stages after it stale)."""
+    if not config.fit.model:
+        return None
+    try:
+        meta = read_json(None, f"{config.fit.model.rstrip('/')}/model.json")
+    except NeedsSession:  # remote: the path alone
+        meta = None
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode("utf-8")).hexdigest() if meta else None
+    return {"path": config.fit.model, "model_json_sha256": digest}
 
 
 def stage_dir(config: RunConfig, stage: str) -> str:
@@ -269,7 +303,7 @@ def _without_defaults(settings: dict[str, Any], default: Any, newer: tuple[str, 
 
 
 # Fit settings added after records existed, likewise.
-_NEWER_FIT = ("estimator", "negatives", "positives", "regularization", "held_out")
+_NEWER_FIT = ("estimator", "negatives", "positives", "regularization", "held_out", "model")
 # Resample settings added after records existed: left out while they hold their default.
 _NEWER_RESAMPLE = ("num_tokens_to_sample", "temperature", "shards", "group_col", "max_share", "group_caps")
 
@@ -290,6 +324,8 @@ def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]
     }
     if stage in ("fit", "score", "resample"):
         settings["fit"] = _without_defaults(fit, FitConfig(), _NEWER_FIT)
+    if stage in ("score", "resample", "report") and config.fit.model:
+        settings["model"] = model_identity(config)
     if stage in ("score", "resample", "report"):
         # Only what differs from the defaults: records written before a setting existed stay valid.
         for name, section, default in (("score", config.score, ScoreConfig()),

@@ -13,7 +13,7 @@ from dsir_spark.columns import DOC_ID, ID, NUM_TOKENS
 from dsir_spark.config import TABLE_PREFIX, RunConfig
 from dsir_spark.estimators.registry import load_model
 from dsir_spark.featurizer.chunks import is_chunked
-from dsir_spark.run.directory import stage_dir
+from dsir_spark.run.directory import model_path, stage_dir
 from dsir_spark.selection.resampling import Quota
 from dsir_spark.storage.io import InputError
 
@@ -57,7 +57,7 @@ def weight_columns(spark: SparkSession, config: RunConfig, scores: DataFrame) ->
     elif config.resample.scores:
         wanted = [DEFAULT_WEIGHT]
     else:
-        model = load_model(spark, stage_dir(config, "fit"))
+        model = load_model(spark, model_path(config))
         wanted = model.selection_columns(config.score.length_correction)
     location = scores_location(config)
     for name in wanted:

@@ -22,6 +22,7 @@ from dsir_spark.run.directory import (
     input_fingerprint,
     load_counts,
     local_path,
+    model_path,
     open_dataset,
     require_stage,
     stage_dir,
@@ -155,7 +156,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         # one: report.html holds them inline either way.
         drawing = tempfile.TemporaryDirectory(prefix="dsir-spark-figures-") if local is None else None
         figures = Figures(local or drawing.name)
-        model = load_model(spark, stage_dir(config, "fit"))
+        model = load_model(spark, model_path(config))
         buckets = config.features.num_buckets
         scores, quota = open_scores(spark, config), None
         if config.resample.group_col:  # the baselines are held to the selection's quotas too

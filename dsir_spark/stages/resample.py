@@ -27,6 +27,7 @@ from dsir_spark.run.directory import (
     input_fingerprint,
     invalidate_outputs,
     mark_output,
+    model_path,
     open_dataset,
     publish_folder,
     require_own_output,
@@ -298,7 +299,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         if scored is not None:
             if not scored.get("ids_checked"):  # scored by an older version
                 check_ids(scores.select(ID), f"scores in {stage_dir(config, 'score')}")
-            proportions = load_model(spark, stage_dir(config, "fit")).target_proportions
+            proportions = load_model(spark, model_path(config)).target_proportions
         else:
             check_ids(scores.select(ID), f"resample.scores {settings.scores}", SCORES_ID_ADVICE)
         quota = None

@@ -14,8 +14,11 @@ from dsir_spark.estimators.registry import load_model
 from dsir_spark.featurizer.features import compiled_available, requested_implementation
 from dsir_spark.run.directory import (
     input_fingerprint,
+    model_identity,
+    model_path,
     open_dataset,
     read_record,
+    require_model,
     require_stage,
     stage_dir,
     stage_settings,
@@ -29,7 +32,9 @@ log = logging.getLogger("dsir_spark")
 
 def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
     inputs = input_fingerprint(spark, config)
-    require_stage(spark, config, "fit", inputs)
+    saved = require_model(spark, config) if config.fit.model else None  # a model from another run
+    if saved is None:
+        require_stage(spark, config, "fit", inputs)
     raw = open_dataset(spark, config, config.raw)
     out = stage_dir(config, "score")
 
@@ -44,7 +49,7 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
     min_tokens = chunking.min_tokens if chunking.min_tokens is not None else config.resample.min_example_length
 
     def work() -> dict[str, Any]:
-        model = load_model(spark, stage_dir(config, "fit"))
+        model = load_model(spark, model_path(config))
         correction = config.score.length_correction
         warning = model.length_correction_warning(correction)
         if warning:
@@ -59,6 +64,8 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         if config.score.table:
             write_table(scores, config.score.table, config.score.table_mode, "score.table")
         record = {"rows_in": rows, "rows_out": rows, "weight_columns": model.weight_columns(),
+                  **({"model": {**model_identity(config), "estimator": saved.get("estimator", "ngram_ratio"),
+                                "dsir_spark": saved.get("version")}} if saved else {}),
                   "featurizer": featurizer, "ids_checked": True, "table": config.score.table,
                   "length_correction": correction, "selection_columns": model.selection_columns(correction),
                   "warnings": [warning] if warning else []}
