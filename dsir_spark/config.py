@@ -226,6 +226,9 @@ class ResampleConfig:
 
     num_to_sample: int | None = None  # this many documents, or (instead) ...
     num_tokens_to_sample: int | None = None  # ... the longest prefix of the key order within this many tokens
+    # ... or every eligible document whose log weight is at least this (no noise): a threshold a later
+    # snapshot can be filtered by, without a global top-k
+    min_log_weight: float | None = None
     top_k: bool = False
     temperature: float = 1.0  # keys = log_weight / temperature + Gumbel noise
     seed: int = 0
@@ -271,9 +274,15 @@ class ResampleConfig:
             raise ConfigError(f"resample.num_to_sample={self.num_to_sample}; it must be >= 0")
         if self.num_tokens_to_sample is not None and self.num_tokens_to_sample < 0:
             raise ConfigError(f"resample.num_tokens_to_sample={self.num_tokens_to_sample}; it must be >= 0")
-        if self.num_to_sample is not None and self.num_tokens_to_sample is not None:
-            raise ConfigError("resample.num_to_sample and resample.num_tokens_to_sample are both set; a selection is "
-                              "a number of documents or a token budget: set one of them")
+        given = [name for name in ("num_to_sample", "num_tokens_to_sample", "min_log_weight")
+                 if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ConfigError(f"resample.{given[0]} and resample.{given[1]} are both set; a selection is a number of "
+                              "documents, a token budget or a log-weight threshold: set one of them")
+        if self.min_log_weight is not None and (self.group_col or self.shards is not None and
+                                                self.shards.num_files is not None):
+            raise ConfigError("resample.min_log_weight selects every document above a threshold: quotas "
+                              "(group_col) and shards.num_files need a count or a budget; use num_to_sample")
         if not self.temperature > 0:
             raise ConfigError(f"resample.temperature={self.temperature}; it must be > 0 (1 = the reference's "
                               "sampling, below 1 sharper, above 1 flatter)")
@@ -290,7 +299,7 @@ class ResampleConfig:
 def require_sample_size(config: ResampleConfig) -> None:
     """How much to select must be said: there is no default, as a default that selects nothing (or some
     arbitrary amount) would run for nothing."""
-    if config.num_to_sample is None and config.num_tokens_to_sample is None:
+    if config.num_to_sample is None and config.num_tokens_to_sample is None and config.min_log_weight is None:
         raise ConfigError("resample.num_to_sample is not set; set how many documents to select, e.g. "
                           "--set resample.num_to_sample=1000 (0 writes an empty selection), or a token budget "
                           "with resample.num_tokens_to_sample")
@@ -381,6 +390,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
+        if self.resample.min_log_weight is not None and self.fit.separate_targets:
+            raise ConfigError("resample.min_log_weight is a threshold on one weight column; separate targets split "
+                              "a count or a budget: use num_to_sample or num_tokens_to_sample")
         shards = self.resample.shards
         if shards is not None and shards.format == "megatron" and self.tokens.tokenizer is None:
             raise ConfigError("resample.shards.format: megatron writes token ids: set tokens.tokenizer to the "

@@ -89,3 +89,38 @@ def test_a_new_snapshot_is_scored_and_selected_with_another_runs_model(spark, fr
     data["fit"]["model"] = str(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="fit.model: no complete model at"):
         run_pipeline(spark, config_from_dict(data))
+
+
+def test_a_threshold_kept_from_one_run_filters_a_later_snapshot_the_same_way(spark, frames, tmp_path):
+    root, _, raw = frames
+    lowest = spark.read.parquet(str(root / "run" / "selection" / "ids")).agg({"log_weight": "min"}).first()[0]
+    snapshot = [{"id": r["id"], "text": r["text"]} for r in raw.orderBy("id").limit(600).collect()]
+    data = {"run_dir": str(tmp_path / "later"),
+            "raw": {"paths": [write_jsonl(tmp_path / "later.jsonl", snapshot)], "id_col": "id"},
+            "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+            "fit": {"model": str(root / "run" / "model")}, "resample": {"min_log_weight": lowest}}
+    records = run_pipeline(spark, config_from_dict(data))
+    scores = spark.read.parquet(str(root / "run" / "scores")).toPandas().set_index("id")
+    wanted = {r["id"] for r in snapshot}
+    expected = sorted(i for i, s in scores.iterrows()
+                      if i in wanted and s["num_tokens"] >= 100 and s["log_weight"] >= lowest)
+    chosen = sorted(r["id"] for r in spark.read.parquet(str(tmp_path / "later" / "selection" / "ids")).collect())
+    assert chosen == expected and len(expected) > 0
+    assert records["resample"]["min_log_weight"] == lowest and records["resample"]["selected"] == len(expected)
+    assert records["report"]["report"]["documents"]["selected"] == len(expected)
+    with pytest.raises(ConfigError, match="are both set"):
+        config_from_dict({**data, "resample": {"min_log_weight": 0.0, "num_to_sample": 3}})
+
+
+def test_the_classifier_is_fitted_as_the_pipelines_fit_stage_fits_it(spark, frames, tmp_path):
+    root, labeled, raw = frames
+    data = {"run_dir": str(tmp_path / "logistic"), "raw": {"paths": [str(root / "raw.jsonl")], "id_col": "id"},
+            "targets": [{"paths": [str(root / "target.jsonl")]}],
+            "fit": {"num_tokens_to_fit": "all", "estimator": "logistic"}, "resample": {"num_to_sample": 10},
+            "report": {"enabled": False}}
+    run_pipeline(spark, config_from_dict(data), stages=("count", "fit"))
+    theirs = load_model(spark, str(tmp_path / "logistic" / "model"))
+    mine = ImportanceWeighting(labelCol="is_target", estimator="logistic").fit(labeled).model
+    assert mine.estimator == "logistic"
+    np.testing.assert_array_equal(mine.coefficients, theirs.coefficients)
+    np.testing.assert_array_equal(mine.intercepts, theirs.intercepts)

@@ -25,6 +25,7 @@ from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 from dsir_spark.columns import TEXT
 from dsir_spark.config import FeatureConfig, FitConfig
 from dsir_spark.estimators.base import ImportanceModel
+from dsir_spark.estimators.classifier import fit_logistic
 from dsir_spark.estimators.ngram_ratio import fit_model
 from dsir_spark.estimators.registry import load_model
 from dsir_spark.featurizer.counts import bucket_counts
@@ -115,9 +116,10 @@ class _Reader(MLReader):
 
 
 class ImportanceWeighting(Estimator, _Columns, MLReadable, MLWritable):
-    """Fits the reference's n-gram ratio model from one frame whose ``labelCol`` (boolean) says which rows
-    are the target: the same exact bucket counts, and so the same model, as the pipeline's count and fit
-    stages on the same documents (``fit.num_tokens_to_fit: all``)."""
+    """Fits an importance model from one frame whose ``labelCol`` (boolean) says which rows are the
+    target: the reference's n-gram ratio (``estimator="ngram_ratio"``, the same exact bucket counts, and
+    so the same model, as the pipeline's count and fit stages on the same documents with
+    ``fit.num_tokens_to_fit: all``) or the classifier (``estimator="logistic"``, fit.* defaults)."""
 
     labelCol = Param(Params._dummy(), "labelCol", "true for a target document, false for a raw one",
                      TypeConverters.toString)
@@ -127,12 +129,14 @@ class ImportanceWeighting(Estimator, _Columns, MLReadable, MLWritable):
                      TypeConverters.toString)
     targetLaplaceSmoothing = Param(Params._dummy(), "targetLaplaceSmoothing", "pseudo-counts on the target",
                                    TypeConverters.toFloat)
+    estimator = Param(Params._dummy(), "estimator", "ngram_ratio (the reference's log ratio) or logistic (a "
+                      "classifier on the same features)", TypeConverters.toString)
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
         defaults = FeatureConfig()
         self._setDefault(labelCol="is_target", ngrams=defaults.ngrams, numBuckets=defaults.num_buckets,
-                         hashMode=defaults.hash, targetLaplaceSmoothing=0.0)
+                         hashMode=defaults.hash, targetLaplaceSmoothing=0.0, estimator="ngram_ratio")
         self._set(**params)
 
     def _fit(self, dataset: DataFrame) -> ImportanceWeightModel:
@@ -140,10 +144,15 @@ class ImportanceWeighting(Estimator, _Columns, MLReadable, MLWritable):
                                  hash=self.getOrDefault(self.hashMode))
         documents = dataset.select(F.col(self.getOrDefault(self.textCol)).alias(TEXT),
                                    F.col(self.getOrDefault(self.labelCol)).cast("boolean").alias("__target"))
-        raw = bucket_counts(documents.where(~F.col("__target")).select(TEXT), features)
-        target = bucket_counts(documents.where(F.col("__target")).select(TEXT), features)
-        fitted = fit_model(raw, [target], ["target_0"], features,
-                           FitConfig(target_laplace_smoothing=self.getOrDefault(self.targetLaplaceSmoothing)))
+        raw_documents = documents.where(~F.col("__target")).select(TEXT)
+        target_documents = documents.where(F.col("__target")).select(TEXT)
+        raw, target = bucket_counts(raw_documents, features), bucket_counts(target_documents, features)
+        fit = FitConfig(target_laplace_smoothing=self.getOrDefault(self.targetLaplaceSmoothing),
+                        estimator=self.getOrDefault(self.estimator))
+        if fit.estimator == "logistic":
+            fitted = fit_logistic(raw_documents, [target_documents], raw, [target], ["target_0"], features, fit)
+        else:
+            fitted = fit_model(raw, [target], ["target_0"], features, fit)
         columns = {name: self.getOrDefault(getattr(self, name)) for name in ("textCol", "weightCol", "tokensCol")}
         return self._copyValues(ImportanceWeightModel(fitted, **columns))
 

@@ -315,6 +315,28 @@ def require_budget_used(summary: dict[str, Any]) -> None:
                                 "num_tokens_to_sample")
 
 
+def select_above(scores: DataFrame, weight_col: str, threshold: float,
+                 min_example_length: int) -> tuple[DataFrame, dict[str, Any]]:
+    """Every eligible document whose ``weight_col`` is at least ``threshold`` (no noise: the same filter on
+    any snapshot), as (id, key, log_weight, target, num_tokens) with the key its weight; and a summary."""
+    eligible = F.col(NUM_TOKENS) >= F.lit(min_example_length)
+    above = eligible & (F.col(weight_col) >= F.lit(float(threshold)))
+    sizes = scores.agg(F.count("*").alias("total"), F.count(F.when(eligible, 1)).alias("eligible"),
+                       F.sum(F.when(eligible, F.col(NUM_TOKENS))).alias("eligible_tokens"),
+                       F.count(F.when(above, 1)).alias("selected"),
+                       F.sum(F.when(above, F.col(NUM_TOKENS))).alias("tokens")).first()
+    selection = scores.where(above).select(ID, F.col(weight_col).alias(KEY), F.col(weight_col).alias("log_weight"),
+                                           F.lit(0).alias("target"), NUM_TOKENS)
+    selected, tokens = int(sizes["selected"]), int(sizes["tokens"] or 0)
+    return selection, {
+        "documents": int(sizes["total"]), "eligible": int(sizes["eligible"]),
+        "eligible_tokens": int(sizes["eligible_tokens"] or 0), "num_to_sample": None, "min_log_weight": threshold,
+        "selected": selected, "tokens_selected": tokens, "per_target": [selected], "top_k": True,
+        "min_example_length": min_example_length,
+        "thresholds": [{"key": float(threshold), "id": None, "documents": selected, "tokens": tokens}],
+    }
+
+
 def split_across_targets(num_to_sample: int, proportions: list[float]) -> list[int]:
     """The reference's split: floor of k * p for each target, the remainder to the last."""
     per_target = [int(num_to_sample * p) for p in proportions]

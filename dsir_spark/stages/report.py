@@ -140,7 +140,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
     """Reads counts, scores and the selection; writes ``<run_dir>/report/``."""
     inputs = input_fingerprint(spark, config)
     resampled = require_stage(spark, config, "resample", inputs)
-    if not config.report.enabled or not (config.resample.num_to_sample or config.resample.num_tokens_to_sample):
+    if not config.report.enabled or not resampled.get("selected"):
         reason = "report.enabled is false" if not config.report.enabled else "the selection is empty"
         log.info("stage report: not run (%s)", reason)
         return {"stage": "report", "skipped": True, "reason": reason}

@@ -46,6 +46,7 @@ from dsir_spark.selection.resampling import (
     require_budget_used,
     require_enough,
     select,
+    select_above,
 )
 from dsir_spark.selection.shards import (
     ORDER,
@@ -144,6 +145,7 @@ def publish_shards(spark: SparkSession, config: RunConfig, summary: dict[str, An
             "fingerprint": fingerprint(stage_settings(config, "resample", inputs)),
             "settings": json.loads(json.dumps(asdict(settings))), "seed": settings.seed,
             "num_to_sample": settings.num_to_sample, "num_tokens_to_sample": settings.num_tokens_to_sample,
+            "min_log_weight": settings.min_log_weight,
             "temperature": settings.temperature, "top_k": settings.top_k, "documents": summary["selected"],
             "tokens": totals["tokens"], "thresholds": summary["thresholds"], "lowest_log_weight": lowest,
         },
@@ -231,7 +233,8 @@ def check_selectable_from_counts(config: RunConfig, counted: dict[str, Any]) -> 
     featurized all of raw, as the score stage will): fails before fit and score, not after them. Chunks
     and external scores are other documents: they are checked when the resample stage reads them."""
     lengths = counted.get("raw_lengths")
-    if lengths is None or config.chunking.tokens or config.resample.scores:
+    threshold = config.resample.min_log_weight is not None  # selects what is above it, whatever that is
+    if lengths is None or config.chunking.tokens or config.resample.scores or threshold:
         return
     settings = config.resample
     groups = counted.get("raw_groups")
@@ -314,8 +317,12 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             selection, summary = select_in_model_tokens(scores, texts, columns, settings.num_tokens_to_sample,
                                                         tokenizer, **common)
         else:
-            selection, summary = select(scores, columns, settings.num_to_sample,
-                                        num_tokens=settings.num_tokens_to_sample, **common)
+            if settings.min_log_weight is not None:
+                selection, summary = select_above(scores, columns[0], settings.min_log_weight,
+                                                  settings.min_example_length)
+            else:
+                selection, summary = select(scores, columns, settings.num_to_sample,
+                                            num_tokens=settings.num_tokens_to_sample, **common)
             if tokenizer is not None:  # k documents: their tokens are the model's (counted for these k only)
                 selection = (selection.drop(NUM_TOKENS).join(texts, ID)
                              .withColumn(NUM_TOKENS, token_count(tokenizer, F.col(TEXT))).drop(TEXT))
