@@ -124,3 +124,18 @@ def test_the_classifier_is_fitted_as_the_pipelines_fit_stage_fits_it(spark, fram
     assert mine.estimator == "logistic"
     np.testing.assert_array_equal(mine.coefficients, theirs.coefficients)
     np.testing.assert_array_equal(mine.intercepts, theirs.intercepts)
+
+
+def test_a_length_correction_param_adds_the_score_stages_corrected_column(spark, frames, tmp_path):
+    root, _, raw = frames
+    data = {"run_dir": str(tmp_path / "poisson"), "raw": {"paths": [str(root / "raw.jsonl")], "id_col": "id"},
+            "targets": [{"paths": [str(root / "target.jsonl")]}], "fit": {"num_tokens_to_fit": "all"},
+            "score": {"length_correction": "poisson"}, "resample": {"num_to_sample": 10},
+            "report": {"enabled": False}}
+    run_pipeline(spark, config_from_dict(data), stages=("count", "fit", "score"))
+    model = load_weighting(spark, str(tmp_path / "poisson" / "model"))
+    scored = model.copy({model.lengthCorrection: "poisson", model.weightCol: "log_weight"}).transform(raw)
+    assert scored.columns[-2:] == ["log_weight", "log_weight_poisson"]
+    theirs = {r["id"]: r["log_weight_poisson"] for r in spark.read.parquet(str(tmp_path / "poisson" / "scores"))
+              .collect()}
+    assert {r["id"]: r["log_weight_poisson"] for r in scored.collect()} == theirs

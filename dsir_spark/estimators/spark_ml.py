@@ -23,13 +23,14 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
 from dsir_spark.columns import TEXT
-from dsir_spark.config import FeatureConfig, FitConfig
+from dsir_spark.config import LENGTH_CORRECTIONS, FeatureConfig, FitConfig
 from dsir_spark.estimators.base import ImportanceModel
 from dsir_spark.estimators.classifier import fit_logistic
 from dsir_spark.estimators.ngram_ratio import fit_model
 from dsir_spark.estimators.registry import load_model
 from dsir_spark.featurizer.counts import bucket_counts
 from dsir_spark.featurizer.features import make_featurizer, requested_implementation
+from dsir_spark.featurizer.lengths import NONE, POISSON, correct, corrected_column
 
 _MODEL_FOLDER = "model"  # inside a saved stage: the estimator's own Parquet + JSON
 
@@ -41,19 +42,24 @@ class _Columns(Params):
                       "<weightCol>_<i>, one per target)", TypeConverters.toString)
     tokensCol = Param(Params._dummy(), "tokensCol", "output: the document's wordpunct tokens",
                       TypeConverters.toString)
+    lengthCorrection = Param(Params._dummy(), "lengthCorrection", "none, or poisson or mean: each weight column "
+                             "gets a corrected twin <weightCol>_<correction> (score.length_correction)",
+                             TypeConverters.toString)
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(textCol="text", weightCol="dsir_log_weight", tokensCol="dsir_num_tokens")
+        self._setDefault(textCol="text", weightCol="dsir_log_weight", tokensCol="dsir_num_tokens",
+                         lengthCorrection=NONE)
 
 
 class _Appender:
     """The scoring function for mapInArrow: every column of the batch, plus tokens and weights."""
 
-    def __init__(self, model: ImportanceModel, text: str, tokens: str, weights: list[str]) -> None:
+    def __init__(self, model: ImportanceModel, text: str, tokens: str, weights: list[str], correction: str) -> None:
         self.features, self.scoring, self.implementation = model.features, model.scoring_table(), \
             requested_implementation()
-        self.text, self.tokens, self.weights = text, tokens, weights
+        self.text, self.tokens, self.weights, self.correction = text, tokens, weights, correction
+        self.lambdas = model.mean_lengths() if correction == POISSON else None
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = make_featurizer(self.features, self.implementation)
@@ -61,7 +67,13 @@ class _Appender:
             num_tokens, sums = self.scoring.score(featurizer, batch.column(self.text).to_pylist())
             columns = [batch.column(i) for i in range(batch.num_columns)]
             columns += [pa.array(num_tokens, pa.int64()), *[pa.array(row, pa.float64()) for row in sums]]
-            yield pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, self.tokens, *self.weights])
+            names = [*batch.schema.names, self.tokens, *self.weights]
+            if self.correction != NONE:
+                for t, (name, row) in enumerate(zip(self.weights, sums)):
+                    means = (self.lambdas[0][t], self.lambdas[1]) if self.lambdas else (1.0, 1.0)
+                    columns.append(pa.array(correct(row, num_tokens, self.correction, *means), pa.float64()))
+                    names.append(corrected_column(name, self.correction))
+            yield pa.RecordBatch.from_arrays(columns, names=names)
 
 
 class ImportanceWeightModel(Model, _Columns, MLReadable, MLWritable):
@@ -79,10 +91,17 @@ class ImportanceWeightModel(Model, _Columns, MLReadable, MLWritable):
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         text, tokens = "__dsir_ml_text", self.getOrDefault(self.tokensCol)
+        correction = self.getOrDefault(self.lengthCorrection)
+        if correction not in LENGTH_CORRECTIONS:
+            raise ValueError(f"lengthCorrection={correction!r}; use one of {LENGTH_CORRECTIONS}")
+        names = self.weight_columns()
+        if correction != NONE:
+            names = names + [corrected_column(name, correction) for name in self.weight_columns()]
         frame = dataset.withColumn(text, F.col(self.getOrDefault(self.textCol)))
         schema = StructType([*frame.schema.fields, StructField(tokens, LongType(), False),
-                             *[StructField(name, DoubleType(), False) for name in self.weight_columns()]])
-        return frame.mapInArrow(_Appender(self.model, text, tokens, self.weight_columns()), schema).drop(text)
+                             *[StructField(name, DoubleType(), False) for name in names]])
+        appender = _Appender(self.model, text, tokens, self.weight_columns(), correction)
+        return frame.mapInArrow(appender, schema).drop(text)
 
     def write(self) -> MLWriter:
         return _Writer(self)
