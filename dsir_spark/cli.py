@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("DSIR_SPARK_DEBUG", "") not in ("", "0")
-    _set_up_output(args.log_level.upper())
+    _set_up_output(args.log_level.upper(), debug)
     if args.command == "warm-up":
         return _warm_up(debug)
     if args.config is None:
@@ -218,12 +218,23 @@ def _warm_up(debug: bool) -> int:
     return 0
 
 
-def _set_up_output(level: str) -> None:
+def _interrupted_call(record: logging.LogRecord) -> bool:
+    """False for py4j's trace of the call a Ctrl-C or SIGTERM cut short (it logs them on the root logger):
+    the command line says in one line where it was interrupted."""
+    message = record.getMessage()
+    return not (message.startswith("KeyboardInterrupt while sending command")
+                or (_signalled and message.startswith("Exception while sending command")))
+
+
+def _set_up_output(level: str, debug: bool = False) -> None:
     """Log lines on stderr; on a terminal, short ones with the current stage's progress line redrawn below
     them (elsewhere a plain progress line every progress_seconds)."""
     logging.getLogger("py4j").setLevel(logging.WARNING)
     if not sys.stderr.isatty():
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if not debug:
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(_interrupted_call)
         return
     from dsir_spark.runtime.progress import use_view
     from dsir_spark.terminal import ConsoleHandler, TerminalView
@@ -231,6 +242,8 @@ def _set_up_output(level: str) -> None:
     view = TerminalView(sys.stderr)
     handler = ConsoleHandler(view)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    if not debug:
+        handler.addFilter(_interrupted_call)
     logging.basicConfig(level=level, handlers=[handler])
     use_view(view)
 

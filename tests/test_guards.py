@@ -495,3 +495,18 @@ def test_group_caps_without_room_for_k_fail_after_count_before_fit(spark, tmp_pa
     assert (code, line) == (3, "dsir-spark: resample.num_to_sample=20 but the group caps leave room for at most 7 of "
                                "raw's 150 documents; raise max_share (or group_caps) or lower num_to_sample")
     assert not nothing_counted(tmp_path / "run") and not fitted(tmp_path / "run")
+
+
+def test_py4js_trace_of_an_interrupted_call_is_kept_off_the_terminal():
+    """py4j logs the call a Ctrl-C cut short, with its trace, on the root logger (seen in CI when the
+    signal arrived inside a call): the command line drops that record, and no other."""
+    import logging
+
+    from dsir_spark.cli import _interrupted_call
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("root", logging.ERROR, __file__, 1, message, None, None)
+
+    assert not _interrupted_call(record("KeyboardInterrupt while sending command."))
+    assert _interrupted_call(record("stage count: started -> runs/x/counts"))
+    assert _interrupted_call(record("Exception while sending command."))  # no signal: a real failure, shown
