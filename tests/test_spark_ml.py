@@ -46,16 +46,22 @@ def test_the_estimator_fits_the_pipelines_model_and_transform_keeps_every_column
 
 def test_a_pipeline_holding_the_model_is_saved_and_loaded_by_spark_ml(spark, frames, tmp_path):
     root, labeled, raw = frames
-    pipeline = Pipeline(stages=[ImportanceWeighting(labelCol="is_target", weightCol="w", tokensCol="n"),
+    pipeline = Pipeline(stages=[SQLTransformer(statement="SELECT *, upper(source) AS label FROM __THIS__"),
+                                ImportanceWeighting(labelCol="is_target", weightCol="w", tokensCol="n"),
                                 SQLTransformer(statement="SELECT * FROM __THIS__ WHERE w > -2000")])
     fitted = pipeline.fit(labeled)
     fitted.write().overwrite().save(str(tmp_path / "pipeline"))
     loaded = PipelineModel.load(str(tmp_path / "pipeline"))
-    assert isinstance(loaded.stages[0], ImportanceWeightModel) and loaded.stages[0].getOrDefault("weightCol") == "w"
-    assert loaded.stages[0].uid == fitted.stages[0].uid
+    model = loaded.stages[1]
+    assert isinstance(model, ImportanceWeightModel) and model.getOrDefault("weightCol") == "w"
+    assert model.uid == fitted.stages[1].uid
+    out = loaded.transform(raw)
+    assert out.columns == [*raw.columns, "label", "n", "w"]  # every input column kept
     before = sorted((r["id"], r["w"]) for r in fitted.transform(raw).collect())
-    after = sorted((r["id"], r["w"]) for r in loaded.transform(raw).collect())
+    after = sorted((r["id"], r["w"]) for r in out.collect())
     assert before == after and 0 < len(after) < raw.count()
+    scores = {r["id"]: r["log_weight"] for r in spark.read.parquet(str(root / "run" / "scores")).collect()}
+    assert after == sorted((i, w) for i, w in scores.items() if w > -2000)  # the score stage's weights
 
 
 def test_a_run_directorys_model_scores_a_new_frame_as_the_score_stage_did(spark, frames):
@@ -139,3 +145,16 @@ def test_a_length_correction_param_adds_the_score_stages_corrected_column(spark,
     theirs = {r["id"]: r["log_weight_poisson"] for r in spark.read.parquet(str(tmp_path / "poisson" / "scores"))
               .collect()}
     assert {r["id"]: r["log_weight_poisson"] for r in scored.collect()} == theirs
+
+
+def test_a_run_with_another_runs_model_selects_what_that_run_selected_from_the_same_raw(spark, frames, tmp_path):
+    root, _, _ = frames
+    data = {"run_dir": str(tmp_path / "again"), "raw": {"paths": [str(root / "raw.jsonl")], "id_col": "id"},
+            "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+            "fit": {"model": str(root / "run" / "model")}, "resample": {"num_to_sample": 10},
+            "report": {"enabled": False}}
+    records = run_pipeline(spark, config_from_dict(data))
+    assert "count" not in records and "fit" not in records  # skipped: the model is the first run's
+    ids = [sorted(r["id"] for r in spark.read.parquet(str(run / "selection" / "ids")).collect())
+           for run in (root / "run", tmp_path / "again")]
+    assert ids[0] == ids[1] and len(ids[0]) == 10
