@@ -158,3 +158,17 @@ def test_a_run_with_another_runs_model_selects_what_that_run_selected_from_the_s
     ids = [sorted(r["id"] for r in spark.read.parquet(str(run / "selection" / "ids")).collect())
            for run in (root / "run", tmp_path / "again")]
     assert ids[0] == ids[1] and len(ids[0]) == 10
+
+
+def test_a_fit_budget_takes_the_count_stages_fit_sample(spark, frames, tmp_path):
+    root, labeled, _ = frames
+    data = {"run_dir": str(tmp_path / "budget"), "raw": {"paths": [str(root / "raw.jsonl")], "id_col": "id"},
+            "targets": [{"paths": [str(root / "target.jsonl")]}],
+            "fit": {"num_tokens_to_fit": 30_000, "sample_seed": 4}, "resample": {"num_to_sample": 10},
+            "report": {"enabled": False}}
+    records = run_pipeline(spark, config_from_dict(data), stages=("count", "fit"))
+    assert records["count"]["raw"]["documents"] < 1000  # a sample, not the whole
+    theirs = load_model(spark, str(tmp_path / "budget" / "model"))
+    mine = ImportanceWeighting(labelCol="is_target", numTokensToFit="30000", sampleSeed=4).fit(labeled).model
+    np.testing.assert_array_equal(mine.log_diff, theirs.log_diff)
+    np.testing.assert_array_equal(mine.raw_probs, theirs.raw_probs)

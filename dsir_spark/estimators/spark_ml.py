@@ -22,13 +22,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
-from dsir_spark.columns import TEXT
+from dsir_spark.columns import ID, TEXT
 from dsir_spark.config import LENGTH_CORRECTIONS, FeatureConfig, FitConfig
 from dsir_spark.estimators.base import ImportanceModel
 from dsir_spark.estimators.classifier import fit_logistic
 from dsir_spark.estimators.ngram_ratio import fit_model
 from dsir_spark.estimators.registry import load_model
-from dsir_spark.featurizer.counts import bucket_counts
+from dsir_spark.featurizer.counts import bucket_counts, sample_for_fit
 from dsir_spark.featurizer.features import make_featurizer, requested_implementation
 from dsir_spark.featurizer.lengths import NONE, POISSON, correct, corrected_column
 
@@ -150,22 +150,39 @@ class ImportanceWeighting(Estimator, _Columns, MLReadable, MLWritable):
                                    TypeConverters.toFloat)
     estimator = Param(Params._dummy(), "estimator", "ngram_ratio (the reference's log ratio) or logistic (a "
                       "classifier on the same features)", TypeConverters.toString)
+    numTokensToFit = Param(Params._dummy(), "numTokensToFit", "raw tokens the raw distribution is estimated "
+                           "from: auto (100,000 x numBuckets), all, or a number (fit.num_tokens_to_fit)",
+                           TypeConverters.toString)
+    idCol = Param(Params._dummy(), "idCol", "the id column the fit sample hashes (with numTokensToFit below "
+                  "the raw tokens)", TypeConverters.toString)
+    sampleSeed = Param(Params._dummy(), "sampleSeed", "which raw documents the fit sample takes",
+                       TypeConverters.toInt)
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
         defaults = FeatureConfig()
         self._setDefault(labelCol="is_target", ngrams=defaults.ngrams, numBuckets=defaults.num_buckets,
-                         hashMode=defaults.hash, targetLaplaceSmoothing=0.0, estimator="ngram_ratio")
+                         hashMode=defaults.hash, targetLaplaceSmoothing=0.0, estimator="ngram_ratio",
+                         numTokensToFit="auto", idCol="id", sampleSeed=0)
         self._set(**params)
 
     def _fit(self, dataset: DataFrame) -> ImportanceWeightModel:
         features = FeatureConfig(ngrams=self.getOrDefault(self.ngrams), num_buckets=self.getOrDefault(self.numBuckets),
                                  hash=self.getOrDefault(self.hashMode))
-        documents = dataset.select(F.col(self.getOrDefault(self.textCol)).alias(TEXT),
+        budget = self.getOrDefault(self.numTokensToFit)
+        ident = [F.col(self.getOrDefault(self.idCol)).alias(ID)] if budget != "all" else []
+        documents = dataset.select(*ident, F.col(self.getOrDefault(self.textCol)).alias(TEXT),
                                    F.col(self.getOrDefault(self.labelCol)).cast("boolean").alias("__target"))
-        raw_documents = documents.where(~F.col("__target")).select(TEXT)
+        raw_documents = documents.where(~F.col("__target")).drop("__target")
         target_documents = documents.where(F.col("__target")).select(TEXT)
-        raw, target = bucket_counts(raw_documents, features), bucket_counts(target_documents, features)
+        fitted_raw = raw_documents
+        if budget != "all":  # the count stage's fit sample: documents whose hash of (seed, id) is small
+            tokens = 100_000 * features.num_buckets if budget == "auto" else int(budget)
+            condition, _ = sample_for_fit(raw_documents, tokens, self.getOrDefault(self.sampleSeed))
+            fitted_raw = raw_documents if condition is None else raw_documents.where(condition)
+        raw = bucket_counts(fitted_raw.select(TEXT), features)
+        target = bucket_counts(target_documents, features)
+        raw_documents = raw_documents.select(TEXT)
         fit = FitConfig(target_laplace_smoothing=self.getOrDefault(self.targetLaplaceSmoothing),
                         estimator=self.getOrDefault(self.estimator))
         if fit.estimator == "logistic":
