@@ -201,7 +201,8 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
         return _explain(spark, config, args.ids, args.top)
     stages = None if args.command == "run" else (args.command,)
     force = args.force or args.command != "run"
-    _print_records(run_pipeline(spark, config, force=force, stages=stages, take_over=args.take_over), config,
+    _print_records(run_pipeline(spark, config, force=force, stages=stages, take_over=args.take_over,
+                                reuse_counts=not args.force), config,
                    args.json)
     return 0
 

@@ -100,10 +100,12 @@ def complete_without_session(config: RunConfig) -> dict[str, dict[str, Any]] | N
 
 def run_pipeline(
     spark: SparkSession, config: RunConfig, force: bool = False, stages: tuple[str, ...] | None = None,
-    take_over: bool = False,
+    take_over: bool = False, reuse_counts: bool | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Runs the stages in order, skipping those already complete with the same settings, under the run
-    directory's lease (``take_over``: take a lease its owner stopped refreshing)."""
+    directory's lease (``take_over``: take a lease its owner stopped refreshing). The count stage reuses
+    each dataset's counts made from the same files and settings (``reuse_counts``, default: not ``force``)."""
+    reuse = not force if reuse_counts is None else reuse_counts
     if "resample" in _stages(config, stages):
         require_sample_size(config.resample)  # before any work
     configure_progress(config.progress_seconds)
@@ -121,6 +123,8 @@ def run_pipeline(
                 reason = step.record.get("reason", "complete with the same settings")
                 log.info("stage %s: %s, skipped", step.stage, reason)
                 records[step.stage] = {**step.record, "skipped": True}
+            elif step.stage == "count":
+                records[step.stage] = count_stage(spark, config, force=True, reuse=reuse)
             else:
                 records[step.stage] = RUNNERS[step.stage](spark, config, force=True)
             if step.stage == "count" and "resample" in running:

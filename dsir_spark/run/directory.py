@@ -291,6 +291,17 @@ def input_fingerprint(spark: SparkSession, config: RunConfig) -> str:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
+def dataset_fingerprint(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, raw: bool) -> str:
+    """What one dataset's bucket counts depend on: its files (paths, sizes, modification times), its
+    reader settings and the features; for raw also the fit budget and sample seed. The count stage
+    counts again only the datasets whose fingerprint changed."""
+    key: dict[str, Any] = {"files": _files_fingerprint(spark, dataset), "dataset": _dataset_settings(dataset),
+                           "features": asdict(config.features)}
+    if raw:
+        key.update(num_tokens_to_fit=config.fit.num_tokens_to_fit, sample_seed=config.fit.sample_seed)
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _dataset_settings(dataset: DatasetConfig) -> dict[str, Any]:
     """A dataset's settings that its rows depend on (``compact`` only changes where they are read from)."""
     return {k: v for k, v in asdict(dataset).items() if k != "compact"}
@@ -412,6 +423,9 @@ def require_stage(spark: SparkSession, config: RunConfig, stage: str, inputs: st
 
 
 def write_counts(spark: SparkSession, path: str, counts: BucketCounts, extra: dict[str, Any]) -> None:
+    """A dataset's counts and then its record: the record goes first, so that counts interrupted while
+    being rewritten are never taken for those of its key (see dataset_fingerprint)."""
+    write_json(spark, f"{path}.json", {"status": "writing"})
     write_table(spark, path, counts.to_pandas())
     write_json(spark, f"{path}.json", {**counts.stats(), **extra})
 

@@ -17,6 +17,7 @@ from dsir_spark.featurizer.counts import GROUP, ID_KEY, BucketCounts, count_pass
 from dsir_spark.featurizer.features import requested_implementation
 from dsir_spark.run.directory import (
     counts_path,
+    dataset_fingerprint,
     input_fingerprint,
     open_dataset,
     stage_dir,
@@ -42,6 +43,7 @@ from dsir_spark.storage.io import (
     plain_text_bytes,
     rows,
 )
+from dsir_spark.storage.records import read_json, read_table
 
 log = logging.getLogger("dsir_spark")
 
@@ -152,78 +154,122 @@ def _small_fit_sample(config: RunConfig, raw: BucketCounts, sample_info: dict[st
             "num_tokens_to_fit (auto = 100,000 x num_buckets) or use all")
 
 
-def count_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> dict[str, Any]:
-    inputs = input_fingerprint(spark, config)
-    frames = read_inputs(spark, config, refresh=force)
-    datasets = [*config.targets, config.raw]
-    features = asdict(config.features)
+def _count_datasets(spark: SparkSession, config: RunConfig, datasets: list[DatasetConfig], frames: list[DataFrame],
+                    indices: list[int], keys: list[str]) -> dict[str, Any]:
+    """One pass over the datasets at ``indices`` (the raw dataset last, if among them): each one's bucket
+    counts written with its record (stats, bad records, key, and for raw its fit sample, lengths, groups
+    and id check); returns what the pass featurized."""
     raw_index = len(datasets) - 1
-
-    def work() -> dict[str, Any]:
-        # One pass over every dataset: bucket counts of targets and raw (its fit sample) by group.
-        in_sample, sample_info = _fit_sample(spark, config, frames[raw_index])
-        # With quotas and all of raw featurized, each raw document's group too (see _raw_groups).
-        grouped = config.resample.group_col if in_sample is None and not config.chunking.tokens else None
-        values = [(F.col(config.resample.group_col) if i == raw_index else F.lit(None)) if grouped else None
-                  for i in range(len(frames))]
-        parts = [_grouped_rows(df, i, in_sample if i == raw_index else None, i == raw_index, values[i])
-                 for i, df in enumerate(frames)]
-        union = parts[0]
-        for other in parts[1:]:
-            union = union.unionByName(other)
-        # Every raw document's length too, when all of raw is featurized: the request is then checked
-        # before fit and score (see stages.resample.check_selectable_from_counts).
-        counted = count_pass(union, config.features, F.col(GROUP),
-                             id_groups=[_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)],
-                             length_groups=[_group(raw_index, GOOD)] if in_sample is None else [],
-                             labels=F.col(GROUP_VALUE) if grouped else None)
-        summary: dict[str, Any] = {"targets": {}, "bad_records": {}}
-        if in_sample is None:
-            lengths = sorted(counted.lengths.items())
-            summary["raw_lengths"] = {"tokens": [n for n, _ in lengths], "documents": [d for _, d in lengths]}
-        documents_per_group = counted.labels.get(_group(raw_index, GOOD), {})
-        if grouped and len(documents_per_group) <= MAX_RECORDED_GROUPS:
-            summary["raw_groups"] = {"column": grouped, "documents": sorted(documents_per_group.items(),
-                                                                            key=lambda item: str(item[0]))}
-        results = []
-        for index, (dataset, df) in enumerate(zip(datasets, frames)):
-            what = f"target dataset {dataset.name}" if index < raw_index else "raw dataset"
-            counts, bad = _dataset_result(counted.counts, df, index, dataset, config.features, what)
-            if index < raw_index and counts.tokens == 0:
-                raise FitError(
-                    f"target dataset {dataset.name} ({', '.join(dataset.paths)}) has no tokens in column "
-                    f"{dataset.text_col!r} ({counts.documents} documents, {counts.null_texts} null texts); check "
-                    "its paths and text_col"
-                )
-            summary["bad_records"][dataset.name] = bad
-            results.append((counts, bad))
+    counts_raw = raw_index in indices
+    in_sample, sample_info = _fit_sample(spark, config, frames[raw_index]) if counts_raw else (None, {})
+    # With quotas and all of raw featurized, each raw document's group too (see _raw_groups).
+    grouped = config.resample.group_col if counts_raw and in_sample is None and not config.chunking.tokens else None
+    parts = [_grouped_rows(frames[i], i, in_sample if i == raw_index else None, i == raw_index,
+                           (F.col(grouped) if i == raw_index else F.lit(None)) if grouped else None)
+             for i in indices]
+    union = parts[0]
+    for other in parts[1:]:
+        union = union.unionByName(other)
+    # Every raw document's length too, when all of raw is featurized: the request is then checked
+    # before fit and score (see stages.resample.check_selectable_from_counts).
+    raw_groups = [_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)]
+    counted = count_pass(union, config.features, F.col(GROUP), id_groups=raw_groups if counts_raw else [],
+                         length_groups=[_group(raw_index, GOOD)] if counts_raw and in_sample is None else [],
+                         labels=F.col(GROUP_VALUE) if grouped else None)
+    results = {}
+    for index in indices:
+        dataset = datasets[index]
+        what = f"target dataset {dataset.name}" if index < raw_index else "raw dataset"
+        counts, bad = _dataset_result(counted.counts, frames[index], index, dataset, config.features, what)
+        if index < raw_index and counts.tokens == 0:
+            raise FitError(
+                f"target dataset {dataset.name} ({', '.join(dataset.paths)}) has no tokens in column "
+                f"{dataset.text_col!r} ({counts.documents} documents, {counts.null_texts} null texts); check "
+                "its paths and text_col"
+            )
+        results[index] = (counts, bad)
+    raw_extra: dict[str, Any] = {}
+    if counts_raw:
         # Every raw document needs its own id (the resample stage relies on it): checked in this pass.
         ids = counted.ids
         problem = id_problem(f"raw dataset ({', '.join(config.raw.paths)}), {id_source(config.raw)}",
                              ids.null_ids, ids.duplicated, ids.examples)
         if problem:
             raise InputError(problem)
+        raw_extra = {"fit_sample": sample_info, "num_tokens_to_fit": config.fit.num_tokens_to_fit,
+                     "ids_checked": True}
+        if in_sample is None:
+            lengths = sorted(counted.lengths.items())
+            raw_extra["raw_lengths"] = {"tokens": [n for n, _ in lengths], "documents": [d for _, d in lengths]}
+        documents_per_group = counted.labels.get(_group(raw_index, GOOD), {})
+        if grouped and len(documents_per_group) <= MAX_RECORDED_GROUPS:
+            raw_extra["raw_groups"] = {"column": grouped, "documents": sorted(documents_per_group.items(),
+                                                                              key=lambda item: str(item[0]))}
         warning = _small_fit_sample(config, results[raw_index][0], sample_info)
         if warning:
             log.warning("stage count: %s", warning)
-            summary["warnings"] = [warning]
-        for index, (dataset, (counts, bad)) in enumerate(zip(datasets, results)):
-            extra = {"features": features, "dataset": asdict(dataset), "bad_records": bad}
-            if index == raw_index:
-                extra.update(fit_sample=sample_info, num_tokens_to_fit=config.fit.num_tokens_to_fit)
-                summary["raw"] = counts.stats()
-            else:
-                summary["targets"][dataset.name] = counts.stats()
-            write_counts(spark, counts_path(config, dataset), counts, extra)
-        rows_in = sum(counts.documents for counts, _ in results)
-        compiled = sum(counts.compiled_documents for counts, _ in results)
-        summary["featurizer"] = {"requested": requested_implementation(), "documents_compiled": compiled,
-                                 "documents_python": rows_in - compiled}
+            raw_extra["warnings"] = [warning]
+    features = asdict(config.features)
+    for index, (counts, bad) in results.items():
+        dataset = datasets[index]
+        extra = {"features": features, "dataset": asdict(dataset), "bad_records": bad, "key": keys[index],
+                 "featurized": counts.documents, **(raw_extra if index == raw_index else {})}
+        write_counts(spark, counts_path(config, dataset), counts, extra)
+    featurized = sum(counts.documents for counts, _ in results.values())
+    compiled = sum(counts.compiled_documents for counts, _ in results.values())
+    return {"requested": requested_implementation(), "documents_compiled": compiled,
+            "documents_python": featurized - compiled}
+
+
+def _stored_counts(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, key: str) -> dict[str, Any] | None:
+    """A dataset's count record when its counts were made from the same files and settings (``key``)."""
+    record = read_json(spark, f"{counts_path(config, dataset)}.json")
+    if record is None or record.get("key") != key or read_table(spark, counts_path(config, dataset)) is None:
+        return None
+    return record
+
+
+def count_stage(spark: SparkSession, config: RunConfig, force: bool = True, reuse: bool = True) -> dict[str, Any]:
+    """Bucket counts of every dataset. Each dataset's counts are kept with a fingerprint of what they
+    depend on (``dataset_fingerprint``): a dataset whose fingerprint is unchanged is not read again
+    (``reuse``), so a new or changed target costs a pass over that target alone."""
+    inputs = input_fingerprint(spark, config)
+    frames = read_inputs(spark, config, refresh=force)
+    datasets = [*config.targets, config.raw]
+    raw_index = len(datasets) - 1
+    keys = [dataset_fingerprint(spark, config, dataset, raw=index == raw_index)
+            for index, dataset in enumerate(datasets)]
+
+    def work() -> dict[str, Any]:
+        stored = [_stored_counts(spark, config, d, key) if reuse else None for d, key in zip(datasets, keys)]
+        missing = [index for index, record in enumerate(stored) if record is None]
+        featurizer = {"requested": requested_implementation(), "documents_compiled": 0, "documents_python": 0}
+        if missing:
+            featurizer = _count_datasets(spark, config, datasets, frames, missing, keys)
+        for index in missing:
+            stored[index] = read_json(spark, f"{counts_path(config, datasets[index])}.json")
+        if len(missing) < len(datasets):
+            log.info("stage count: counts of %s reused (same files and settings)",
+                     ", ".join(d.name for i, d in enumerate(datasets) if i not in missing))
+        raw = stored[raw_index]
+        summary: dict[str, Any] = {
+            "targets": {d.name: _stats(r) for d, r in zip(config.targets, stored)},
+            "raw": _stats(raw),
+            "bad_records": {d.name: r.get("bad_records", {}) for d, r in zip(datasets, stored)},
+            "datasets": {d.name: "counted" if i in missing else "reused" for i, d in enumerate(datasets)},
+            **{k: raw[k] for k in ("raw_lengths", "raw_groups", "warnings") if k in raw},
+        }
+        featurized = featurizer["documents_compiled"] + featurizer["documents_python"]
+        summary["featurizer"] = featurizer
         # Said where it matters: documents the slower pure-Python featurizer handled (the record says both).
-        log.log(logging.INFO if rows_in - compiled else logging.DEBUG,
+        log.log(logging.INFO if featurizer["documents_python"] else logging.DEBUG,
                 "stage count: %d documents featurized by the compiled featurizer, %d by pure Python",
-                compiled, rows_in - compiled)
-        return {**summary, "ids_checked": True, "rows_in": rows_in,
+                featurizer["documents_compiled"], featurizer["documents_python"])
+        return {**summary, "ids_checked": bool(raw.get("ids_checked")), "rows_in": featurized,
                 "rows_out": config.features.num_buckets * len(datasets)}
 
     return run_stage(spark, "count", stage_dir(config, "count"), stage_settings(config, "count", inputs), work, force)
+
+
+def _stats(record: dict[str, Any]) -> dict[str, int]:
+    return {k: record[k] for k in ("documents", "tokens", "null_texts", "num_features")}

@@ -1,0 +1,113 @@
+"""Iterating costs the change: each dataset's counts are kept with a fingerprint of what they depend on,
+so a new or changed target is counted alone, and the model is the one a fresh run makes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl, write_jsonl
+
+from dsir_spark.config import config_from_dict
+from dsir_spark.pipeline import run_pipeline
+from dsir_spark.storage.records import read_json, read_table
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> tuple[str, int]:
+    rows = read_jsonl(PILE)
+    return write_jsonl(tmp_path_factory.mktemp("incremental") / "raw.jsonl", rows), len(rows)
+
+
+def config_for(run_dir: Path, raw: str, *targets: str, **fit) -> dict:
+    return {
+        "run_dir": str(run_dir),
+        "raw": {"paths": [raw], "text_col": "contents"},
+        "targets": [{"name": Path(t).stem, "paths": [t], "text_col": "contents"} for t in targets],
+        "fit": {"num_tokens_to_fit": "all", **fit},
+        "resample": {"num_to_sample": 50, "seed": 3},
+        "report": {"enabled": False},
+    }
+
+
+def run(spark, settings: dict, **kwargs) -> dict:
+    return run_pipeline(spark, config_from_dict(settings), **kwargs)
+
+
+def log_diff(spark, run_dir: Path) -> np.ndarray:
+    table = read_table(spark, str(run_dir / "model" / "log_diff")).sort_values("bucket")
+    return np.stack([table[c].to_numpy() for c in table.columns if c != "bucket"])
+
+
+def featurized(record: dict) -> int:
+    return record["featurizer"]["documents_compiled"] + record["featurizer"]["documents_python"]
+
+
+def test_a_new_target_on_the_same_raw_counts_only_the_target_and_fits_a_fresh_runs_model(spark, raw, tmp_path):
+    raw_path, raw_documents = raw
+    first = run(spark, config_for(tmp_path / "run", raw_path, str(TARGET_C)))["count"]
+    assert first["datasets"] == {"toy_target_data": "counted", "raw": "counted"}
+    assert featurized(first) == raw_documents + len(read_jsonl(TARGET_C))
+
+    # A second target is added: only it is read and featurized; raw's counts are reused.
+    both = config_for(tmp_path / "run", raw_path, str(TARGET_C), str(TARGET_WIKI))
+    records = run(spark, both)
+    assert records["count"]["datasets"] == {"toy_target_data": "reused", "toy_target_data_2": "counted",
+                                            "raw": "reused"}
+    assert featurized(records["count"]) == records["count"]["rows_in"] == len(read_jsonl(TARGET_WIKI))
+    assert not records["fit"]["skipped"] and not records["score"]["skipped"]  # the model changed: fit and score rerun
+
+    fresh = run(spark, config_for(tmp_path / "fresh", raw_path, str(TARGET_C), str(TARGET_WIKI)))
+    assert featurized(fresh["count"]) == raw_documents + len(read_jsonl(TARGET_C)) + len(read_jsonl(TARGET_WIKI))
+    assert np.array_equal(log_diff(spark, tmp_path / "run"), log_diff(spark, tmp_path / "fresh"))  # bit for bit
+    assert records["count"]["raw"] == fresh["count"]["raw"]
+    assert records["count"]["targets"] == fresh["count"]["targets"]
+    selected = [sorted(r.id for r in spark.read.parquet(str(d / "selection" / "ids")).collect())
+                for d in (tmp_path / "run", tmp_path / "fresh")]
+    assert selected[0] == selected[1]
+
+
+def test_what_the_counts_depend_on_is_noticed(spark, raw, tmp_path):
+    raw_path, raw_documents = raw
+    target = write_jsonl(tmp_path / "target.jsonl", read_jsonl(TARGET_C))
+    settings = config_for(tmp_path / "run", raw_path, target)
+    run(spark, settings)
+
+    # The target's file changes (one more document): the target alone is counted again.
+    rows = read_jsonl(TARGET_C)
+    write_jsonl(tmp_path / "target.jsonl", rows + rows[:1])
+    os.utime(tmp_path / "target.jsonl", (1, 1))  # another modification time, whatever the clock
+    count = run(spark, settings)["count"]
+    assert count["datasets"] == {"target": "counted", "raw": "reused"}
+    assert count["targets"]["target"]["documents"] == len(rows) + 1
+
+    # The fit budget is raw's alone: raw is counted again, the target's counts are kept.
+    count = run(spark, {**settings, "fit": {"num_tokens_to_fit": 20_000, "sample_seed": 5}})["count"]
+    assert count["datasets"] == {"target": "reused", "raw": "counted"}
+    assert count["raw"]["documents"] < raw_documents
+    record = read_json(spark, str(tmp_path / "run" / "counts" / "raw.json"))
+    assert record["num_tokens_to_fit"] == 20_000 and record["fit_sample"]["fraction"] < 1
+
+    # The features change every dataset's counts.
+    count = run(spark, {**settings, "features": {"num_buckets": 5000}})["count"]
+    assert count["datasets"] == {"target": "counted", "raw": "counted"}
+
+    # --force counts everything again, whatever is stored.
+    count = run(spark, {**settings, "features": {"num_buckets": 5000}}, force=True)["count"]
+    assert count["datasets"] == {"target": "counted", "raw": "counted"}
+    assert featurized(count) == raw_documents + len(rows) + 1
+
+
+def test_counts_interrupted_while_rewritten_are_not_reused(spark, raw, tmp_path):
+    raw_path, raw_documents = raw
+    settings = config_for(tmp_path / "run", raw_path, str(TARGET_C))
+    run(spark, settings)
+    # What a run killed between a dataset's record and its table leaves behind (see write_counts).
+    from dsir_spark.storage.records import write_json
+
+    write_json(spark, str(tmp_path / "run" / "counts" / "raw.json"), {"status": "writing"})
+    count = run(spark, settings, force=True, reuse_counts=True)["count"]
+    assert count["datasets"] == {"toy_target_data": "reused", "raw": "counted"}
+    assert featurized(count) == raw_documents
