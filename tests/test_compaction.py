@@ -13,6 +13,8 @@ from dsir_spark.config import config_from_dict
 from dsir_spark.pipeline import run_pipeline
 from dsir_spark.run.directory import open_dataset, read_record
 from dsir_spark.storage.compaction import SMALL_FILE_BYTES, SMALL_FILES, should_compact
+from dsir_spark.storage.io import one_listing
+from dsir_spark.storage.records import read_json
 
 FILES = 120
 
@@ -91,3 +93,43 @@ def test_auto_compacts_many_small_files_only():
     assert not should_compact("never", small)
     assert should_compact("always", small[:3])
     assert not should_compact("always", None)  # a table
+
+
+def test_a_changed_file_among_many_copies_only_its_group_again(spark, small_files, tmp_path, monkeypatch):
+    import dsir_spark.storage.compaction as compaction
+
+    monkeypatch.setattr(compaction, "SNAPSHOT_FILE_BYTES", 50_000)  # several groups of the 120 small files
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in sorted(os.listdir(small_files)):
+        (raw / name).write_text((small_files / name).read_text())
+    config = config_for(tmp_path / "run", raw, "always")
+    snapshot = tmp_path / "run" / "_dsir" / "compacted" / "raw"
+    before = open_dataset(spark, config, config.raw).where("__dsir_bad = 0").count()
+    groups = read_json(spark, str(snapshot / "_dsir" / "compaction.json"))["groups"]
+    assert groups >= 4
+    parts = {p.parent.name: (p.name, p.stat().st_mtime_ns) for p in snapshot.glob("__dsir_group=*/*.parquet")}
+    assert len(parts) == groups
+
+    changed = raw / "part-0003.jsonl"
+    changed.write_text(changed.read_text() + json.dumps({"contents": "one more document"}) + "\n")
+    os.utime(changed, (1, 1))
+    # A file of another group garbled in place with its size and time kept: read again, it would show.
+    other = next(raw / n for n in sorted(os.listdir(raw))
+                 if compaction.group_of(f"file:{raw / n}", groups) != compaction.group_of(f"file:{changed}", groups))
+    stat = os.stat(other)
+    original = other.read_text()
+    other.write_text("x" * stat.st_size)
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    with one_listing(fresh=True):
+        after = open_dataset(spark, config, config.raw, refresh=True)
+        assert after.where("__dsir_bad = 0").count() == before + 1
+        assert after.where("contents = 'one more document'").count() == 1
+        assert after.where("__dsir_bad != 0").count() == 1  # the malformed line of part-0007 only
+        kept = after.where(f"__dsir_file = 'file:{other}'").where("__dsir_bad = 0").count()
+        assert kept == len([line for line in original.splitlines() if line.strip()])
+    now = {p.parent.name: (p.name, p.stat().st_mtime_ns) for p in snapshot.glob("__dsir_group=*/*.parquet")}
+    group = f"__dsir_group={compaction.group_of(f'file:{changed}', groups)}"
+    assert {name for name in now if now[name] != parts.get(name)} == {group}  # only its group was written
+    other.write_text(original)

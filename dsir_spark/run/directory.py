@@ -159,9 +159,8 @@ def _open_dataset(spark: SparkSession, config: RunConfig, dataset: DatasetConfig
     listing = _dataset_files(spark, dataset)
     if not should_compact(dataset.compact, listing):
         return frame
-    key = {"dataset": settings, "files": files or _files_fingerprint(spark, dataset)}
     folder = f"{config.run_dir.rstrip('/')}/_dsir/compacted/{dataset.name}"
-    return compacted(spark, folder, frame, key, len(listing), sum(size for _, size, _ in listing))
+    return compacted(spark, folder, frame, {"dataset": settings}, listing)
 
 
 def _dataset_files(spark: SparkSession, dataset: DatasetConfig) -> list[tuple[str, int, int]] | None:

@@ -1,31 +1,41 @@
 """Many small input files read once: a dataset of thousands of small files is copied, exactly as the
-reader gives its rows (original columns, ids, text, bad-record codes, source file), into a few Parquet
-files in the run directory, which every later pass reads instead of the originals.
+reader gives its rows (original columns, ids, text, bad-record codes, source file), into a snapshot of
+Parquet files in the run directory, which every later pass reads instead of the originals.
 
 Opening a file costs each pass about a millisecond locally and tens on object storage whatever its
 size, and Spark plans at least ``spark.sql.files.openCostInBytes`` (4 MB) per file, so a crawl of
 20,000 files of 10 KB costs every pass (count, score, the resample join, the report) 20,000 opens and
-hundreds of tasks. The copy costs one pass; the snapshot is kept while the files are unchanged (same
-listing of paths, sizes and modification times) and the dataset's settings are the same.
+hundreds of tasks. The copy costs one pass.
+
+The snapshot is kept in groups of source files (a file's group: CRC-32 of its path modulo the number
+of groups, about one group per 32 MB of input), each with a fingerprint of its files' paths, sizes and
+modification times: a changed, added or removed file copies its group again, not the snapshot.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
+import zlib
 from typing import Any
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
+from dsir_spark.storage.io import FILE, plain_uri
 from dsir_spark.storage.records import overwrite, read_json, write_json
 
 # auto: at least this many files, of at most this many bytes on average (Spark's default open cost).
 SMALL_FILES = 1000
 SMALL_FILE_BYTES = 4 << 20
-# The snapshot's Parquet files hold about this many input bytes each.
+# A group of the snapshot holds about this many input bytes.
 SNAPSHOT_FILE_BYTES = 32 << 20
 _RECORD = "_dsir/compaction.json"  # under "_": Parquet readers of the snapshot skip it
+GROUP = "__dsir_group"  # the snapshot's partition column: folders __dsir_group=<n>
 
 log = logging.getLogger("dsir_spark")
 
@@ -39,17 +49,57 @@ def should_compact(mode: str, files: list[tuple[str, int, int]] | None) -> bool:
     return len(files) >= SMALL_FILES and sum(size for _, size, _ in files) / len(files) <= SMALL_FILE_BYTES
 
 
-def compacted(spark: SparkSession, folder: str, frame: DataFrame, key: dict[str, Any], files: int,
-              input_bytes: int) -> DataFrame:
-    """``frame`` (a dataset as ``io.read_dataset`` gives it) read from its snapshot in ``folder``, written
-    first unless a snapshot of the same ``key`` (settings and file listing) is there."""
-    record = read_json(spark, f"{folder}/{_RECORD}")
-    if record is None or record.get("key") != key:
+def group_of(path: str, groups: int) -> int:
+    """A file's group: the driver's twin of ``_group_column`` (Spark's crc32 is zlib's, over UTF-8)."""
+    return zlib.crc32(path.encode("utf-8")) % groups
+
+
+def _group_column(groups: int):
+    return F.pmod(F.crc32(F.col(FILE)), F.lit(groups)).cast("int")
+
+
+def group_keys(files: list[tuple[str, int, int]], groups: int) -> dict[str, str]:
+    """Each group's fingerprint: a hash of its files' paths, sizes and modification times."""
+    members: dict[int, list[tuple[str, int, int]]] = {}
+    for file in files:
+        members.setdefault(group_of(file[0], groups), []).append(file)
+    return {str(g): hashlib.sha256(json.dumps(sorted(m)).encode()).hexdigest()[:16] for g, m in members.items()}
+
+
+def compacted(spark: SparkSession, folder: str, frame: DataFrame, settings: dict[str, Any],
+              files: list[tuple[str, int, int]]) -> DataFrame:
+    """``frame`` (a dataset as ``io.read_dataset`` gives it, of these ``files``) read from its snapshot
+    in ``folder``: the groups whose files changed are copied first, or the whole snapshot when the
+    dataset's settings or schema changed (or a path's name in Spark may differ from the listing's)."""
+    settings = {**settings, "schema": frame.schema.json()}
+    input_bytes = sum(size for _, size, _ in files)
+    wanted = max(1, math.ceil(input_bytes / SNAPSHOT_FILE_BYTES))
+    record = read_json(spark, f"{folder}/{_RECORD}") or {}
+    partial = (record.get("settings") == settings and wanted / 2 <= record.get("groups", 0) <= wanted * 2
+               and all(plain_uri(path) for path, _, _ in files))
+    groups = record["groups"] if partial else wanted
+    keys = group_keys(files, groups)
+    kept = {g: k for g, k in record.get("group_keys", {}).items() if partial and keys.get(g) == k}
+    changed = sorted(int(g) for g in keys if g not in kept)
+    if changed or not partial:
         started = time.time()
-        parts = max(1, math.ceil(input_bytes / SNAPSHOT_FILE_BYTES))
-        # coalesce, not repartition: no shuffle; each of the few tasks reads its share of the small files.
-        overwrite(frame.coalesce(parts)).parquet(folder)
-        write_json(spark, f"{folder}/{_RECORD}", {"key": key, "files": files, "parts": parts})
-        log.info("dataset %s: %s small files (%.1f MB) read once into %d Parquet files in %s (%.1f s)",
-                 key["dataset"]["name"], f"{files:,}", input_bytes / 1e6, parts, folder, time.time() - started)
-    return spark.read.parquet(folder)
+        # Until every group is written, the record vouches only for the groups left as they were.
+        write_json(spark, f"{folder}/{_RECORD}", {"settings": settings, "groups": groups, "group_keys": kept})
+        rows = frame.where(_group_column(groups).isin(changed)) if partial else frame
+        # One task per group (a shuffle): each group is one Parquet file, whatever the files' splits.
+        rows = rows.withColumn(GROUP, _group_column(groups)).repartition(max(1, len(changed)), GROUP)
+        # Dynamic: the groups written replace theirs, the others stay.
+        mode = "dynamic" if partial else "static"
+        overwrite(rows).partitionBy(GROUP).option("partitionOverwriteMode", mode).parquet(folder)
+        write_json(spark, f"{folder}/{_RECORD}", {"settings": settings, "groups": groups, "group_keys": keys,
+                                                  "files": len(files)})
+        copied = sum(group_of(path, groups) in set(changed) for path, _, _ in files)
+        log.info("dataset %s: %s of %s small files (%.1f MB in all) copied into %d of the snapshot's %d groups "
+                 "in %s (%.1f s)", settings["dataset"]["name"], f"{copied:,}", f"{len(files):,}", input_bytes / 1e6,
+                 len(changed), groups, folder, time.time() - started)
+    try:
+        snapshot = spark.read.parquet(folder)
+    except AnalysisException:  # no rows at all: nothing was written; the files themselves are as empty
+        return frame
+    # Groups of files no longer there may remain on disk: read only the current ones (partition pruning).
+    return snapshot.where(F.col(GROUP).isin([int(g) for g in keys])).drop(GROUP)

@@ -34,6 +34,7 @@ from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
 from dsir_spark.storage.records import NeedsSession, direct_path
 
 BAD = "bad"
+FILE = "__dsir_file"  # the hidden column of a row's file (or table), see _tagged
 CORRUPT = "_corrupt_record"
 # What a row is (``__dsir_bad``): a document, or a JSON line Spark could not parse, and why.
 GOOD, MALFORMED, TOO_LONG, NOT_STRING, NO_TEXT, NOT_UNICODE, NOT_UTF8 = 0, 1, 2, 3, 4, 5, 6
@@ -129,6 +130,11 @@ def list_files(spark: SparkSession | None, path: str) -> list[tuple[str, int, in
 
 # Paths whose URI form is the path itself (Spark would escape other characters), globs of * and ? only.
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9_./+=@,:*?-]+")
+
+
+def plain_uri(path: str) -> bool:
+    """Whether Spark's own name of a file (``_metadata.file_path``) is this listing's name for it."""
+    return bool(_PLAIN_PATH.fullmatch(path))
 
 
 def _local_listing(spark: SparkSession | None, path: str) -> list[tuple[str, int, int]] | None:
@@ -292,7 +298,7 @@ def _tagged(df: DataFrame, config: DatasetConfig, limit: int, index: int, path: 
                # Spark keeps a line's bytes as they are: the JSON parser refuses those that are not UTF-8
                .when(~F.is_valid_utf8(corrupt), F.lit(NOT_UTF8)).otherwise(F.lit(MALFORMED)))
     location = F.lit(path.removeprefix(TABLE_PREFIX)) if fmt == "table" else F.col("_metadata.file_path")
-    return df.select(*kept, bad.alias("__dsir_bad"), location.alias("__dsir_file"),
+    return df.select(*kept, bad.alias("__dsir_bad"), location.alias(FILE),
                      F.concat_ws("\u0000", F.lit(str(index)), location).alias("__dsir_source"))
 
 
