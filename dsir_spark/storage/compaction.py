@@ -101,5 +101,7 @@ def compacted(spark: SparkSession, folder: str, frame: DataFrame, settings: dict
         snapshot = spark.read.parquet(folder)
     except AnalysisException:  # no rows at all: nothing was written; the files themselves are as empty
         return frame
-    # Groups of files no longer there may remain on disk: read only the current ones (partition pruning).
-    return snapshot.where(F.col(GROUP).isin([int(g) for g in keys])).drop(GROUP)
+    # Groups of files no longer there (or now empty) may remain on disk: read only the current ones
+    # that hold bytes (partition pruning).
+    current = sorted({group_of(path, groups) for path, size, _ in files if size})
+    return snapshot.where(F.col(GROUP).isin(current)).drop(GROUP)
