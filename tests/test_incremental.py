@@ -111,3 +111,15 @@ def test_counts_interrupted_while_rewritten_are_not_reused(spark, raw, tmp_path)
     count = run(spark, settings, force=True, reuse_counts=True)["count"]
     assert count["datasets"] == {"toy_target_data": "reused", "raw": "counted"}
     assert featurized(count) == raw_documents
+
+
+def test_a_fit_budget_of_a_tenth_featurizes_about_a_tenth_of_raw(spark, raw, tmp_path):
+    raw_path, raw_documents = raw
+    whole = run(spark, config_for(tmp_path / "all", raw_path, str(TARGET_C)))["count"]
+    target_documents = whole["targets"]["toy_target_data"]["documents"]
+    tenth = whole["raw"]["tokens"] // 10
+    count = run(spark, config_for(tmp_path / "tenth", raw_path, str(TARGET_C), num_tokens_to_fit=tenth))["count"]
+    sampled = featurized(count) - target_documents
+    assert sampled == count["raw"]["documents"]  # documents outside the fit sample are never featurized
+    assert 0.07 * raw_documents <= sampled <= 0.13 * raw_documents
+    assert 0.07 * whole["raw"]["tokens"] <= count["raw"]["tokens"] <= 0.13 * whole["raw"]["tokens"]
