@@ -123,10 +123,9 @@ def run_pipeline(
                 reason = step.record.get("reason", "complete with the same settings")
                 log.info("stage %s: %s, skipped", step.stage, reason)
                 records[step.stage] = {**step.record, "skipped": True}
-            elif step.stage == "count":
-                records[step.stage] = count_stage(spark, config, force=True, reuse=reuse)
             else:
-                records[step.stage] = RUNNERS[step.stage](spark, config, force=True)
+                options = {"reuse": reuse} if step.stage == "count" else {}
+                records[step.stage] = RUNNERS[step.stage](spark, config, force=True, **options)
             if step.stage == "count" and "resample" in running:
                 check_selectable_from_counts(config, records["count"])  # before fit and score
         return records
