@@ -40,14 +40,14 @@ STAGES = ("count", "fit", "score", "resample", "report")
 TARGET_MB = 6
 
 
-def build_target() -> Path:
-    """C headers of this machine, one document per file, about TARGET_MB megabytes."""
-    target = OUT / "target_c_headers.jsonl"
+def _sources_target(name: str, files) -> Path:
+    """Source files of this machine as a target, one document per file, about TARGET_MB megabytes."""
+    target = OUT / name
     if target.exists():
         return target
     written = 0
     with open(target.with_suffix(".tmp"), "w", encoding="utf-8") as out:
-        for path in sorted(Path("/usr/include").rglob("*.h")):
+        for path in files:
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
@@ -58,6 +58,16 @@ def build_target() -> Path:
                 break
     target.with_suffix(".tmp").rename(target)
     return target
+
+
+def build_target() -> Path:
+    """C headers of this machine."""
+    return _sources_target("target_c_headers.jsonl", sorted(Path("/usr/include").rglob("*.h")))
+
+
+def build_second_target() -> Path:
+    """Python sources of this machine."""
+    return _sources_target("target_python_sources.jsonl", sorted(Path(sys.base_prefix, "lib").rglob("*.py")))
 
 
 def reference_run(corpus: Path, target: Path, cores: int, k: int) -> dict:
@@ -78,26 +88,6 @@ print(json.dumps({{"fit": fitted - started, "weights": scored - fitted, "resampl
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def build_second_target() -> Path:
-    """Python sources of this machine, one document per file, about TARGET_MB megabytes."""
-    target = OUT / "target_python_sources.jsonl"
-    if target.exists():
-        return target
-    written = 0
-    with open(target.with_suffix(".tmp"), "w", encoding="utf-8") as out:
-        for path in sorted(Path(sys.base_prefix, "lib").rglob("*.py")):
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            out.write(json.dumps({"text": text}) + "\n")
-            written += len(text)
-            if written >= TARGET_MB * 1_000_000:
-                break
-    target.with_suffix(".tmp").rename(target)
-    return target
 
 
 def write_config(path: Path, run_dir: Path, corpus: Path, target: Path, hash_mode: str, k: int,
