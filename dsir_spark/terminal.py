@@ -12,6 +12,7 @@ import shutil
 import threading
 from typing import Any, TextIO
 
+from dsir_spark.run.status import text_table
 from dsir_spark.runtime.progress import ProgressView, Snapshot, describe
 
 REDRAW_SECONDS = 0.5
@@ -73,9 +74,7 @@ def summary(records: dict[str, dict[str, Any]], report_path: str) -> str:
         documents = _documents(name, record)
         rows.append((name, "skipped" if record.get("skipped") else "ran", f"{record.get('seconds', 0):.1f}",
                      f"{documents:,}" if documents is not None else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]
+    lines = text_table(rows, left=2)
     lines.extend(_headlines(records, report_path))
     return "\n".join(line.rstrip() for line in lines)
 

@@ -92,6 +92,13 @@ def run_status(config: RunConfig) -> dict[str, Any]:
             "stages": stages, "would_redo": redo, "lease": lease}
 
 
+def text_table(rows: list[tuple[str, ...]], left: int) -> list[str]:
+    """Rows of cells as aligned lines: the first ``left`` columns flush left, the others (figures) right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            .rstrip() for row in rows]
+
+
 def describe_status(status: dict[str, Any]) -> str:
     """``status`` for a person: a table of the stages, what a run would redo, the lease."""
     rows = [("stage", "state", "finished", "seconds", "rows out")]
@@ -99,10 +106,8 @@ def describe_status(status: dict[str, Any]) -> str:
         seconds, rows_out = entry.get("seconds"), entry.get("rows_out")
         rows.append((entry["stage"], entry["state"], (entry.get("finished_at") or "").replace("T", " "),
                      f"{seconds:.1f}" if seconds is not None else "", f"{rows_out:,}" if rows_out is not None else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = [f"run_dir {status['run_dir']}: {'complete' if status['complete'] else 'not complete'}"]
-    lines += ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-              .rstrip() for row in rows]
+    lines += text_table(rows, left=3)
     if status["would_redo"]:
         lines.append("dsir-spark run would redo:")
         lines += [f"  {item['stage']}: {item['why']}" for item in status["would_redo"]]

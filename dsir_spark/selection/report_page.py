@@ -187,13 +187,19 @@ def examples_markdown(report: dict[str, Any]) -> str:
                 if e.get(side):
                     lines.append(f"- pulling {side}: " + ", ".join(f"{_inline(g['ngram'])} {g['total']:+.2f}"
                                                                   for g in e[side]))
-            fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", e["text"])), default=0))
+            fence = "`" * max(3, _longer_than_backticks(e["text"]))
             shown = _CONTROL.sub(lambda m: "\ufffd", e["text"])
             lines += ["", fence + "text", shown + (" …" if e.get("truncated") else ""), fence, ""]
     return "\n".join(lines)
 
 
+def _longer_than_backticks(text: str) -> int:
+    """One more than the longest run of backticks in ``text``: a fence or span of that many is not ended
+    by anything inside."""
+    return 1 + max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
 def _inline(text: str) -> str:
     """Text as a Markdown code span, whatever backticks it holds."""
-    ticks = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    ticks = "`" * _longer_than_backticks(text)
     return f"{ticks} {text} {ticks}" if text.startswith("`") or text.endswith("`") else f"{ticks}{text}{ticks}"
