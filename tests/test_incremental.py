@@ -123,3 +123,18 @@ def test_a_fit_budget_of_a_tenth_featurizes_about_a_tenth_of_raw(spark, raw, tmp
     assert sampled == count["raw"]["documents"]  # documents outside the fit sample are never featurized
     assert 0.07 * raw_documents <= sampled <= 0.13 * raw_documents
     assert 0.07 * whole["raw"]["tokens"] <= count["raw"]["tokens"] <= 0.13 * whole["raw"]["tokens"]
+
+
+@pytest.mark.parametrize("budget", [20_000, 100_000])
+@pytest.mark.parametrize("bytes_per_char", [1.1, 10])  # 10: the text a tenth of the bytes, a second pass
+def test_the_fit_samples_one_pass_estimate_equals_the_two_pass_one(spark, monkeypatch, budget, bytes_per_char):
+    from dsir_spark.featurizer import counts
+
+    monkeypatch.setattr(counts, "_ESTIMATE_CHARS", 50_000)  # a probe of a few percent of the documents
+    rows = read_jsonl(PILE)
+    documents = spark.createDataFrame([(str(i), r["contents"]) for i, r in enumerate(rows)], "id string, text string")
+    size = int(sum(len(r["contents"]) for r in rows) * bytes_per_char)
+    one_pass = counts.sample_for_fit(documents, budget, seed=7, max_chars=size)[1]
+    two_passes = counts.sample_for_fit(documents, budget, seed=7, max_chars=None)[1]
+    assert one_pass == two_passes
+    assert 0 < one_pass["fraction"] < 1

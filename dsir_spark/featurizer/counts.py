@@ -310,6 +310,32 @@ def _token_totals(documents: DataFrame) -> tuple[int, int]:
     return int(row["tokens"] or 0), int(row["chars"] or 0)
 
 
+def _characters_and_probe(documents: DataFrame, u: Column, cap: float) -> tuple[int, list[tuple[float, int, int]]]:
+    """One pass: the characters of every document, and (u, tokens, characters) of each document whose
+    ``u`` is under ``cap`` (the only texts sent to Python)."""
+    implementation = requested_implementation()
+
+    def tally(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        featurizer = make_featurizer(FeatureConfig(), implementation)  # tokens only: any config will do
+        total = 0
+        for batch in batches:
+            total += int(pc.sum(batch.column("length")).as_py() or 0)
+            probe = batch.filter(pc.is_valid(batch.column(TEXT)))
+            if probe.num_rows:
+                texts = probe.column(TEXT)
+                yield pa.RecordBatch.from_arrays(
+                    [probe.column("u"), pa.array(featurizer.token_counts(texts.to_pylist()), pa.int64()),
+                     pc.cast(pc.utf8_length(texts), pa.int64())], names=["u", "tokens", "chars"])
+        yield pa.RecordBatch.from_arrays([pa.array([None], pa.float64()), pa.array([0], pa.int64()),
+                                          pa.array([total], pa.int64())], names=["u", "tokens", "chars"])
+
+    rows = documents.select(F.length(TEXT).cast("long").alias("length"), u.alias("u"),
+                            F.when(u < F.lit(cap), F.col(TEXT)).alias(TEXT)).mapInArrow(
+        tally, "u double, tokens long, chars long").collect()
+    total = sum(row["chars"] for row in rows if row["u"] is None)
+    return total, [(row["u"], row["tokens"], row["chars"]) for row in rows if row["u"] is not None]
+
+
 def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int,
                    max_chars: int | None = None) -> tuple[Column | None, dict]:
     """A deterministic sample of about ``num_tokens`` tokens: documents whose hash of (seed, ``id``) is
@@ -317,18 +343,28 @@ def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int,
 
     Tokens never outnumber characters, so a dataset with fewer characters than the budget is used whole:
     known without a pass when ``max_chars`` (e.g. the bytes of uncompressed JSON files) is under it.
-    Otherwise tokens per character are estimated on a small hashed sample and the fraction set from it.
+    Otherwise tokens per character are estimated on a small hashed sample (about _ESTIMATE_CHARS) and the
+    fraction set from it. With ``max_chars`` known, the characters and the sample come from one pass:
+    the texts of documents under 4x the sample's fraction at ``max_chars`` characters go to Python,
+    enough unless the text is under a quarter of the bytes (then a second pass takes the sample).
     """
     from dsir_spark.randomness import uniform
 
     if max_chars is not None and max_chars <= num_tokens:
         return None, {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}
-    chars = documents.agg(F.sum(F.length(TEXT)).alias("c")).first()["c"] or 0
+    u = uniform(seed, F.col("id"), "fit-sample")
+    cap = min(1.0, 4 * _ESTIMATE_CHARS / max_chars) if max_chars else 0.0
+    chars, probed = _characters_and_probe(documents, u, cap) if cap else (None, [])
+    if chars is None:
+        chars = documents.agg(F.sum(F.length(TEXT)).alias("c")).first()["c"] or 0
     if chars <= num_tokens:
         return None, {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}
-    u = uniform(seed, F.col("id"), "fit-sample")
     probe_fraction = min(1.0, _ESTIMATE_CHARS / chars)
-    probe_tokens, probe_chars = _token_totals(documents.where(u < F.lit(probe_fraction)))
+    if probe_fraction <= cap:  # the probe's documents were among those sent to Python
+        chosen = [(tokens, n) for value, tokens, n in probed if value < probe_fraction]
+        probe_tokens, probe_chars = sum(t for t, _ in chosen), sum(n for _, n in chosen)
+    else:
+        probe_tokens, probe_chars = _token_totals(documents.where(u < F.lit(probe_fraction)))
     tokens_per_char = probe_tokens / probe_chars if probe_chars else 1.0
     estimated = chars * tokens_per_char
     fraction = min(1.0, num_tokens / estimated) if estimated else 1.0
