@@ -78,6 +78,12 @@ def test_dsir_beats_random_and_selects_more_wikipedia(spark, wikipedia_run):
     for name, values in (("raw", list(labels.values())), ("selected", chosen)):
         assert shares[name] == pytest.approx({k: values.count(k) / len(values) for k in sorted(set(values))})
     assert report["documents"]["selected"] == 40
+    # The examples' texts and labels come from the same pass over raw as the label shares.
+    rows = {str(r["id"]): r for r in read_jsonl(root / "raw.jsonl")}
+    assert report["examples"] and {e["group"] for e in report["examples"]} >= {"top", "random", "passed_over", "raw"}
+    for example in report["examples"]:
+        assert example["label"] == rows[example["id"]]["metadata"]["pile_set_name"]
+        assert example["text"] == rows[example["id"]]["contents"][:2000]
     # Exactly the KL reduction of the selected documents, counted here on the driver.
     texts = {r["id"]: r["contents"] for r in read_jsonl(root / "raw.jsonl")}
     selected_probs = _distribution([texts[r.id] for r in spark.read.parquet(

@@ -169,6 +169,7 @@ def build_report(
     quota: Quota | None = None,
     figures: Figures | None = None,
     recorded: tuple[int, tuple[int, int, int]] | None = None,
+    fetch_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target.
     With the model's ``bucket_weights`` (its first row: the log ratios, or a classifier's coefficients,
@@ -177,7 +178,8 @@ def build_report(
     baselines are as large as the selection: as many documents, or the same token budget
     (``num_tokens``), under the same group ``quota`` if the selection had one. ``figures`` are given
     the histograms as soon as they are known. ``recorded``: the selection's size and check_selectable's
-    answer for these scores, from the resample stage's record (else counted again)."""
+    answer for these scores, from the resample stage's record (else counted again). ``fetch_ids``: raw
+    rows (id as a string, text, label) to return too, read in the same pass over raw, under "fetched"."""
     k, sizes = recorded or (selection.count(), None)
     if k == 0:
         raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
@@ -216,13 +218,19 @@ def build_report(
         part = frame.select(ID, ((target + F.lit(1)) * F.lit(base ** index)).alias("__code"))
         tagged = part if tagged is None else tagged.unionByName(part)
     held = tagged.groupBy(ID).agg(F.sum("__code").cast("int").alias("__group"))
-    # With labels, every raw row is read for its label (the text only of those a selection holds).
+    # With labels, every raw row is read for its label (the text only of those a selection holds); the
+    # rows to fetch come from the same pass (kept until both have read them).
     label = ["__label"] if label_col else []
-    documents = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT),
-                            *[F.col(label_col).alias(name) for name in label])
-                 .join(held, on=ID, how="left" if label_col else "inner")
-                 .select(F.when(F.col("__group").isNotNull(), F.col(TEXT)).alias(TEXT),
-                         F.coalesce(F.col("__group"), F.lit(_HELD_BY_NONE)).alias("__group"), *label))
+    read = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT),
+                       *[F.col(label_col).alias(name) for name in label])
+            .join(held, on=ID, how="left" if label_col or fetch_ids else "inner"))
+    fetching = F.col(ID).cast("string").isin(list(fetch_ids))
+    if fetch_ids:  # kept: the rows a selection holds or to fetch, and with labels every row's label
+        keep = F.col("__group").isNotNull() | fetching
+        read = (read.select(ID, F.when(keep, F.col(TEXT)).alias(TEXT), "__group", *label) if label_col
+                else read.where(keep)).persist()
+    documents = read.select(F.when(F.col("__group").isNotNull(), F.col(TEXT)).alias(TEXT),
+                            F.coalesce(F.col("__group"), F.lit(_HELD_BY_NONE)).alias("__group"), *label)
     raw_probs = raw_counts.probabilities()
     target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
     strings: dict[int, list[int]] = {}
@@ -236,6 +244,12 @@ def build_report(
                                               allowMissingColumns=True)
     counted = count_pass(documents, features, F.col("__group"), strings=strings,
                          strings_only=[_TARGET_TEXTS, _HELD_BY_NONE], labels=F.col("__label") if label_col else None)
+    fetched = []
+    if fetch_ids:
+        label_value = [F.col("__label").cast("string").alias("label")] if label_col else []
+        fetched = [row.asDict() for row in
+                   read.where(fetching).select(F.col(ID).cast("string").alias(ID), TEXT, *label_value).collect()]
+        read.unpersist()
 
     def held_by(index: int, target: int | None = None) -> list[BucketCounts]:
         """Counts of the documents selection ``index`` holds (for ``target`` only, if given)."""
@@ -277,6 +291,8 @@ def build_report(
     report["targets"] = list(target_names)
     if label_col:
         report["labels"] = {"column": label_col, "shares": _label_shares(counted.labels, base)}
+    if fetch_ids:
+        report["fetched"] = fetched
     return report
 
 

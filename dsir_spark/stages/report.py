@@ -70,22 +70,12 @@ def read_report_page(spark: SparkSession, config: RunConfig) -> str:
     return spark.read.text(path, wholetext=True).first()[0]
 
 
-def _examples(spark: SparkSession, config: RunConfig, scores: DataFrame, raw: DataFrame, columns: list[str],
+def _examples(config: RunConfig, chosen: list[dict[str, Any]], fetched: list[dict[str, Any]],
               model) -> list[dict[str, Any]]:
     """The report's example documents (see dsir_spark.selection.examples), each with its text's first
-    TEXT_CHARS characters and the n-grams that moved its weight most, marked."""
-    selection = spark.read.parquet(f"{stage_dir(config, 'resample')}/ids")
-    chosen = choose(scores, selection, columns, config.report.example_documents, config.resample.seed,
-                    config.resample.min_example_length)
-    ids = sorted({example[ID] for example in chosen})
-    if is_chunked(scores):
-        raw = expand_chunks(raw, scores.where(F.col(ID).cast("string").isin(ids)), config.raw)
-    label_col = config.report.label_col
-    columns_read = [F.col("__dsir_id").cast("string").alias(ID), F.col("__dsir_text").alias(TEXT)]
-    if label_col:
-        columns_read.append(F.col(label_col).cast("string").alias("label"))
-    found = {row[ID]: row.asDict() for row in
-             raw.where(F.col("__dsir_id").cast("string").isin(ids)).select(*columns_read).collect()}
+    TEXT_CHARS characters and the n-grams that moved its weight most, marked; ``fetched`` holds their
+    raw rows (id, text, label), read in the report's pass over raw."""
+    found = {row[ID]: row for row in fetched}
     explainer, features = Explainer(model), config.features
     examples = []
     for example in chosen:
@@ -162,11 +152,14 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         if config.resample.group_col:  # the baselines are held to the selection's quotas too
             scores, quota = with_groups(scores, raw, config)
         columns = weight_columns(spark, config, scores)
+        selection = spark.read.parquet(f"{stage_dir(config, 'resample')}/ids")
+        chosen = choose(scores, selection, columns, config.report.example_documents, config.resample.seed,
+                        config.resample.min_example_length) if config.report.example_documents else []
         report = build_report(
             spark,
             scores=scores,
             raw=expand_chunks(raw, scores, config.raw) if is_chunked(scores) else raw,
-            selection=spark.read.parquet(f"{stage_dir(config, 'resample')}/ids"),
+            selection=selection,
             raw_counts=load_counts(spark, counts_path(config, config.raw), buckets),
             target_counts=[load_counts(spark, counts_path(config, t), buckets) for t in config.targets],
             target_names=[t.name for t in config.targets],
@@ -184,7 +177,9 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             quota=quota,
             figures=figures,
             recorded=_recorded_sizes(resampled),
+            fetch_ids=sorted({example[ID] for example in chosen}),
         )
+        fetched = report.pop("fetched", [])
         # Lines the reader could not parse, left out of every dataset (on_bad_records: skip), by reason.
         report["bad_records"] = {
             dataset.name: (read_json(spark, f"{counts_path(config, dataset)}.json") or {}).get("bad_records", {})
@@ -196,7 +191,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         report["estimator"] = model.estimator
         report["warnings"] = model.uniform_weight_warnings()
         if config.report.example_documents:
-            report["examples"] = _examples(spark, config, scores, raw, columns, model)
+            report["examples"] = _examples(config, chosen, fetched, model)
         drawn = figures.finish(report)
         inline = {}
         for path in drawn:
