@@ -138,3 +138,45 @@ def test_the_fit_samples_one_pass_estimate_equals_the_two_pass_one(spark, monkey
     two_passes = counts.sample_for_fit(documents, budget, seed=7, max_chars=None)[1]
     assert one_pass == two_passes
     assert 0 < one_pass["fraction"] < 1
+
+
+def _raw_record(spark, run_dir: Path) -> dict:
+    record = read_json(spark, str(run_dir / "counts" / "raw.json"))
+    return {k: record[k] for k in ("documents", "tokens", "num_features", "fit_sample")}
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_raw_probably_under_the_budget_is_counted_in_one_pass_with_the_same_result(spark, tmp_path, monkeypatch,
+                                                                                   dense):
+    """A budget between half raw's bytes and its bytes: the count pass featurizes all of raw and makes the
+    fit sample's estimate itself. Real text is under the budget (one pass); text of a token per byte
+    ('.a.a.a') is over it, and is counted again with its sample: both as deciding the sample first."""
+    from dsir_spark.stages import count
+
+    rows = read_jsonl(PILE)
+    if dense:
+        rows = [{**r, "contents": ".a" * (len(r["contents"]) // 2)} for r in rows]
+    raw_path = write_jsonl(tmp_path / "raw.jsonl", rows)
+    budget = int(os.path.getsize(raw_path) * 0.6)
+
+    def counted(name: str) -> dict:
+        settings = config_for(tmp_path / name, raw_path, str(TARGET_C), num_tokens_to_fit=budget, sample_seed=2)
+        return run(spark, settings, stages=("count",))["count"]
+
+    estimates = []
+    original = count.sample_for_fit
+    monkeypatch.setattr(count, "sample_for_fit", lambda *a, **k: estimates.append(1) or original(*a, **k))
+    probed = counted("probed")
+    assert estimates == []  # no pass for the estimate before the count pass
+    monkeypatch.setattr(count, "LIKELY_TOKENS_PER_BYTE", 10.0)  # never probing: the sample decided first
+    decided = counted("decided")
+    assert estimates == [1]
+    assert _raw_record(spark, tmp_path / "probed") == _raw_record(spark, tmp_path / "decided")
+    assert probed["raw"] == decided["raw"]
+    fraction = _raw_record(spark, tmp_path / "probed")["fit_sample"]["fraction"]
+    if dense:
+        assert fraction < 1 and probed["raw"]["documents"] < len(rows)
+    else:
+        assert fraction == 1.0 and probed["raw"]["documents"] == len(rows)
+        assert "raw_lengths" in probed  # all of raw featurized: lengths recorded as with the sample decided
+    assert featurized(probed) == featurized(decided)

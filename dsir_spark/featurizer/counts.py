@@ -45,6 +45,11 @@ LABELS = -3_000_000
 LABEL = "__dsir_label"
 # The group of the document-length rows of a count pass (bucket: a length in tokens, count: documents).
 LENGTHS = -4_000_000
+# The group of the fit-sample probe rows of a count pass (bucket: a document's characters, count: its
+# tokens, ngram: its hashed uniform as repr; bucket _PROBE_TOTAL: the characters of every document), and
+# the column holding each document's uniform.
+PROBE, _PROBE_TOTAL = -5_000_000, -1
+PROBE_U = "__dsir_probe_u"
 
 
 @dataclass(frozen=True)
@@ -120,9 +125,29 @@ def _length_rows(lengths: dict[int, int]) -> pa.RecordBatch:
         names=["grp", BUCKET, COUNT, NGRAM])
 
 
+def _probe_rows(batch: pa.RecordBatch, groups: np.ndarray, num_tokens: np.ndarray,
+                probe: tuple[frozenset[int], float]) -> tuple[int, pa.RecordBatch | None]:
+    """The characters of the probe groups' documents in a batch, and one (PROBE, characters, tokens, u)
+    row per such document whose uniform is under the cap."""
+    probe_groups, cap = probe
+    mine = np.isin(groups, list(probe_groups))
+    if not mine.any():
+        return 0, None
+    chars = pc.utf8_length(batch.column(TEXT)).fill_null(0).to_numpy(zero_copy_only=False)[mine].astype(np.int64)
+    u = batch.column(PROBE_U).to_numpy(zero_copy_only=False)[mine]
+    under = u < cap
+    rows = None
+    if under.any():
+        rows = pa.RecordBatch.from_arrays(
+            [pa.array(np.full(int(under.sum()), PROBE, dtype=np.int32)), pa.array(chars[under].astype(np.int32)),
+             pa.array(num_tokens[mine][under].astype(np.int64)), pa.array([repr(float(x)) for x in u[under]])],
+            names=["grp", BUCKET, COUNT, NGRAM])
+    return int(chars.sum()), rows
+
+
 def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[int, frozenset[int] | None],
                     string_chars: int, strings_only: frozenset[int], id_groups: frozenset[int], labelled: bool,
-                    length_groups: frozenset[int]):
+                    length_groups: frozenset[int], probe: tuple[frozenset[int], float] | None = None):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = make_featurizer(config, implementation)
         compiled = int(featurizer.name == "compiled")
@@ -131,6 +156,7 @@ def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[in
                    for group, buckets in strings.items()}
         labels: dict[tuple[int, str | None], int] = {}
         lengths: dict[int, int] = {}  # documents per length in tokens, over the length_groups
+        probe_chars = 0
         for batch in batches:
             groups = batch.column(GROUP).to_numpy(zero_copy_only=False)
             if labelled:
@@ -160,6 +186,11 @@ def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[in
                         values, times = np.unique(np.minimum(num_tokens[in_group], 2**31 - 1), return_counts=True)
                         for value, n in zip(values.tolist(), times.tolist()):
                             lengths[value] = lengths.get(value, 0) + n
+                if probe is not None:  # every row counted: count_pass takes no strings_only with a probe
+                    chars, probed = _probe_rows(batch, groups, num_tokens, probe)
+                    probe_chars += chars
+                    if probed is not None:
+                        yield probed
             for group, tally in tallies.items():
                 for d in np.flatnonzero(groups == group) if not tally.full else ():
                     tally.add(batch.column(TEXT)[int(d)].as_py())
@@ -176,6 +207,10 @@ def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[in
             yield _label_rows(labels)
         if lengths:
             yield _length_rows(lengths)
+        if probe is not None:
+            yield pa.RecordBatch.from_arrays([pa.array([PROBE], pa.int32()), pa.array([_PROBE_TOTAL], pa.int32()),
+                                              pa.array([probe_chars], pa.int64()), pa.nulls(1, pa.string())],
+                                             names=["grp", BUCKET, COUNT, NGRAM])
         for tally in tallies.values():
             if tally.seen:
                 buckets, grams, counts = tally.columns()
@@ -206,6 +241,8 @@ class CountPass:
     ids: IdCheck = IdCheck()
     labels: dict[int, dict[str | None, int]] = dataclass_field(default_factory=dict)
     lengths: dict[int, int] = dataclass_field(default_factory=dict)
+    # with a probe: (characters of the probed groups, [(u, tokens, characters) under the cap])
+    probe: tuple[int, list[tuple[float, int, int]]] | None = None
 
 
 def _id_check(rows: pd.DataFrame) -> IdCheck:
@@ -220,24 +257,33 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
                strings: Mapping[int, Iterable[int] | None] | None = None, string_chars: int = STRING_SAMPLE_CHARS,
                strings_only: Iterable[int] = (), per_bucket: int = STRINGS_PER_BUCKET,
                id_groups: Iterable[int] = (), labels: Column | None = None,
-               length_groups: Iterable[int] = ()) -> CountPass:
+               length_groups: Iterable[int] = (), probe: tuple[Column, Iterable[int], float] | None = None
+               ) -> CountPass:
     """Counts per value of an integer ``group`` expression in one pass over ``documents`` (``text``).
     With ``strings`` (group -> buckets, None: all), the n-gram strings behind those buckets too, from at
     most ``string_chars`` characters of each such group's text per task (see ngrams.NgramTally);
     documents of ``strings_only`` groups give strings and are not counted. With ``id_groups``, the null
     and duplicated ids (``ID_KEY``, a string) of those groups' rows. With ``labels``, every row's label
     (as a string; rows of every group, ``strings_only`` ones too) is tallied per group.
-    The driver receives at most (groups + per_bucket) x num_buckets + ID_EXAMPLES rows, and with labels
-    one row per (group, label) found."""
+    With ``probe`` (a uniform per row, groups, cap), the fit sample's estimate from the same pass: the
+    characters of those groups' documents and (u, tokens, characters) of each under the cap (see
+    fit_sample_info). The driver receives at most (groups + per_bucket) x num_buckets + ID_EXAMPLES rows,
+    with labels one row per (group, label) found, with a probe one row per probed document."""
+    if probe is not None and strings_only:
+        raise ValueError("a count pass with a probe counts every row: give no strings_only")
     wanted = {int(g): (None if b is None else frozenset(int(x) for x in b)) for g, b in (strings or {}).items()}
     checked = frozenset(int(g) for g in id_groups)
     columns = [TEXT, group.cast("int").alias(GROUP)] + ([F.col(ID_KEY).cast("string")] if checked else [])
     if labels is not None:
         columns.append(labels.cast("string").alias(LABEL))
+    probing = None
+    if probe is not None:
+        columns.append(probe[0].cast("double").alias(PROBE_U))
+        probing = (frozenset(int(g) for g in probe[1]), float(probe[2]))
     partials = documents.select(*columns).mapInArrow(
         _partial_counts(config, requested_implementation(), wanted, string_chars,
                         frozenset(int(g) for g in strings_only), checked, labels is not None,
-                        frozenset(int(g) for g in length_groups)), _PARTIAL_SCHEMA
+                        frozenset(int(g) for g in length_groups), probing), _PARTIAL_SCHEMA
     )
     totals = partials.groupBy("grp", BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
     is_strings, is_ids = F.col("grp") == F.lit(STRINGS), F.col("grp") == F.lit(IDS)
@@ -257,8 +303,15 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
         labelled.setdefault(int(group), {})[label] = int(count)
     lengths = rows[rows["grp"] == LENGTHS]
     lengths = {int(b): int(c) for b, c in zip(lengths[BUCKET], lengths[COUNT])}
+    probed = None
+    if probe is not None:
+        part = rows[rows["grp"] == PROBE]
+        total = part[part[BUCKET] == _PROBE_TOTAL]
+        docs = part[part[BUCKET] != _PROBE_TOTAL]
+        probed = (int(total[COUNT].sum()),
+                  [(float(u), int(t), int(c)) for u, t, c in zip(docs[NGRAM], docs[COUNT], docs[BUCKET])])
     result = {}
-    for grp, part in rows[~rows["grp"].isin([STRINGS, IDS, LABELS, LENGTHS])].groupby("grp"):
+    for grp, part in rows[~rows["grp"].isin([STRINGS, IDS, LABELS, LENGTHS, PROBE])].groupby("grp"):
         sums = dict(zip(part[BUCKET].astype(int), part[COUNT].astype(np.int64)))
         real = part[part[BUCKET] >= 0]
         result[int(grp)] = BucketCounts(
@@ -268,7 +321,7 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
             null_texts=int(sums.get(_NULL_TEXTS, 0)),
             compiled_documents=int(sums.get(_COMPILED_DOCS, 0)),
         )
-    return CountPass(result, strings, ids, labelled, lengths)
+    return CountPass(result, strings, ids, labelled, lengths, probed)
 
 
 def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Column) -> dict[int, BucketCounts]:
@@ -336,6 +389,38 @@ def _characters_and_probe(documents: DataFrame, u: Column, cap: float) -> tuple[
     return total, [(row["u"], row["tokens"], row["chars"]) for row in rows if row["u"] is not None]
 
 
+def probe_cap(max_chars: int | None) -> float:
+    """Documents whose uniform is under this are sent to Python for the estimate in the pass that reads
+    the characters: 4x the sample's fraction at ``max_chars`` characters (0: unknown, two passes)."""
+    return min(1.0, 4 * _ESTIMATE_CHARS / max_chars) if max_chars else 0.0
+
+
+def fit_sample_info(num_tokens: int, chars: int, probed: list[tuple[float, int, int]], cap: float) -> dict | None:
+    """The fit sample's fraction from raw's characters and the probed documents (u, tokens, characters):
+    its info dict, or None when the estimate needs documents above ``cap`` (a second pass)."""
+    if chars <= num_tokens:
+        return {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}
+    probe_fraction = min(1.0, _ESTIMATE_CHARS / chars)
+    if probe_fraction > cap:
+        return None
+    chosen = [(tokens, n) for value, tokens, n in probed if value < probe_fraction]
+    return _fraction_info(num_tokens, chars, sum(t for t, _ in chosen), sum(n for _, n in chosen))
+
+
+def _fraction_info(num_tokens: int, chars: int, probe_tokens: int, probe_chars: int) -> dict:
+    tokens_per_char = probe_tokens / probe_chars if probe_chars else 1.0
+    estimated = chars * tokens_per_char
+    fraction = min(1.0, num_tokens / estimated) if estimated else 1.0
+    return {"fraction": fraction, "estimated_tokens": int(estimated), "characters": int(chars)}
+
+
+def fit_uniform(seed: int, id_col: Column) -> Column:
+    """The fit sample's hashed uniform of each document (by id)."""
+    from dsir_spark.randomness import uniform
+
+    return uniform(seed, id_col, "fit-sample")
+
+
 def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int,
                    max_chars: int | None = None) -> tuple[Column | None, dict]:
     """A deterministic sample of about ``num_tokens`` tokens: documents whose hash of (seed, ``id``) is
@@ -344,29 +429,18 @@ def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int,
     Tokens never outnumber characters, so a dataset with fewer characters than the budget is used whole:
     known without a pass when ``max_chars`` (e.g. the bytes of uncompressed JSON files) is under it.
     Otherwise tokens per character are estimated on a small hashed sample (about _ESTIMATE_CHARS) and the
-    fraction set from it. With ``max_chars`` known, the characters and the sample come from one pass:
-    the texts of documents under 4x the sample's fraction at ``max_chars`` characters go to Python,
-    enough unless the text is under a quarter of the bytes (then a second pass takes the sample).
+    fraction set from it. With ``max_chars`` known, the characters and the sample come from one pass
+    (see probe_cap), enough unless the text is under a quarter of the bytes (then a second pass).
     """
-    from dsir_spark.randomness import uniform
-
     if max_chars is not None and max_chars <= num_tokens:
         return None, {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}
-    u = uniform(seed, F.col("id"), "fit-sample")
-    cap = min(1.0, 4 * _ESTIMATE_CHARS / max_chars) if max_chars else 0.0
+    u = fit_uniform(seed, F.col("id"))
+    cap = probe_cap(max_chars)
     chars, probed = _characters_and_probe(documents, u, cap) if cap else (None, [])
     if chars is None:
         chars = documents.agg(F.sum(F.length(TEXT)).alias("c")).first()["c"] or 0
-    if chars <= num_tokens:
-        return None, {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}
-    probe_fraction = min(1.0, _ESTIMATE_CHARS / chars)
-    if probe_fraction <= cap:  # the probe's documents were among those sent to Python
-        chosen = [(tokens, n) for value, tokens, n in probed if value < probe_fraction]
-        probe_tokens, probe_chars = sum(t for t, _ in chosen), sum(n for _, n in chosen)
-    else:
-        probe_tokens, probe_chars = _token_totals(documents.where(u < F.lit(probe_fraction)))
-    tokens_per_char = probe_tokens / probe_chars if probe_chars else 1.0
-    estimated = chars * tokens_per_char
-    fraction = min(1.0, num_tokens / estimated) if estimated else 1.0
-    info = {"fraction": fraction, "estimated_tokens": int(estimated), "characters": int(chars)}
-    return (None if fraction >= 1.0 else u < F.lit(fraction)), info
+    info = fit_sample_info(num_tokens, chars, probed, cap)
+    if info is None:
+        probe_fraction = min(1.0, _ESTIMATE_CHARS / chars)
+        info = _fraction_info(num_tokens, chars, *_token_totals(documents.where(u < F.lit(probe_fraction))))
+    return (None if info["fraction"] >= 1.0 else u < F.lit(info["fraction"])), info

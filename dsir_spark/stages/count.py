@@ -13,7 +13,17 @@ from pyspark.sql import functions as F
 from dsir_spark.columns import ID, TEXT
 from dsir_spark.config import DatasetConfig, FeatureConfig, RunConfig
 from dsir_spark.estimators.base import FitError
-from dsir_spark.featurizer.counts import GROUP, ID_KEY, BucketCounts, count_pass, sample_for_fit
+from dsir_spark.featurizer.counts import (
+    GROUP,
+    ID_KEY,
+    PROBE_U,
+    BucketCounts,
+    count_pass,
+    fit_sample_info,
+    fit_uniform,
+    probe_cap,
+    sample_for_fit,
+)
 from dsir_spark.featurizer.features import requested_implementation
 from dsir_spark.run.directory import (
     counts_path,
@@ -75,9 +85,9 @@ MAX_RECORDED_GROUPS = 10_000
 
 
 def _grouped_rows(df: DataFrame, index: int, in_sample: Column | None, ids: bool,
-                  group_value: Column | None = None) -> DataFrame:
-    """(text, group, id key[, group value]) of every row of a dataset; texts of rows not to be featurized
-    are nulled, and the ids of datasets whose ids are not checked."""
+                  group_value: Column | None = None, probe_u: Column | None = None) -> DataFrame:
+    """(text, group, id key[, group value][, probe uniform]) of every row of a dataset; texts of rows not
+    to be featurized are nulled, and the ids of datasets whose ids are not checked."""
     kind = F.col(BAD)
     if in_sample is not None:
         outside = F.when(F.col(TEXT).isNull(), F.lit(OUT_OF_SAMPLE_NULL)).otherwise(F.lit(OUT_OF_SAMPLE))
@@ -86,7 +96,8 @@ def _grouped_rows(df: DataFrame, index: int, in_sample: Column | None, ids: bool
     key = F.col(ID).cast("string") if ids else F.lit(None).cast("string")
     value = [] if group_value is None else [group_value.cast("string").alias(GROUP_VALUE)]
     return rows(df, *value).select(F.when(kind == F.lit(GOOD), F.col(TEXT)).alias(TEXT), group.alias(GROUP),
-                                   key.alias(ID_KEY), *([F.col(GROUP_VALUE)] if value else []))
+                                   key.alias(ID_KEY), *([F.col(GROUP_VALUE)] if value else []),
+                                   *([probe_u.alias(PROBE_U)] if probe_u is not None else []))
 
 
 def _require_text_in_every_file(df: DataFrame, dataset: DatasetConfig) -> None:
@@ -134,14 +145,37 @@ def _dataset_result(by_group: dict[int, BucketCounts], df: DataFrame, index: int
     return good or BucketCounts(np.zeros(features.num_buckets, dtype=np.int64), 0, 0, 0), bad
 
 
-def _fit_sample(spark: SparkSession, config: RunConfig, raw: DataFrame) -> tuple[Column | None, dict[str, Any]]:
-    """Which raw documents the fit counts (None: all), and how that was decided."""
+def _fit_budget(config: RunConfig) -> int | None:
+    """fit.num_tokens_to_fit in tokens (None: all)."""
     budget = config.fit.num_tokens_to_fit
     if budget == "all":
+        return None
+    return 100000 * config.features.num_buckets if budget == "auto" else budget
+
+
+def _fit_sample(spark: SparkSession, config: RunConfig, raw: DataFrame) -> tuple[Column | None, dict[str, Any]]:
+    """Which raw documents the fit counts (None: all), and how that was decided."""
+    budget = _fit_budget(config)
+    if budget is None:
         return None, {"fraction": 1.0}
-    budget = 100000 * config.features.num_buckets if budget == "auto" else budget
     return sample_for_fit(documents(raw), budget, config.fit.sample_seed,
                           max_chars=plain_text_bytes(spark, config.raw))
+
+
+# Raw text rarely holds more wordpunct tokens than this per byte of its JSON files (English prose about
+# 0.2, source code about 0.3): under it, raw is taken to be under the fit budget (see _probing).
+LIKELY_TOKENS_PER_BYTE = 0.5
+
+
+def _probing(spark: SparkSession, config: RunConfig) -> float | None:
+    """The probe's cap when raw is probably under the fit budget but its files' bytes cannot show it:
+    the count pass then featurizes all of raw and estimates its tokens itself, as sample_for_fit would,
+    instead of a pass for the estimate first (a second count pass follows only if raw is over the
+    budget after all). None: decide the sample first."""
+    budget, max_chars = _fit_budget(config), plain_text_bytes(spark, config.raw)
+    if budget is None or max_chars is None or max_chars <= budget or max_chars * LIKELY_TOKENS_PER_BYTE > budget:
+        return None
+    return probe_cap(max_chars)
 
 
 def _small_fit_sample(config: RunConfig, raw: BucketCounts, sample_info: dict[str, Any]) -> str | None:
@@ -155,17 +189,26 @@ def _small_fit_sample(config: RunConfig, raw: BucketCounts, sample_info: dict[st
 
 
 def _count_datasets(spark: SparkSession, config: RunConfig, datasets: list[DatasetConfig], frames: list[DataFrame],
-                    indices: list[int], keys: list[str]) -> dict[str, Any]:
+                    indices: list[int], keys: list[str],
+                    sample: tuple[Column | None, dict[str, Any]] | None = None) -> dict[str, Any]:
     """One pass over the datasets at ``indices`` (the raw dataset last, if among them): each one's bucket
     counts written with its record (stats, bad records, key, and for raw its fit sample, lengths, groups
-    and id check); returns what the pass featurized."""
+    and id check); returns what the pass featurized. ``sample``: raw's fit sample, already decided."""
     raw_index = len(datasets) - 1
     counts_raw = raw_index in indices
-    in_sample, sample_info = _fit_sample(spark, config, frames[raw_index]) if counts_raw else (None, {})
+    cap = _probing(spark, config) if counts_raw and sample is None else None
+    if sample is not None:
+        in_sample, sample_info = sample
+    elif counts_raw and cap is None:
+        in_sample, sample_info = _fit_sample(spark, config, frames[raw_index])
+    else:  # no raw, or raw probed in this pass
+        in_sample, sample_info = None, {}
+    u = fit_uniform(config.fit.sample_seed, F.col(ID))
     # With quotas and all of raw featurized, each raw document's group too (see _raw_groups).
     grouped = config.resample.group_col if counts_raw and in_sample is None and not config.chunking.tokens else None
     parts = [_grouped_rows(frames[i], i, in_sample if i == raw_index else None, i == raw_index,
-                           (F.col(grouped) if i == raw_index else F.lit(None)) if grouped else None)
+                           (F.col(grouped) if i == raw_index else F.lit(None)) if grouped else None,
+                           (u if i == raw_index else F.lit(None).cast("double")) if cap is not None else None)
              for i in indices]
     union = parts[0]
     for other in parts[1:]:
@@ -175,7 +218,16 @@ def _count_datasets(spark: SparkSession, config: RunConfig, datasets: list[Datas
     raw_groups = [_group(raw_index, kind) for kind in (GOOD, *OUT_OF_SAMPLE_KINDS)]
     counted = count_pass(union, config.features, F.col(GROUP), id_groups=raw_groups if counts_raw else [],
                          length_groups=[_group(raw_index, GOOD)] if counts_raw and in_sample is None else [],
-                         labels=F.col(GROUP_VALUE) if grouped else None)
+                         labels=F.col(GROUP_VALUE) if grouped else None,
+                         probe=(F.col(PROBE_U), [_group(raw_index, GOOD)], cap) if cap is not None else None)
+    if cap is not None:
+        sample_info = fit_sample_info(_fit_budget(config), *counted.probe, cap)
+        if sample_info is None or sample_info["fraction"] < 1.0:  # raw is over the budget after all
+            log.info("stage count: raw holds more than fit.num_tokens_to_fit tokens: counted again, its fit "
+                     "sample only")
+            sample = ((u < F.lit(sample_info["fraction"]), sample_info) if sample_info is not None
+                      else _fit_sample(spark, config, frames[raw_index]))
+            return _count_datasets(spark, config, datasets, frames, indices, keys, sample)
     results = {}
     for index in indices:
         dataset = datasets[index]
