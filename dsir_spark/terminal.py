@@ -72,11 +72,19 @@ def summary(records: dict[str, dict[str, Any]], report_path: str) -> str:
     rows = [("stage", "status", "seconds", "documents")]
     for name, record in records.items():
         documents = _documents(name, record)
-        rows.append((name, "skipped" if record.get("skipped") else "ran", f"{record.get('seconds', 0):.1f}",
+        rows.append((name, _status(record), f"{record.get('seconds', 0):.1f}",
                      f"{documents:,}" if documents is not None else ""))
     lines = text_table(rows, left=2)
     lines.extend(_headlines(records, report_path))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _status(record: dict[str, Any]) -> str:
+    """skipped, ran, or for a count stage that reused some datasets' counts: which it reused."""
+    if record.get("skipped"):
+        return "skipped"
+    reused = [name for name, how in (record.get("datasets") or {}).items() if how == "reused"]
+    return f"ran ({', '.join(reused)} reused)" if reused else "ran"
 
 
 def _documents(stage: str, record: dict[str, Any]) -> int | None:

@@ -57,6 +57,10 @@ def test_a_new_target_on_the_same_raw_counts_only_the_target_and_fits_a_fresh_ru
     assert records["count"]["datasets"] == {"toy_target_data": "reused", "toy_target_data_2": "counted",
                                             "raw": "reused"}
     assert featurized(records["count"]) == records["count"]["rows_in"] == len(read_jsonl(TARGET_WIKI))
+    from dsir_spark.terminal import summary
+
+    assert summary(records, "report.html").splitlines()[1].split()[:4] == ["count", "ran", "(toy_target_data,",
+                                                                           "raw"]
     assert not records["fit"]["skipped"] and not records["score"]["skipped"]  # the model changed: fit and score rerun
 
     fresh = run(spark, config_for(tmp_path / "fresh", raw_path, str(TARGET_C), str(TARGET_WIKI)))
