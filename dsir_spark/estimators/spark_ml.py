@@ -28,7 +28,7 @@ from dsir_spark.estimators.base import ImportanceModel
 from dsir_spark.estimators.classifier import fit_logistic
 from dsir_spark.estimators.ngram_ratio import fit_model
 from dsir_spark.estimators.registry import load_model
-from dsir_spark.featurizer.counts import bucket_counts, sample_for_fit
+from dsir_spark.featurizer.counts import bucket_counts, fit_budget_tokens, sample_for_fit
 from dsir_spark.featurizer.features import make_featurizer, requested_implementation
 from dsir_spark.featurizer.lengths import NONE, POISSON, correct, corrected_column
 
@@ -176,8 +176,8 @@ class ImportanceWeighting(Estimator, _Columns, MLReadable, MLWritable):
         raw_documents = documents.where(~F.col("__target")).drop("__target")
         target_documents = documents.where(F.col("__target")).select(TEXT)
         fitted_raw = raw_documents
-        if budget != "all":  # the count stage's fit sample: documents whose hash of (seed, id) is small
-            tokens = 100_000 * features.num_buckets if budget == "auto" else int(budget)
+        tokens = fit_budget_tokens(budget, features.num_buckets)
+        if tokens is not None:  # the count stage's fit sample: documents whose hash of (seed, id) is small
             condition, _ = sample_for_fit(raw_documents, tokens, self.getOrDefault(self.sampleSeed))
             fitted_raw = raw_documents if condition is None else raw_documents.where(condition)
         raw = bucket_counts(fitted_raw.select(TEXT), features)

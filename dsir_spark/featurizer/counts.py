@@ -7,9 +7,10 @@ counts by bucket; the driver receives at most num_buckets + 3 rows, never per-do
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -125,6 +126,18 @@ def _length_rows(lengths: dict[int, int]) -> pa.RecordBatch:
         names=["grp", BUCKET, COUNT, NGRAM])
 
 
+Probed = tuple[np.ndarray, np.ndarray, np.ndarray]  # (u, tokens, characters) of the probed documents
+
+
+def _probe_tally(chars: np.ndarray, u: np.ndarray, cap: float,
+                 tokens_of: Callable[[np.ndarray], np.ndarray]) -> tuple[int, Probed]:
+    """One batch's part of the fit sample's estimate (see sample_for_fit): the characters of its documents,
+    and (u, tokens, characters) of those whose uniform ``u`` is under ``cap`` (``tokens_of``: the tokens of
+    the documents a mask picks)."""
+    under = u < cap
+    return int(chars.sum()), (u[under], np.asarray(tokens_of(under), dtype=np.int64), chars[under])
+
+
 def _probe_rows(batch: pa.RecordBatch, groups: np.ndarray, num_tokens: np.ndarray,
                 probe: tuple[frozenset[int], float]) -> tuple[int, pa.RecordBatch | None]:
     """The characters of the probe groups' documents in a batch, and one (PROBE, characters, tokens, u)
@@ -135,14 +148,12 @@ def _probe_rows(batch: pa.RecordBatch, groups: np.ndarray, num_tokens: np.ndarra
         return 0, None
     chars = pc.utf8_length(batch.column(TEXT)).fill_null(0).to_numpy(zero_copy_only=False)[mine].astype(np.int64)
     u = batch.column(PROBE_U).to_numpy(zero_copy_only=False)[mine]
-    under = u < cap
-    rows = None
-    if under.any():
-        rows = pa.RecordBatch.from_arrays(
-            [pa.array(np.full(int(under.sum()), PROBE, dtype=np.int32)), pa.array(chars[under].astype(np.int32)),
-             pa.array(num_tokens[mine][under].astype(np.int64)), pa.array([repr(float(x)) for x in u[under]])],
-            names=["grp", BUCKET, COUNT, NGRAM])
-    return int(chars.sum()), rows
+    total, (u, tokens, chars) = _probe_tally(chars, u, cap, lambda under: num_tokens[mine][under])
+    if not len(u):
+        return total, None
+    return total, pa.RecordBatch.from_arrays(
+        [pa.array(np.full(len(u), PROBE, dtype=np.int32)), pa.array(chars.astype(np.int32)), pa.array(tokens),
+         pa.array([repr(float(x)) for x in u])], names=["grp", BUCKET, COUNT, NGRAM])
 
 
 def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[int, frozenset[int] | None],
@@ -363,6 +374,11 @@ def _token_totals(documents: DataFrame) -> tuple[int, int]:
     return int(row["tokens"] or 0), int(row["chars"] or 0)
 
 
+def _token_counts_of(featurizer, texts: pa.Array, picked: np.ndarray) -> np.ndarray:
+    """The tokens of the texts a mask picks."""
+    return featurizer.token_counts(texts.filter(pa.array(picked)).to_pylist())
+
+
 def _characters_and_probe(documents: DataFrame, u: Column, cap: float) -> tuple[int, list[tuple[float, int, int]]]:
     """One pass: the characters of every document, and (u, tokens, characters) of each document whose
     ``u`` is under ``cap`` (the only texts sent to Python)."""
@@ -372,18 +388,19 @@ def _characters_and_probe(documents: DataFrame, u: Column, cap: float) -> tuple[
         featurizer = make_featurizer(FeatureConfig(), implementation)  # tokens only: any config will do
         total = 0
         for batch in batches:
-            total += int(pc.sum(batch.column("length")).as_py() or 0)
-            probe = batch.filter(pc.is_valid(batch.column(TEXT)))
-            if probe.num_rows:
-                texts = probe.column(TEXT)
-                yield pa.RecordBatch.from_arrays(
-                    [probe.column("u"), pa.array(featurizer.token_counts(texts.to_pylist()), pa.int64()),
-                     pc.cast(pc.utf8_length(texts), pa.int64())], names=["u", "tokens", "chars"])
+            part, (u_under, tokens, chars) = _probe_tally(
+                batch.column("length").to_numpy(zero_copy_only=False), batch.column("u").to_numpy(zero_copy_only=False),
+                cap, partial(_token_counts_of, featurizer, batch.column(TEXT)))
+            total += part
+            if len(u_under):
+                yield pa.RecordBatch.from_arrays([pa.array(u_under), pa.array(tokens), pa.array(chars)],
+                                                 names=["u", "tokens", "chars"])
         yield pa.RecordBatch.from_arrays([pa.array([None], pa.float64()), pa.array([0], pa.int64()),
                                           pa.array([total], pa.int64())], names=["u", "tokens", "chars"])
 
-    rows = documents.select(F.length(TEXT).cast("long").alias("length"), u.alias("u"),
-                            F.when(u < F.lit(cap), F.col(TEXT)).alias(TEXT)).mapInArrow(
+    # Only the texts under the cap are sent to Python; a null text counts as an empty one.
+    rows = documents.select(F.coalesce(F.length(TEXT), F.lit(0)).cast("long").alias("length"), u.alias("u"),
+                            F.when(u < F.lit(cap), F.coalesce(F.col(TEXT), F.lit(""))).alias(TEXT)).mapInArrow(
         tally, "u double, tokens long, chars long").collect()
     total = sum(row["chars"] for row in rows if row["u"] is None)
     return total, [(row["u"], row["tokens"], row["chars"]) for row in rows if row["u"] is not None]
@@ -412,6 +429,16 @@ def _fraction_info(num_tokens: int, chars: int, probe_tokens: int, probe_chars: 
     estimated = chars * tokens_per_char
     fraction = min(1.0, num_tokens / estimated) if estimated else 1.0
     return {"fraction": fraction, "estimated_tokens": int(estimated), "characters": int(chars)}
+
+
+AUTO_TOKENS_PER_BUCKET = 100_000  # fit.num_tokens_to_fit: auto
+
+
+def fit_budget_tokens(num_tokens_to_fit: int | str, num_buckets: int) -> int | None:
+    """fit.num_tokens_to_fit in tokens: None for all, auto = 100,000 x num_buckets."""
+    if num_tokens_to_fit == "all":
+        return None
+    return AUTO_TOKENS_PER_BUCKET * num_buckets if num_tokens_to_fit == "auto" else int(num_tokens_to_fit)
 
 
 def fit_uniform(seed: int, id_col: Column) -> Column:

@@ -19,6 +19,7 @@ from dsir_spark.featurizer.counts import (
     PROBE_U,
     BucketCounts,
     count_pass,
+    fit_budget_tokens,
     fit_sample_info,
     fit_uniform,
     probe_cap,
@@ -53,7 +54,7 @@ from dsir_spark.storage.io import (
     plain_text_bytes,
     rows,
 )
-from dsir_spark.storage.records import read_json, read_table
+from dsir_spark.storage.records import read_json, table_exists
 
 log = logging.getLogger("dsir_spark")
 
@@ -147,10 +148,7 @@ def _dataset_result(by_group: dict[int, BucketCounts], df: DataFrame, index: int
 
 def _fit_budget(config: RunConfig) -> int | None:
     """fit.num_tokens_to_fit in tokens (None: all)."""
-    budget = config.fit.num_tokens_to_fit
-    if budget == "all":
-        return None
-    return 100000 * config.features.num_buckets if budget == "auto" else budget
+    return fit_budget_tokens(config.fit.num_tokens_to_fit, config.features.num_buckets)
 
 
 def _fit_sample(spark: SparkSession, config: RunConfig, raw: DataFrame) -> tuple[Column | None, dict[str, Any]]:
@@ -276,7 +274,7 @@ def _count_datasets(spark: SparkSession, config: RunConfig, datasets: list[Datas
 def _stored_counts(spark: SparkSession, config: RunConfig, dataset: DatasetConfig, key: str) -> dict[str, Any] | None:
     """A dataset's count record when its counts were made from the same files and settings (``key``)."""
     record = read_json(spark, f"{counts_path(config, dataset)}.json")
-    if record is None or record.get("key") != key or read_table(spark, counts_path(config, dataset)) is None:
+    if record is None or record.get("key") != key or not table_exists(spark, counts_path(config, dataset)):
         return None
     return record
 

@@ -58,12 +58,17 @@ def _group_column(groups: int):
     return F.pmod(F.crc32(F.col(FILE)), F.lit(groups)).cast("int")
 
 
-def group_keys(files: list[tuple[str, int, int]], groups: int) -> dict[str, str]:
-    """Each group's fingerprint: a hash of its files' paths, sizes and modification times."""
+def _members(files: list[tuple[str, int, int]], groups: int) -> dict[int, list[tuple[str, int, int]]]:
+    """The files (path, bytes, mtime) of each group that holds any."""
     members: dict[int, list[tuple[str, int, int]]] = {}
     for file in files:
         members.setdefault(group_of(file[0], groups), []).append(file)
-    return {str(g): hashlib.sha256(json.dumps(sorted(m)).encode()).hexdigest()[:16] for g, m in members.items()}
+    return members
+
+
+def _group_key(files: list[tuple[str, int, int]]) -> str:
+    """A group's fingerprint: a hash of its files' paths, sizes and modification times."""
+    return hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()[:16]
 
 
 def compacted(spark: SparkSession, folder: str, frame: DataFrame, settings: dict[str, Any],
@@ -78,7 +83,8 @@ def compacted(spark: SparkSession, folder: str, frame: DataFrame, settings: dict
     partial = (record.get("settings") == settings and wanted / 2 <= record.get("groups", 0) <= wanted * 2
                and all(plain_uri(path) for path, _, _ in files))
     groups = record["groups"] if partial else wanted
-    keys = group_keys(files, groups)
+    members = _members(files, groups)
+    keys = {str(group): _group_key(member_files) for group, member_files in members.items()}
     kept = {g: k for g, k in record.get("group_keys", {}).items() if partial and keys.get(g) == k}
     changed = sorted(int(g) for g in keys if g not in kept)
     if changed or not partial:
@@ -93,7 +99,7 @@ def compacted(spark: SparkSession, folder: str, frame: DataFrame, settings: dict
         overwrite(rows).partitionBy(GROUP).option("partitionOverwriteMode", mode).parquet(folder)
         write_json(spark, f"{folder}/{_RECORD}", {"settings": settings, "groups": groups, "group_keys": keys,
                                                   "files": len(files)})
-        copied = sum(group_of(path, groups) in set(changed) for path, _, _ in files)
+        copied = sum(len(members[group]) for group in changed)
         log.info("dataset %s: %s of %s small files (%.1f MB in all) copied into %d of the snapshot's %d groups "
                  "in %s (%.1f s)", settings["dataset"]["name"], f"{copied:,}", f"{len(files):,}", input_bytes / 1e6,
                  len(changed), groups, folder, time.time() - started)
@@ -103,5 +109,5 @@ def compacted(spark: SparkSession, folder: str, frame: DataFrame, settings: dict
         return frame
     # Groups of files no longer there (or now empty) may remain on disk: read only the current ones
     # that hold bytes (partition pruning).
-    current = sorted({group_of(path, groups) for path, size, _ in files if size})
+    current = sorted(group for group, member_files in members.items() if any(size for _, size, _ in member_files))
     return snapshot.where(F.col(GROUP).isin(current)).drop(GROUP)

@@ -150,6 +150,18 @@ def write_table(spark: SparkSession, path: str, table: pd.DataFrame) -> None:
     overwrite(spark.createDataFrame(table).coalesce(1)).parquet(path)
 
 
+def table_exists(spark: SparkSession, path: str) -> bool:
+    """Whether a table written by ``write_table`` is at ``path`` (read: a listing, or one footer)."""
+    folder = direct_path(spark, path)
+    if folder is not None:
+        return bool(_visible(folder))
+    try:
+        _ = spark.read.parquet(path).schema
+    except AnalysisException:
+        return False
+    return True
+
+
 def read_table(spark: SparkSession, path: str) -> pd.DataFrame | None:
     """A small Parquet table written by ``write_table`` (or by Spark), or None when there is none."""
     folder = direct_path(spark, path)
