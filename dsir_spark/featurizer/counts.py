@@ -51,6 +51,7 @@ LENGTHS = -4_000_000
 # the column holding each document's uniform.
 PROBE, _PROBE_TOTAL = -5_000_000, -1
 PROBE_U = "__dsir_probe_u"
+STRING_ROW = "__dsir_string_row"  # count_pass(string_rows=...): whether a row's n-gram strings are tallied
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,8 @@ def _probe_rows(batch: pa.RecordBatch, groups: np.ndarray, num_tokens: np.ndarra
 
 def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[int, frozenset[int] | None],
                     string_chars: int, strings_only: frozenset[int], id_groups: frozenset[int], labelled: bool,
-                    length_groups: frozenset[int], probe: tuple[frozenset[int], float] | None = None):
+                    length_groups: frozenset[int], probe: tuple[frozenset[int], float] | None = None,
+                    string_rows: bool = False):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = make_featurizer(config, implementation)
         compiled = int(featurizer.name == "compiled")
@@ -202,8 +204,10 @@ def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[in
                     probe_chars += chars
                     if probed is not None:
                         yield probed
+            picked = (pc.fill_null(batch.column(STRING_ROW), False).to_numpy(zero_copy_only=False)
+                      if string_rows and tallies else True)
             for group, tally in tallies.items():
-                for d in np.flatnonzero(groups == group) if not tally.full else ():
+                for d in np.flatnonzero((groups == group) & picked) if not tally.full else ():
                     tally.add(batch.column(TEXT)[int(d)].as_py())
         for group, total in totals.items():
             nonzero = np.flatnonzero(total[_TOTALS:])
@@ -268,12 +272,13 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
                strings: Mapping[int, Iterable[int] | None] | None = None, string_chars: int = STRING_SAMPLE_CHARS,
                strings_only: Iterable[int] = (), per_bucket: int = STRINGS_PER_BUCKET,
                id_groups: Iterable[int] = (), labels: Column | None = None,
-               length_groups: Iterable[int] = (), probe: tuple[Column, Iterable[int], float] | None = None
-               ) -> CountPass:
+               length_groups: Iterable[int] = (), probe: tuple[Column, Iterable[int], float] | None = None,
+               string_rows: Column | None = None) -> CountPass:
     """Counts per value of an integer ``group`` expression in one pass over ``documents`` (``text``).
     With ``strings`` (group -> buckets, None: all), the n-gram strings behind those buckets too, from at
-    most ``string_chars`` characters of each such group's text per task (see ngrams.NgramTally);
-    documents of ``strings_only`` groups give strings and are not counted. With ``id_groups``, the null
+    most ``string_chars`` characters of each such group's text per task (see ngrams.NgramTally), of the
+    rows ``string_rows`` (a boolean) picks if given: a sample whose size does not grow with the number of
+    tasks; documents of ``strings_only`` groups give strings and are not counted. With ``id_groups``, the null
     and duplicated ids (``ID_KEY``, a string) of those groups' rows. With ``labels``, every row's label
     (as a string; rows of every group, ``strings_only`` ones too) is tallied per group.
     With ``probe`` (a uniform per row, groups, cap), the fit sample's estimate from the same pass: the
@@ -287,6 +292,8 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
     columns = [TEXT, group.cast("int").alias(GROUP)] + ([F.col(ID_KEY).cast("string")] if checked else [])
     if labels is not None:
         columns.append(labels.cast("string").alias(LABEL))
+    if string_rows is not None:
+        columns.append(string_rows.cast("boolean").alias(STRING_ROW))
     probing = None
     if probe is not None:
         columns.append(probe[0].cast("double").alias(PROBE_U))
@@ -294,7 +301,7 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
     partials = documents.select(*columns).mapInArrow(
         _partial_counts(config, requested_implementation(), wanted, string_chars,
                         frozenset(int(g) for g in strings_only), checked, labels is not None,
-                        frozenset(int(g) for g in length_groups), probing), _PARTIAL_SCHEMA
+                        frozenset(int(g) for g in length_groups), probing, string_rows is not None), _PARTIAL_SCHEMA
     )
     totals = partials.groupBy("grp", BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
     is_strings, is_ids = F.col("grp") == F.lit(STRINGS), F.col("grp") == F.lit(IDS)

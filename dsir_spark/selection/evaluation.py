@@ -26,6 +26,7 @@ from dsir_spark.columns import ID, NUM_TOKENS, TEXT
 from dsir_spark.estimators.ngram_ratio import EPS
 from dsir_spark.featurizer.counts import BucketCounts, count_pass
 from dsir_spark.featurizer.ngrams import pulling_buckets, strings_by_bucket
+from dsir_spark.randomness import uniform
 from dsir_spark.selection.resampling import Quota, check_selectable, select
 
 log = logging.getLogger("dsir_spark")
@@ -105,6 +106,12 @@ def _histograms(scores: DataFrame, selection: DataFrame, specs: Sequence[_Histog
 
 
 PULLING = 30
+# The report joins raw with the documents its selections hold by broadcasting them while there are at
+# most this many (a few tens of MB); a larger selection is joined by a shuffle.
+BROADCAST_HELD = 3_000_000
+# The n-gram strings of the buckets that pull away from the target come from about this many of the
+# random baseline's documents, a seeded sample whatever the selection's size (or the tasks' number).
+STRING_DOCUMENTS = 1000
 # The group of the targets' documents in the report's counting pass: they give n-gram strings only; and
 # of the raw documents no selection holds, read for their labels only.
 _TARGET_TEXTS = -1
@@ -218,6 +225,8 @@ def build_report(
         part = frame.select(ID, ((target + F.lit(1)) * F.lit(base ** index)).alias("__code"))
         tagged = part if tagged is None else tagged.unionByName(part)
     held = tagged.groupBy(ID).agg(F.sum("__code").cast("int").alias("__group"))
+    if 3 * k <= BROADCAST_HELD:  # sent to every task: raw is joined where it is read, never shuffled
+        held = F.broadcast(held)
     # With labels, every raw row is read for its label (the text only of those a selection holds); the
     # rows to fetch come from the same pass (kept until both have read them).
     label = ["__label"] if label_col else []
@@ -229,8 +238,10 @@ def build_report(
         keep = F.col("__group").isNotNull() | fetching
         read = (read.select(ID, F.when(keep, F.col(TEXT)).alias(TEXT), "__group", *label) if label_col
                 else read.where(keep)).persist()
+    string_row = uniform(seed, F.col(ID), "report-strings") < F.lit(min(1.0, STRING_DOCUMENTS / k))
     documents = read.select(F.when(F.col("__group").isNotNull(), F.col(TEXT)).alias(TEXT),
-                            F.coalesce(F.col("__group"), F.lit(_HELD_BY_NONE)).alias("__group"), *label)
+                            F.coalesce(F.col("__group"), F.lit(_HELD_BY_NONE)).alias("__group"), *label,
+                            string_row.alias("__strings"))
     raw_probs = raw_counts.probabilities()
     target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
     strings: dict[int, list[int]] = {}
@@ -240,10 +251,12 @@ def build_report(
         strings = {code: away for code in range(base ** len(SELECTIONS)) if _holder(code, random_index, base)}
         if target_texts is not None:
             strings[_TARGET_TEXTS] = pulling_buckets(bucket_weights, target_probs, PULLING, toward=True)
-            documents = documents.unionByName(target_texts.select(TEXT, F.lit(_TARGET_TEXTS).alias("__group")),
+            documents = documents.unionByName(target_texts.select(TEXT, F.lit(_TARGET_TEXTS).alias("__group"),
+                                                                  F.lit(True).alias("__strings")),
                                               allowMissingColumns=True)
     counted = count_pass(documents, features, F.col("__group"), strings=strings,
-                         strings_only=[_TARGET_TEXTS, _HELD_BY_NONE], labels=F.col("__label") if label_col else None)
+                         strings_only=[_TARGET_TEXTS, _HELD_BY_NONE], labels=F.col("__label") if label_col else None,
+                         string_rows=F.col("__strings"))
     fetched = []
     if fetch_ids:
         label_value = [F.col("__label").cast("string").alias("label")] if label_col else []
