@@ -81,6 +81,17 @@ def test_strings_only_documents_name_their_buckets_and_are_not_counted(spark):
     assert set(counted.strings["bucket"]) == {gamma} and "gamma" in set(counted.strings["ngram"])
 
 
+def test_strings_come_only_from_the_rows_string_rows_picks_and_counts_stay_exact(spark):
+    """The report names buckets from a seeded sample of documents: rows not picked give no strings,
+    however many tasks there are, and every row is still counted."""
+    rows = [(f"alpha{i} beta{i}", i % 2 == 0) for i in range(40)]
+    documents = spark.createDataFrame(rows, "text string, picked boolean").repartition(8)
+    counted = count_pass(documents, FeatureConfig(), F.lit(0), strings={0: None}, string_rows=F.col("picked"))
+    words = {word for ngram in counted.strings["ngram"] for word in ngram.split()}
+    assert words == {f"{name}{i}" for i in range(0, 40, 2) for name in ("alpha", "beta")}
+    assert counted.counts[0].documents == 40 and counted.counts[0].tokens == 80
+
+
 def test_labels_are_tallied_per_group_for_every_row_as_text(spark):
     """Every row's label counts in its group, strings_only rows and texts that are null too; a label
     that is not a string is counted as Spark writes it (true, not True), a null label as None."""
