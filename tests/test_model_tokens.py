@@ -17,7 +17,9 @@ from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl, write_jsonl
 from dsir_spark.config import ConfigError, TokensConfig, config_from_dict
 from dsir_spark.featurizer.model_tokens import load_model_tokenizer
 from dsir_spark.pipeline import run_pipeline
+from dsir_spark.run.directory import read_record, stage_dir
 from dsir_spark.run.scores import open_scores
+from dsir_spark.run.status import run_status
 from dsir_spark.selection.resampling import gumbel_keys
 from dsir_spark.selection.shards import ShardError, read_megatron_index, verify
 
@@ -140,6 +142,27 @@ def test_a_document_count_selection_reports_model_tokens(spark, corpus):
     encoded = load_model_tokenizer(spark, config.tokens).encode([texts[i] for i in selection["id"]])
     assert list(selection["num_tokens"]) == [len(ids) for ids in encoded]
     assert records["resample"]["tokens_selected"] == sum(len(ids) for ids in encoded)
+
+
+def test_a_tokenizer_replaced_in_place_selects_again_in_its_own_tokens(spark, corpus, tmp_path):
+    root, raw, tokenizer, texts = corpus
+    path = tmp_path / "tokenizer.json"
+    shutil.copy(tokenizer, path)
+    config = config_from_dict(_config(root, raw, str(path), "replaced", num_tokens_to_sample=6000))
+    run_pipeline(spark, config)
+    before = read_record(spark, stage_dir(config, "resample"))
+    train_tokenizer(path, list(texts.values()), vocab_size=400)  # the same path, other tokens
+    redo = run_status(config)["would_redo"]  # seen without Spark, before any run
+    assert [item["stage"] for item in redo] == ["resample"] and "tokens.file" in redo[0]["why"], redo
+    run_pipeline(spark, config)
+    after = read_record(spark, stage_dir(config, "resample"))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert after["model_tokens"]["tokenizer"]["sha256"] == sha != before["model_tokens"]["tokenizer"]["sha256"]
+    assert after["model_tokens"]["tokenizer"]["vocab_size"] == 400
+    expected, used = brute_force(spark, config, texts, 6000)  # the budget in the new tokenizer's tokens
+    assert sorted(_selected(root, "replaced")["id"]) == sorted(expected)
+    assert after["tokens_selected"] == used
+    assert run_status(config)["would_redo"] == []
 
 
 def test_a_tokenizer_setting_that_cannot_work_is_refused(corpus, tmp_path):

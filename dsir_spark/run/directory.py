@@ -318,10 +318,18 @@ _NEWER_FIT = ("estimator", "negatives", "positives", "regularization", "held_out
 _NEWER_RESAMPLE = ("num_tokens_to_sample", "temperature", "shards", "group_col", "max_share", "group_caps")
 
 
-def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]:
+def tokenizer_file(spark: SparkSession | None, config: RunConfig) -> list[list[Any]] | None:
+    """tokens.tokenizer's (path, bytes, modification time), from the run's one listing (None: no
+    tokenizer). Without a session only a local file can be listed (``NeedsSession`` otherwise)."""
+    path = config.tokens.tokenizer
+    return None if path is None else [list(entry) for entry in list_files(spark, path)]
+
+
+def stage_settings(config: RunConfig, stage: str, inputs: str, spark: SparkSession | None = None) -> dict[str, Any]:
     """The settings a stage's output depends on, with the ``input_fingerprint``: each stage's include the
     earlier stages', so a change reruns everything after it. Plain JSON types, so a stored record
-    compares equal."""
+    compares equal. The resample and report stages count the trainer's tokens: theirs hold
+    tokens.tokenizer's settings and file (a tokenizer replaced in place selects again)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
     fit = asdict(config.fit)
@@ -346,6 +354,8 @@ def stage_settings(config: RunConfig, stage: str, inputs: str) -> dict[str, Any]
         # overwrite says what may be replaced, not what is selected
         resample = {k: v for k, v in asdict(config.resample).items() if k != "overwrite"}
         settings["resample"] = _without_defaults(resample, ResampleConfig(), _NEWER_RESAMPLE)
+    if stage in ("resample", "report") and config.tokens.tokenizer is not None:
+        settings["tokens"] = {**asdict(config.tokens), "file": tokenizer_file(spark, config)}
     if stage == "report":
         settings["report"] = asdict(config.report)
     return json.loads(json.dumps(settings))
@@ -386,7 +396,7 @@ def write_record(spark: SparkSession, folder: str, record: dict[str, Any]) -> No
 def complete_record(spark: SparkSession, config: RunConfig, stage: str, inputs: str) -> dict[str, Any] | None:
     """The record of ``stage`` if it finished with the settings of ``config`` on the same input files."""
     record = read_record(spark, stage_dir(config, stage))
-    if record is None or record.get("fingerprint") != fingerprint(stage_settings(config, stage, inputs)):
+    if record is None or record.get("fingerprint") != fingerprint(stage_settings(config, stage, inputs, spark)):
         return None
     return record
 
@@ -403,7 +413,7 @@ def require_stage(spark: SparkSession, config: RunConfig, stage: str, inputs: st
     record = read_record(spark, folder)
     if record is None:
         raise StageOrderError(f"the {stage} stage has no complete output in {folder}; run it first")
-    expected = stage_settings(config, stage, inputs)
+    expected = stage_settings(config, stage, inputs, spark)
     if record["fingerprint"] != fingerprint(expected):
         if record["settings"].get("inputs") != inputs:
             raise StageOrderError(

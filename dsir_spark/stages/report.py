@@ -207,4 +207,4 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             write_manifest(out_dir, {**manifest, "report": {"kl_reduction": report["kl_reduction"]}})
         return {"rows_in": report["documents"]["raw"], "rows_out": 1, "report": report}
 
-    return run_stage(spark, "report", folder, stage_settings(config, "report", inputs), work, force)
+    return run_stage(spark, "report", folder, stage_settings(config, "report", inputs, spark), work, force)

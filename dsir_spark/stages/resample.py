@@ -142,7 +142,7 @@ def publish_shards(spark: SparkSession, config: RunConfig, summary: dict[str, An
     manifest = {
         "files": files, "totals": totals, "format": file_format, "shards": asdict(settings.shards),
         "plan": plan, "selection": {
-            "fingerprint": fingerprint(stage_settings(config, "resample", inputs)),
+            "fingerprint": fingerprint(stage_settings(config, "resample", inputs, spark)),
             "settings": json.loads(json.dumps(asdict(settings))), "seed": settings.seed,
             "num_to_sample": settings.num_to_sample, "num_tokens_to_sample": settings.num_tokens_to_sample,
             "min_log_weight": settings.min_log_weight,
@@ -351,4 +351,4 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
                 "chunks": is_chunked(scores), "rows_in": summary["documents"], "rows_out": written, **extra,
                 **({"null_groups": null_groups} if null_groups is not None else {})}
 
-    return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample", inputs), work, force)
+    return run_stage(spark, "resample", selection_dir, stage_settings(config, "resample", inputs, spark), work, force)
