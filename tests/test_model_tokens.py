@@ -153,7 +153,7 @@ def test_a_tokenizer_replaced_in_place_selects_again_in_its_own_tokens(spark, co
     before = read_record(spark, stage_dir(config, "resample"))
     train_tokenizer(path, list(texts.values()), vocab_size=400)  # the same path, other tokens
     redo = run_status(config)["would_redo"]  # seen without Spark, before any run
-    assert [item["stage"] for item in redo] == ["resample"] and "tokens.file" in redo[0]["why"], redo
+    assert [item["stage"] for item in redo] == ["resample"] and "tokenizer_file" in redo[0]["why"], redo
     run_pipeline(spark, config)
     after = read_record(spark, stage_dir(config, "resample"))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()

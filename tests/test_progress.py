@@ -19,9 +19,10 @@ from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
 from dsir_spark.cli import main
 from dsir_spark.config import config_from_dict
 from dsir_spark.pipeline import run_pipeline
-from dsir_spark.run.directory import stage_dir, write_record
+from dsir_spark.run.directory import stage_dir, stage_settings, write_record
 from dsir_spark.run.lease import held
 from dsir_spark.runtime.progress import Snapshot, describe
+from dsir_spark.storage.records import NeedsSession
 
 REPO = Path(__file__).resolve().parents[1]
 COPIES = 12  # 12 files of 1,000 documents: a count and a score stage of several tasks, a few seconds each
@@ -188,6 +189,14 @@ def test_status_of_a_running_run_names_the_lease_holder(spark, finished, capsys,
     code, out = _status(path, capsys)
     assert code == 4 and "score     interrupted" in out and "  score: it did not finish" in out, out
     run_pipeline(spark, config)  # back to finished for the other tests
+
+
+def test_status_takes_a_remote_models_identity_from_the_stage_record(finished):
+    config = config_from_dict({**finished[1], "fit": {"model": "s3a://bucket/run/model"}})
+    with pytest.raises(NeedsSession):  # a run reads its model.json through Spark; status has no session
+        stage_settings(config, "score", "inputs")
+    recorded = {"model": {"path": "s3a://bucket/run/model", "model_json_sha256": "0" * 64}}
+    assert stage_settings(config, "score", "inputs", recorded=recorded)["model"] == recorded["model"]
 
 
 def test_status_of_an_empty_run_directory(finished, capsys, tmp_path):

@@ -100,15 +100,13 @@ def require_model(spark: SparkSession, config: RunConfig) -> dict[str, Any]:
     return meta
 
 
-def model_identity(config: RunConfig) -> dict[str, Any] | None:
+def model_identity(config: RunConfig, spark: SparkSession | None = None) -> dict[str, Any] | None:
     """What a model from elsewhere is, for the fingerprints: its path and the sha256 of its model.json
-    where the driver reads it (a model refitted in place makes the stages after it stale)."""
+    (read through Spark where it is remote): a model refitted in place makes the stages after it stale.
+    Without a session only a local model.json can be read (``NeedsSession`` otherwise)."""
     if not config.fit.model:
         return None
-    try:
-        meta = read_json(None, f"{config.fit.model.rstrip('/')}/model.json")
-    except NeedsSession:  # remote: the path alone
-        meta = None
+    meta = read_json(spark, f"{config.fit.model.rstrip('/')}/model.json")
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode("utf-8")).hexdigest() if meta else None
     return {"path": config.fit.model, "model_json_sha256": digest}
 
@@ -325,11 +323,25 @@ def tokenizer_file(spark: SparkSession | None, config: RunConfig) -> list[list[A
     return None if path is None else [list(entry) for entry in list_files(spark, path)]
 
 
-def stage_settings(config: RunConfig, stage: str, inputs: str, spark: SparkSession | None = None) -> dict[str, Any]:
+def _read_or_recorded(read, recorded: dict[str, Any] | None, key: str) -> Any:
+    """``read()``; where the driver has no session to read a remote file with (dsir-spark status), what
+    the ``recorded`` settings hold under ``key``, as remote input files are taken to be unchanged."""
+    try:
+        return read()
+    except NeedsSession:
+        if recorded is None:
+            raise
+        return recorded.get(key)
+
+
+def stage_settings(config: RunConfig, stage: str, inputs: str, spark: SparkSession | None = None,
+                   recorded: dict[str, Any] | None = None) -> dict[str, Any]:
     """The settings a stage's output depends on, with the ``input_fingerprint``: each stage's include the
     earlier stages', so a change reruns everything after it. Plain JSON types, so a stored record
     compares equal. The resample and report stages count the trainer's tokens: theirs hold
-    tokens.tokenizer's settings and file (a tokenizer replaced in place selects again)."""
+    tokens.tokenizer's settings and file (a tokenizer replaced in place selects again). ``recorded``: a
+    record's settings, standing in for the model and tokenizer files a driver without a session cannot
+    read."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
     fit = asdict(config.fit)
@@ -343,7 +355,7 @@ def stage_settings(config: RunConfig, stage: str, inputs: str, spark: SparkSessi
     if stage in ("fit", "score", "resample"):
         settings["fit"] = _without_defaults(fit, FitConfig(), _NEWER_FIT)
     if stage in ("score", "resample", "report") and config.fit.model:
-        settings["model"] = model_identity(config)
+        settings["model"] = _read_or_recorded(lambda: model_identity(config, spark), recorded, "model")
     if stage in ("score", "resample", "report"):
         # Only what differs from the defaults: records written before a setting existed stay valid.
         for name, section, default in (("score", config.score, ScoreConfig()),
@@ -355,7 +367,9 @@ def stage_settings(config: RunConfig, stage: str, inputs: str, spark: SparkSessi
         resample = {k: v for k, v in asdict(config.resample).items() if k != "overwrite"}
         settings["resample"] = _without_defaults(resample, ResampleConfig(), _NEWER_RESAMPLE)
     if stage in ("resample", "report") and config.tokens.tokenizer is not None:
-        settings["tokens"] = {**asdict(config.tokens), "file": tokenizer_file(spark, config)}
+        settings["tokens"] = asdict(config.tokens)
+        settings["tokenizer_file"] = _read_or_recorded(lambda: tokenizer_file(spark, config), recorded,
+                                                       "tokenizer_file")
     if stage == "report":
         settings["report"] = asdict(config.report)
     return json.loads(json.dumps(settings))

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import asdict, replace
 from typing import Any
 
-from dsir_spark.config import RunConfig, TokensConfig
+from dsir_spark.config import RunConfig
 from dsir_spark.run.directory import (
     RECORD,
     describe_difference,
@@ -56,16 +55,6 @@ def _why_stale(record: dict[str, Any], settings: dict[str, Any]) -> str:
     return f"a setting changed: {describe_difference(old, settings)}"
 
 
-def _current_settings(config: RunConfig, stage: str, inputs: str, recorded: dict[str, Any]) -> dict[str, Any]:
-    """The stage's settings now; a remote tokenizer.json, which only a run lists, is taken to be the file
-    the record names (as remote input files are)."""
-    try:
-        return stage_settings(config, stage, inputs)
-    except NeedsSession:
-        settings = stage_settings(replace(config, tokens=TokensConfig()), stage, inputs)
-        return {**settings, "tokens": {**asdict(config.tokens), "file": (recorded.get("tokens") or {}).get("file")}}
-
-
 def run_status(config: RunConfig) -> dict[str, Any]:
     """Each stage's state, what a run would redo, and the lease; ``complete`` when nothing is left to do."""
     try:
@@ -91,8 +80,8 @@ def run_status(config: RunConfig) -> dict[str, Any]:
             why = "it did not finish" if entry["state"] == "interrupted" else "it is running now"
         else:
             entry.update({key: raw.get(key) for key in ("finished_at", "seconds", "rows_in", "rows_out")})
-            settings = _current_settings(config, stage, inputs if inputs is not None else raw["settings"]["inputs"],
-                                         raw["settings"]) if isinstance(raw.get("settings"), dict) else None
+            settings = stage_settings(config, stage, inputs if inputs is not None else raw["settings"]["inputs"],
+                                      recorded=raw["settings"]) if isinstance(raw.get("settings"), dict) else None
             current = settings is not None and raw.get("fingerprint") == fingerprint(settings)
             entry["state"], why = ("done", "") if current else ("stale", _why_stale(raw, settings or {}))
         if entry["state"] != "done" or earlier_redone:

@@ -64,7 +64,7 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
         if config.score.table:
             write_table(scores, config.score.table, config.score.table_mode, "score.table")
         record = {"rows_in": rows, "rows_out": rows, "weight_columns": model.weight_columns(),
-                  **({"model": {**model_identity(config), "estimator": saved.get("estimator", "ngram_ratio"),
+                  **({"model": {**model_identity(config, spark), "estimator": saved.get("estimator", "ngram_ratio"),
                                 "dsir_spark": saved.get("version")}} if saved else {}),
                   "featurizer": featurizer, "ids_checked": True, "table": config.score.table,
                   "length_correction": correction, "selection_columns": model.selection_columns(correction),
