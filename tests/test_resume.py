@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,6 +95,42 @@ def test_changing_num_to_sample_reruns_only_resample(spark, inputs, tmp_path, ca
     assert main(["run", "--config", str(config), "--set", "resample.num_to_sample=40", "--force", "--json"]) == 0
     forced = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
     assert [json.loads(forced[s])["skipped"] for s in ("count", "fit", "score", "resample")] == [False] * 4
+
+
+def _output(run_dir: Path) -> list[str]:
+    """The published output's documents (its lines, sorted: part names change with every write)."""
+    return sorted(line for f in (run_dir / "output").glob("part-*") for line in f.read_text().splitlines())
+
+
+def test_an_output_removed_or_damaged_is_selected_again_and_status_says_why(spark, inputs, tmp_path, capsys):
+    root, config_for = inputs
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(config_for(tmp_path / "run", output_format="json")))
+    assert main(["run", "--config", str(config)]) == 0
+    published = _output(tmp_path / "run")
+    assert len(published) == 150
+
+    def rerun() -> dict:
+        capsys.readouterr()
+        assert main(["run", "--config", str(config), "--json"]) == 0
+        lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+        return {stage: json.loads(lines[stage])["skipped"] for stage in ("count", "fit", "score", "resample")}
+
+    for damage in ("remove the folder", "remove a part", "truncate a part"):
+        output = tmp_path / "run" / "output"
+        if damage == "remove the folder":
+            shutil.rmtree(output)
+        elif damage == "remove a part":
+            next(output.glob("part-*")).unlink()
+        else:
+            part = next(output.glob("part-*"))
+            part.write_text(part.read_text()[:100])
+        assert main(["status", "--config", str(config)]) == 4
+        said = capsys.readouterr().out
+        assert f"resample: its output {tmp_path / 'run' / 'output'} " in said, (damage, said)
+        assert rerun() == {"count": True, "fit": True, "score": True, "resample": False}, damage
+        assert _output(tmp_path / "run") == published, damage  # the same selection, whole again
+    assert rerun() == {"count": True, "fit": True, "score": True, "resample": True}
 
 
 def test_config_with_an_unknown_key_or_a_wrong_type(inputs, tmp_path, capsys):

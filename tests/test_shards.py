@@ -126,6 +126,20 @@ def test_a_token_budget_written_as_shards_and_a_damaged_shard_fails_verify(spark
     assert capsys.readouterr().err.startswith(f"dsir-spark: {damaged}: ")
 
 
+def test_shards_a_report_annotated_are_kept_and_a_missing_shard_is_written_again(spark, scored):
+    config = replace(base_config(scored, out_dir=str(scored.parent / "kept_out"), output_format="json",
+                                 shards=ShardConfig(num_files=3, compression="none")), report=ReportConfig())
+    run_pipeline(spark, config)
+    manifest, shards = check_against_manifest(spark, config)
+    assert "kl_reduction" in manifest["report"]  # the report wrote into the manifest after the selection
+    again = run_pipeline(spark, config)
+    assert again["resample"]["skipped"] and again["report"]["skipped"]
+    (Path(config.resample.out_dir) / manifest["files"][1]["name"]).unlink()
+    redone = run_pipeline(spark, config)
+    assert not redone["resample"]["skipped"] and not redone["report"]["skipped"]
+    assert check_against_manifest(spark, config)[1] == shards
+
+
 @pytest.mark.parametrize("change", ["last shard and entry", "middle shard and entry", "totals", "extra shard",
                                     "selection documents"])
 def test_verify_fails_on_an_incomplete_set_or_a_manifest_that_does_not_add_up(spark, scored, tmp_path, capsys,

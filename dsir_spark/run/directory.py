@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from dataclasses import asdict
@@ -52,6 +53,8 @@ from dsir_spark.storage.records import (
     write_json,
     write_table,
 )
+
+log = logging.getLogger("dsir_spark")
 
 STAGES = ("count", "fit", "score", "resample", "report")
 STAGE_FOLDERS = {"count": "counts", "fit": "model", "score": "scores", "resample": "selection", "report": "report"}
@@ -218,6 +221,42 @@ def mark_output(spark: SparkSession, config: RunConfig) -> None:
     out_dir = default_out_dir(config)
     if not out_dir.startswith(TABLE_PREFIX):
         write_json(spark, f"{out_dir.rstrip('/')}/{OUTPUT_MARK}", {"run_dir": resolved_location(config.run_dir)})
+
+
+def output_files(spark: SparkSession | None, config: RunConfig) -> list[list[Any]] | None:
+    """The published output's files (name, bytes) as listed now (hidden and ``_`` files aside); None for a
+    ``table:`` output. Without a session only a local output can be listed (``NeedsSession``)."""
+    out_dir = default_out_dir(config)
+    if out_dir.startswith(TABLE_PREFIX):
+        return None
+    local = local_path(out_dir) if spark is None else direct_path(spark, out_dir)
+    if local is not None and not [n for n in (os.listdir(local) if os.path.isdir(local) else [])
+                                  if not n.startswith(("_", "."))]:
+        return []  # no folder, or nothing in it (which Spark's listing would not say without a job)
+    with one_listing(fresh=True):  # what is there now, not what the run listed when it began
+        try:
+            files = list_files(spark, out_dir)
+        except AnalysisException:  # no such folder
+            files = []
+    # The report adds its KL reduction to a shard manifest afterwards: the manifest counts by its name.
+    named = ((path.rsplit("/", 1)[-1], size) for path, size, _ in files)
+    return sorted([name, None if name == MANIFEST else size] for name, size in named)
+
+
+def output_problem(spark: SparkSession | None, config: RunConfig, record: dict[str, Any]) -> str | None:
+    """Why the resample stage's published output is no longer what its record says it wrote (removed,
+    files missing, added or changed in size), or None; records of older versions name no files."""
+    recorded = record.get("output_files")
+    if recorded is None:
+        return None
+    now = output_files(spark, config)
+    if now is None or now == recorded:
+        return None
+    out_dir = default_out_dir(config)
+    if not now:
+        return f"its output {out_dir} is gone"
+    changed = len({tuple(f) for f in recorded} ^ {tuple(f) for f in now})
+    return f"its output {out_dir} changed since ({changed} files missing, added or of another size)"
 
 
 def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
@@ -407,10 +446,15 @@ def write_record(spark: SparkSession, folder: str, record: dict[str, Any]) -> No
     write_json(spark, f"{folder}/{RECORD}", record)
 
 
-def complete_record(spark: SparkSession, config: RunConfig, stage: str, inputs: str) -> dict[str, Any] | None:
-    """The record of ``stage`` if it finished with the settings of ``config`` on the same input files."""
+def complete_record(spark: SparkSession | None, config: RunConfig, stage: str, inputs: str) -> dict[str, Any] | None:
+    """The record of ``stage`` if it finished with the settings of ``config`` on the same input files (and,
+    for the resample stage, its published output is still what it wrote)."""
     record = read_record(spark, stage_dir(config, stage))
     if record is None or record.get("fingerprint") != fingerprint(stage_settings(config, stage, inputs, spark)):
+        return None
+    problem = output_problem(spark, config, record) if stage == "resample" else None
+    if problem:
+        log.warning("stage resample: %s: selected again", problem)
         return None
     return record
 

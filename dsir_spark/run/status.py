@@ -14,6 +14,7 @@ from dsir_spark.run.directory import (
     describe_difference,
     fingerprint,
     input_fingerprint,
+    output_problem,
     run_stages,
     stage_dir,
     stage_settings,
@@ -55,6 +56,13 @@ def _why_stale(record: dict[str, Any], settings: dict[str, Any]) -> str:
     return f"a setting changed: {describe_difference(old, settings)}"
 
 
+def _output_problem(config: RunConfig, record: dict[str, Any]) -> str | None:
+    try:
+        return output_problem(None, config, record)
+    except NeedsSession:  # a remote output: only a run lists it
+        return None
+
+
 def run_status(config: RunConfig) -> dict[str, Any]:
     """Each stage's state, what a run would redo, and the lease; ``complete`` when nothing is left to do."""
     try:
@@ -84,6 +92,9 @@ def run_status(config: RunConfig) -> dict[str, Any]:
                                       recorded=raw["settings"]) if isinstance(raw.get("settings"), dict) else None
             current = settings is not None and raw.get("fingerprint") == fingerprint(settings)
             entry["state"], why = ("done", "") if current else ("stale", _why_stale(raw, settings or {}))
+            problem = _output_problem(config, raw) if current and stage == "resample" else None
+            if problem:
+                entry["state"], why = "stale", problem
         if entry["state"] != "done" or earlier_redone:
             redo.append({"stage": stage, "why": why or "an earlier stage runs again"})
             earlier_redone = True
