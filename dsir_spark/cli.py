@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsir-spark", description="DSIR data selection on Apache Spark.")
     parser.add_argument("command", choices=COMMANDS,
                         help="a single stage, run = all stages in order, explain = why documents got their weight, "
-                             "verify = check the shards in out_dir against their manifest, status = the run "
+                             "verify = check the output in out_dir (shards against their manifest, a folder against "
+                             "the resample stage's record), status = the run "
                              "directory at a glance (no Spark), or warm-up = write the archive of Spark's classes "
                              "that local runs start from (no --config)")
     parser.add_argument("--config", help="YAML config (see conf/default.yaml); every command but warm-up")
@@ -168,10 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command(args: argparse.Namespace, config, debug: bool) -> int:
     from dsir_spark.pipeline import complete_without_session, run_pipeline
-    from dsir_spark.run.directory import default_out_dir
     from dsir_spark.runtime.class_archive import use_in_launched_jvm
     from dsir_spark.runtime.session import apply_big_input_defaults, quiet_spark_logging, session_for_job
-    from dsir_spark.selection.shards import MANIFEST, verify
 
     if args.command == "status":  # the records and the lease, read without Spark
         from dsir_spark.run.status import describe_status, run_status
@@ -180,9 +179,9 @@ def _command(args: argparse.Namespace, config, debug: bool) -> int:
         print(json.dumps(status, indent=2) if args.json else describe_status(status))
         return 0 if status["complete"] else INCOMPLETE
     if args.command == "verify":  # pyarrow only: no Spark session
-        out_dir = default_out_dir(config)
-        checked = verify(out_dir)
-        print(f"verified {checked['files']} files, {checked['rows']:,} rows against {out_dir}/{MANIFEST}")
+        from dsir_spark.run.verification import verify_output
+
+        print(verify_output(config))
         return 0
 
     if args.command == "run" and not args.force:

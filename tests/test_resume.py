@@ -128,9 +128,18 @@ def test_an_output_removed_or_damaged_is_selected_again_and_status_says_why(spar
         assert main(["status", "--config", str(config)]) == 4
         said = capsys.readouterr().out
         assert f"resample: its output {tmp_path / 'run' / 'output'} " in said, (damage, said)
+        assert main(["verify", "--config", str(config)]) == 3
+        assert capsys.readouterr().err.startswith(f"dsir-spark: resample stage: its output {output} "), damage
         assert rerun() == {"count": True, "fit": True, "score": True, "resample": False}, damage
         assert _output(tmp_path / "run") == published, damage  # the same selection, whole again
     assert rerun() == {"count": True, "fit": True, "score": True, "resample": True}
+    assert main(["verify", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith("verified ")
+    # Changed in place with its size kept (two documents on one line): only a re-read of the rows sees it.
+    part = max((tmp_path / "run" / "output").glob("part-*"), key=lambda f: f.stat().st_size)
+    part.write_text(part.read_text().replace("\n", " ", 1))
+    assert main(["verify", "--config", str(config)]) == 3
+    assert f"{tmp_path / 'run' / 'output'} holds 149 rows, the resample stage wrote 150" in capsys.readouterr().err
 
 
 def test_config_with_an_unknown_key_or_a_wrong_type(inputs, tmp_path, capsys):

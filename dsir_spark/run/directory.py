@@ -245,18 +245,18 @@ def output_files(spark: SparkSession | None, config: RunConfig) -> list[list[Any
 
 def output_problem(spark: SparkSession | None, config: RunConfig, record: dict[str, Any]) -> str | None:
     """Why the resample stage's published output is no longer what its record says it wrote (removed,
-    files missing, added or changed in size), or None; records of older versions name no files."""
-    recorded = record.get("output_files")
-    if recorded is None:
-        return None
-    now = output_files(spark, config)
-    if now is None or now == recorded:
+    files missing, added or changed in size), or None; of a record by an older version, which lists no
+    files, only whether the output is there."""
+    recorded, now = record.get("output_files"), output_files(spark, config)
+    if now is None or now == recorded or (recorded is None and now):
         return None
     out_dir = default_out_dir(config)
     if not now:
         return f"its output {out_dir} is gone"
-    changed = len({tuple(f) for f in recorded} ^ {tuple(f) for f in now})
-    return f"its output {out_dir} changed since ({changed} files missing, added or of another size)"
+    before, after = dict(map(tuple, recorded)), dict(map(tuple, now))
+    changed = sum(before.get(name, -1) != after.get(name, -1) for name in before.keys() | after.keys())
+    return (f"its output {out_dir} changed since ({changed} file{'s' if changed > 1 else ''} missing, added or of "
+            "another size)")
 
 
 def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
@@ -454,7 +454,8 @@ def complete_record(spark: SparkSession | None, config: RunConfig, stage: str, i
         return None
     problem = output_problem(spark, config, record) if stage == "resample" else None
     if problem:
-        log.warning("stage resample: %s: selected again", problem)
+        if spark is not None:  # said once: a run first looks without a session (pipeline.complete_without_session)
+            log.warning("stage resample: %s: selected again", problem)
         return None
     return record
 

@@ -363,7 +363,7 @@ def read_manifest(folder: str) -> dict[str, Any]:
         raise ShardError(f"{folder}: no readable {MANIFEST} ({exc}); write the shards with resample.shards") from exc
 
 
-def _rows_in(fs: pafs.FileSystem, path: str, name: str) -> int:
+def rows_in(fs: pafs.FileSystem, path: str, name: str) -> int:
     if name.endswith(".parquet"):
         with fs.open_input_file(path) as handle:
             return pq.ParquetFile(handle).metadata.num_rows
@@ -421,7 +421,7 @@ def verify(folder: str) -> dict[str, Any]:
         if "index" in entry:
             _check_token_files(fs, root, folder, entry, manifest)
             continue
-        rows = _rows_in(fs, f"{root}/{entry['name']}", entry["name"])
+        rows = rows_in(fs, f"{root}/{entry['name']}", entry["name"])
         if rows != entry["rows"]:
             raise ShardError(f"{folder}/{entry['name']}: {rows} rows, the manifest says {entry['rows']}")
     return {"files": len(manifest["files"]), "rows": sum(e["rows"] for e in manifest["files"])}

@@ -1,0 +1,46 @@
+"""``dsir-spark verify``: the published output checked without Spark. Shards against their manifest
+(``selection.shards.verify``); a plain output folder against the resample stage's record: the files it
+published (names and sizes) and the rows they hold."""
+
+from __future__ import annotations
+
+from dsir_spark.config import TABLE_PREFIX, RunConfig
+from dsir_spark.run.directory import default_out_dir, output_problem, read_record, stage_dir
+from dsir_spark.selection.shards import MANIFEST, ShardError, filesystem, rows_in, verify
+from dsir_spark.storage.records import NeedsSession
+
+
+def verify_output(config: RunConfig) -> str:
+    """What was verified, as one line; raises ShardError naming what differs."""
+    out_dir = default_out_dir(config)
+    if config.resample.shards is not None:
+        checked = verify(out_dir)
+        return f"verified {checked['files']} files, {checked['rows']:,} rows against {out_dir}/{MANIFEST}"
+    if out_dir.startswith(TABLE_PREFIX):
+        raise ShardError(f"resample.out_dir is the table {out_dir[len(TABLE_PREFIX):]}: verify checks shards and "
+                         "output folders; read the table to check it")
+    folder = stage_dir(config, "resample")
+    try:
+        return _verify_folder(config, out_dir, folder)
+    except NeedsSession as exc:
+        raise ShardError(f"verify reads an output folder and its record without Spark, and {exc}; run it where "
+                         "run_dir and out_dir are mounted (e.g. /dbfs/..., /Volumes/...)") from exc
+
+
+def _verify_folder(config: RunConfig, out_dir: str, folder: str) -> str:
+    record = read_record(None, folder)
+    if record is None or record.get("status") != "done":
+        raise ShardError(f"{folder} holds no complete selection to check {out_dir} against: run dsir-spark run")
+    if record.get("output_files") is None:
+        raise ShardError(f"{folder}: its record, written by an older version, does not list the output's files: "
+                         "run dsir-spark run --force to write them again with their list")
+    problem = output_problem(None, config, record)
+    if problem:
+        raise ShardError(f"resample stage: {problem}; run dsir-spark run to write it again")
+    fs, root = filesystem(out_dir)
+    rows = sum(rows_in(fs, f"{root}/{name}", name) for name, _ in record["output_files"])
+    if rows != record["rows_out"]:
+        raise ShardError(f"{out_dir} holds {rows:,} rows, the resample stage wrote {record['rows_out']:,}: a file "
+                         "changed in place; run dsir-spark run --force to write it again")
+    return (f"verified {len(record['output_files'])} files, {rows:,} rows against the resample stage's record "
+            f"({folder})")
