@@ -142,6 +142,29 @@ def test_an_output_removed_or_damaged_is_selected_again_and_status_says_why(spar
     assert f"{tmp_path / 'run' / 'output'} holds 149 rows, the resample stage wrote 150" in capsys.readouterr().err
 
 
+def test_scores_with_a_part_lost_are_scored_again_not_selected_from(spark, inputs, tmp_path, capsys):
+    root, config_for = inputs
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(config_for(tmp_path / "run", output_format="json")))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "300000")  # scores written in several parts
+    try:
+        assert main(["run", "--config", str(config)]) == 0
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    selected = ids(spark, tmp_path / "run")
+    parts = sorted((tmp_path / "run" / "scores").glob("part-*"))
+    assert len(parts) > 1
+    parts[-1].unlink()  # a selection from what is left would silently miss its documents
+    capsys.readouterr()
+    assert main(["status", "--config", str(config)]) == 4
+    assert f"score: its scores {tmp_path / 'run' / 'scores'} changed since (1 file missing" in capsys.readouterr().out
+    assert main(["run", "--config", str(config), "--json"]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert [json.loads(lines[s])["skipped"] for s in ("count", "fit", "score", "resample")] == [True, True, False,
+                                                                                                 False]
+    assert ids(spark, tmp_path / "run") == selected
+
+
 def test_config_with_an_unknown_key_or_a_wrong_type(inputs, tmp_path, capsys):
     _, config_for = inputs
     data = config_for(tmp_path / "run")

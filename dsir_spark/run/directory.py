@@ -223,19 +223,33 @@ def mark_output(spark: SparkSession, config: RunConfig) -> None:
         write_json(spark, f"{out_dir.rstrip('/')}/{OUTPUT_MARK}", {"run_dir": resolved_location(config.run_dir)})
 
 
-def output_files(spark: SparkSession | None, config: RunConfig) -> list[list[Any]] | None:
-    """The published output's files (name, bytes) as listed now (hidden and ``_`` files aside); None for a
-    ``table:`` output. Without a session only a local output can be listed (``NeedsSession``)."""
+# The folders whose files a stage's record lists (see stage_files): what later stages read from them
+# whole, which a file lost or damaged would silently shrink (the scores), or what users read (the output).
+_LISTED = {"score": "scores", "resample": "output"}
+
+
+def _listed_folder(config: RunConfig, stage: str) -> str | None:
+    """The folder whose files ``stage`` lists in its record, or None (other stages; a ``table:`` output)."""
+    if stage == "score":
+        return stage_dir(config, "score")
     out_dir = default_out_dir(config)
-    if out_dir.startswith(TABLE_PREFIX):
+    return out_dir if stage == "resample" and not out_dir.startswith(TABLE_PREFIX) else None
+
+
+def stage_files(spark: SparkSession | None, config: RunConfig, stage: str) -> list[list[Any]] | None:
+    """The files (name, bytes) of the folder ``stage`` lists in its record (the score stage's scores, the
+    resample stage's output) as they are now, hidden and ``_`` files aside; None for other stages and a
+    ``table:`` output. Without a session only a local folder can be listed (``NeedsSession``)."""
+    folder = _listed_folder(config, stage)
+    if folder is None:
         return None
-    local = local_path(out_dir) if spark is None else direct_path(spark, out_dir)
+    local = local_path(folder) if spark is None else direct_path(spark, folder)
     if local is not None and not [n for n in (os.listdir(local) if os.path.isdir(local) else [])
                                   if not n.startswith(("_", "."))]:
         return []  # no folder, or nothing in it (which Spark's listing would not say without a job)
     with one_listing(fresh=True):  # what is there now, not what the run listed when it began
         try:
-            files = list_files(spark, out_dir)
+            files = list_files(spark, folder)
         except AnalysisException:  # no such folder
             files = []
     # The report adds its KL reduction to a shard manifest afterwards: the manifest counts by its name.
@@ -243,20 +257,19 @@ def output_files(spark: SparkSession | None, config: RunConfig) -> list[list[Any
     return sorted([name, None if name == MANIFEST else size] for name, size in named)
 
 
-def output_problem(spark: SparkSession | None, config: RunConfig, record: dict[str, Any]) -> str | None:
-    """Why the resample stage's published output is no longer what its record says it wrote (removed,
-    files missing, added or changed in size), or None; of a record by an older version, which lists no
-    files, only whether the output is there."""
-    recorded, now = record.get("output_files"), output_files(spark, config)
+def files_problem(spark: SparkSession | None, config: RunConfig, stage: str, record: dict[str, Any]) -> str | None:
+    """Why the files a stage's record lists (``stage_files``) are no longer those it wrote (the folder
+    gone, files missing, added or changed in size), or None; of a record that lists none (other stages,
+    older versions), only whether the folder is there."""
+    recorded, now = record.get("files"), stage_files(spark, config, stage)
     if now is None or now == recorded or (recorded is None and now):
         return None
-    out_dir = default_out_dir(config)
+    what = f"its {_LISTED[stage]} {_listed_folder(config, stage)}"
     if not now:
-        return f"its output {out_dir} is gone"
+        return f"{what} are gone" if stage == "score" else f"{what} is gone"
     before, after = dict(map(tuple, recorded)), dict(map(tuple, now))
     changed = sum(before.get(name, -1) != after.get(name, -1) for name in before.keys() | after.keys())
-    return (f"its output {out_dir} changed since ({changed} file{'s' if changed > 1 else ''} missing, added or of "
-            "another size)")
+    return f"{what} changed since ({changed} file{'s' if changed > 1 else ''} missing, added or of another size)"
 
 
 def invalidate_outputs(spark: SparkSession, config: RunConfig) -> None:
@@ -447,15 +460,15 @@ def write_record(spark: SparkSession, folder: str, record: dict[str, Any]) -> No
 
 
 def complete_record(spark: SparkSession | None, config: RunConfig, stage: str, inputs: str) -> dict[str, Any] | None:
-    """The record of ``stage`` if it finished with the settings of ``config`` on the same input files (and,
-    for the resample stage, its published output is still what it wrote)."""
+    """The record of ``stage`` if it finished with the settings of ``config`` on the same input files (and
+    the files its record lists are still those it wrote, see files_problem)."""
     record = read_record(spark, stage_dir(config, stage))
     if record is None or record.get("fingerprint") != fingerprint(stage_settings(config, stage, inputs, spark)):
         return None
-    problem = output_problem(spark, config, record) if stage == "resample" else None
+    problem = files_problem(spark, config, stage, record)
     if problem:
         if spark is not None:  # said once: a run first looks without a session (pipeline.complete_without_session)
-            log.warning("stage resample: %s: selected again", problem)
+            log.warning("stage %s: %s: run again", stage, problem)
         return None
     return record
 

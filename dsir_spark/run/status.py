@@ -12,9 +12,9 @@ from dsir_spark.config import RunConfig
 from dsir_spark.run.directory import (
     RECORD,
     describe_difference,
+    files_problem,
     fingerprint,
     input_fingerprint,
-    output_problem,
     run_stages,
     stage_dir,
     stage_settings,
@@ -56,10 +56,10 @@ def _why_stale(record: dict[str, Any], settings: dict[str, Any]) -> str:
     return f"a setting changed: {describe_difference(old, settings)}"
 
 
-def _output_problem(config: RunConfig, record: dict[str, Any]) -> str | None:
+def _files_problem(config: RunConfig, stage: str, record: dict[str, Any]) -> str | None:
     try:
-        return output_problem(None, config, record)
-    except NeedsSession:  # a remote output: only a run lists it
+        return files_problem(None, config, stage, record)
+    except NeedsSession:  # a remote folder: only a run lists it
         return None
 
 
@@ -92,7 +92,7 @@ def run_status(config: RunConfig) -> dict[str, Any]:
                                       recorded=raw["settings"]) if isinstance(raw.get("settings"), dict) else None
             current = settings is not None and raw.get("fingerprint") == fingerprint(settings)
             entry["state"], why = ("done", "") if current else ("stale", _why_stale(raw, settings or {}))
-            problem = _output_problem(config, raw) if current and stage == "resample" else None
+            problem = _files_problem(config, stage, raw) if current else None
             if problem:
                 entry["state"], why = "stale", problem
         if entry["state"] != "done" or earlier_redone:

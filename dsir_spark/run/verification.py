@@ -5,7 +5,7 @@ published (names and sizes) and the rows they hold."""
 from __future__ import annotations
 
 from dsir_spark.config import TABLE_PREFIX, RunConfig
-from dsir_spark.run.directory import default_out_dir, output_problem, read_record, stage_dir
+from dsir_spark.run.directory import default_out_dir, files_problem, read_record, stage_dir
 from dsir_spark.selection.shards import MANIFEST, ShardError, filesystem, rows_in, verify
 from dsir_spark.storage.records import NeedsSession
 
@@ -31,16 +31,16 @@ def _verify_folder(config: RunConfig, out_dir: str, folder: str) -> str:
     record = read_record(None, folder)
     if record is None or record.get("status") != "done":
         raise ShardError(f"{folder} holds no complete selection to check {out_dir} against: run dsir-spark run")
-    if record.get("output_files") is None:
+    if record.get("files") is None:
         raise ShardError(f"{folder}: its record, written by an older version, does not list the output's files: "
                          "run dsir-spark run --force to write them again with their list")
-    problem = output_problem(None, config, record)
+    problem = files_problem(None, config, "resample", record)
     if problem:
         raise ShardError(f"resample stage: {problem}; run dsir-spark run to write it again")
     fs, root = filesystem(out_dir)
-    rows = sum(rows_in(fs, f"{root}/{name}", name) for name, _ in record["output_files"])
+    rows = sum(rows_in(fs, f"{root}/{name}", name) for name, _ in record["files"])
     if rows != record["rows_out"]:
         raise ShardError(f"{out_dir} holds {rows:,} rows, the resample stage wrote {record['rows_out']:,}: a file "
                          "changed in place; run dsir-spark run --force to write it again")
-    return (f"verified {len(record['output_files'])} files, {rows:,} rows against the resample stage's record "
+    return (f"verified {len(record['files'])} files, {rows:,} rows against the resample stage's record "
             f"({folder})")

@@ -29,12 +29,12 @@ from dsir_spark.run.directory import (
     mark_output,
     model_path,
     open_dataset,
-    output_files,
     publish_folder,
     require_own_output,
     require_stage,
     stage_complete,
     stage_dir,
+    stage_files,
     stage_settings,
 )
 from dsir_spark.run.scores import open_scores, scores_location, weight_columns, with_groups
@@ -347,7 +347,7 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             mark_output(spark, config)
         log.info("stage resample: selected by %s of %s", columns, scores_location(config))
         return {**summary, "out_dir": out_dir, "output_format": settings.output_format,
-                "output_files": output_files(spark, config),
+                "files": stage_files(spark, config, "resample"),
                 "weight_columns": columns, "scores": scores_location(config),
                 "length_correction": None if settings.scores else config.score.length_correction,
                 "chunks": is_chunked(scores), "rows_in": summary["documents"], "rows_out": written, **extra,

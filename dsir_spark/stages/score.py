@@ -21,6 +21,7 @@ from dsir_spark.run.directory import (
     require_model,
     require_stage,
     stage_dir,
+    stage_files,
     stage_settings,
 )
 from dsir_spark.stages.runner import run_stage
@@ -68,6 +69,7 @@ def score_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> d
                                 "dsir_spark": saved.get("version")}} if saved else {}),
                   "featurizer": featurizer, "ids_checked": True, "table": config.score.table,
                   "length_correction": correction, "selection_columns": model.selection_columns(correction),
+                  "files": stage_files(spark, config, "score"),
                   "warnings": [warning] if warning else []}
         if chunking.tokens:
             chunked = scores.agg(F.countDistinct(DOC_ID).alias("documents")).first()
