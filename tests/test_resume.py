@@ -142,7 +142,7 @@ def test_an_output_removed_or_damaged_is_selected_again_and_status_says_why(spar
     assert f"{tmp_path / 'run' / 'output'} holds 149 rows, the resample stage wrote 150" in capsys.readouterr().err
 
 
-def test_scores_with_a_part_lost_are_scored_again_not_selected_from(spark, inputs, tmp_path, capsys):
+def test_scores_or_counts_lost_in_part_are_made_again_not_selected_from(spark, inputs, tmp_path, capsys):
     root, config_for = inputs
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(config_for(tmp_path / "run", output_format="json")))
@@ -162,6 +162,12 @@ def test_scores_with_a_part_lost_are_scored_again_not_selected_from(spark, input
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
     assert [json.loads(lines[s])["skipped"] for s in ("count", "fit", "score", "resample")] == [True, True, False,
                                                                                                  False]
+    assert ids(spark, tmp_path / "run") == selected
+    shutil.rmtree(tmp_path / "run" / "counts" / "raw")  # raw's counts lost: counted again, the target's reused
+    assert main(["status", "--config", str(config)]) == 4
+    assert f"count: its counts of raw in {tmp_path / 'run' / 'counts'} are gone" in capsys.readouterr().out
+    assert main(["run", "--config", str(config)]) == 0
+    assert stage_records(spark, tmp_path / "run")["count"]["datasets"] == {"target_0": "reused", "raw": "counted"}
     assert ids(spark, tmp_path / "run") == selected
 
 
