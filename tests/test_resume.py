@@ -169,6 +169,12 @@ def test_scores_or_counts_lost_in_part_are_made_again_not_selected_from(spark, i
     assert main(["run", "--config", str(config)]) == 0
     assert stage_records(spark, tmp_path / "run")["count"]["datasets"] == {"target_0": "reused", "raw": "counted"}
     assert ids(spark, tmp_path / "run") == selected
+    shutil.rmtree(tmp_path / "run" / "model" / "model.json")  # the model lost: fitted again
+    assert main(["status", "--config", str(config)]) == 4
+    assert f"fit: its model {tmp_path / 'run' / 'model'} is gone" in capsys.readouterr().out
+    assert main(["run", "--config", str(config)]) == 0
+    assert ids(spark, tmp_path / "run") == selected
+    assert main(["status", "--config", str(config)]) == 0
 
 
 def test_config_with_an_unknown_key_or_a_wrong_type(inputs, tmp_path, capsys):

@@ -261,11 +261,14 @@ def stage_files(spark: SparkSession | None, config: RunConfig, stage: str) -> li
 def files_problem(spark: SparkSession | None, config: RunConfig, stage: str, record: dict[str, Any]) -> str | None:
     """Why the files a stage's record lists (``stage_files``) are no longer those it wrote (the folder
     gone, files missing, added or changed in size), or None; of a record that lists none (other stages,
-    older versions), only whether the folder is there. The count stage: whether every dataset's counts
-    are there (later stages and reruns read them)."""
+    older versions), only whether the folder is there. The count and fit stages: whether every dataset's
+    counts, and the model, are there (later stages and reruns read them)."""
     if stage == "count":
         gone = [d.name for d in (*config.targets, config.raw) if not table_exists(spark, counts_path(config, d))]
         return f"its counts of {', '.join(gone)} in {stage_dir(config, 'count')} are gone" if gone else None
+    if stage == "fit":
+        model = stage_dir(config, "fit")
+        return None if read_json(spark, f"{model}/model.json") is not None else f"its model {model} is gone"
     recorded, now = record.get("files"), stage_files(spark, config, stage)
     if now is None or now == recorded or (recorded is None and now):
         return None
