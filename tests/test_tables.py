@@ -114,6 +114,23 @@ def test_scores_as_a_table(spark, tmp_path, corpus):
                        ignore_row_order=True, ignore_nullable=True)
 
 
+def test_an_output_or_scores_table_dropped_is_written_again(spark, tmp_path, corpus):
+    run = config(tmp_path / "run", PILE, TARGET_C, out_dir="table:corpus.kept", score_table="corpus.kept_scores",
+                 table_mode="overwrite", report=False)  # overwrite: selected again after its scores
+    run_pipeline(spark, run)
+    selected = sorted(r.id for r in spark.table("corpus.kept").collect())
+    assert all(record["skipped"] for record in run_pipeline(spark, run).values())
+    spark.sql("DROP TABLE corpus.kept")
+    again = run_pipeline(spark, run)
+    assert [again[s]["skipped"] for s in ("count", "fit", "score", "resample")] == [True, True, True, False]
+    assert sorted(r.id for r in spark.table("corpus.kept").collect()) == selected
+    spark.sql("DROP TABLE corpus.kept_scores")
+    again = run_pipeline(spark, run)
+    assert [again[s]["skipped"] for s in ("count", "fit", "score", "resample")] == [True, True, False, False]
+    assert spark.table("corpus.kept_scores").count() == 1000
+    assert sorted(r.id for r in spark.table("corpus.kept").collect()) == selected
+
+
 @pytest.mark.parametrize("raw,out_dir,message", [
     ("table:no_such_schema.pile", None, "dataset raw: table table:no_such_schema.pile not found in the catalog; "
                                         "check its catalog, schema and table name"),

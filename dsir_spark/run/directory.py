@@ -42,7 +42,8 @@ from dsir_spark.estimators.base import read_header
 from dsir_spark.featurizer.counts import BucketCounts, dense_counts
 from dsir_spark.selection.shards import MANIFEST, ShardError, read_manifest
 from dsir_spark.storage.compaction import compacted, should_compact
-from dsir_spark.storage.io import json_schemas, list_files, one_listing, read_dataset
+from dsir_spark.storage.io import json_schemas, list_files, one_listing, output_table, read_dataset
+from dsir_spark.storage.io import table_exists as catalog_table_exists
 from dsir_spark.storage.records import (
     NeedsSession,
     direct_path,
@@ -262,13 +263,22 @@ def files_problem(spark: SparkSession | None, config: RunConfig, stage: str, rec
     """Why the files a stage's record lists (``stage_files``) are no longer those it wrote (the folder
     gone, files missing, added or changed in size), or None; of a record that lists none (other stages,
     older versions), only whether the folder is there. The count and fit stages: whether every dataset's
-    counts, and the model, are there (later stages and reruns read them)."""
+    counts, and the model, are there (later stages and reruns read them); tables written (score.table, a
+    ``table:`` out_dir): whether they are there."""
     if stage == "count":
         gone = [d.name for d in (*config.targets, config.raw) if not table_exists(spark, counts_path(config, d))]
         return f"its counts of {', '.join(gone)} in {stage_dir(config, 'count')} are gone" if gone else None
     if stage == "fit":
         model = stage_dir(config, "fit")
         return None if read_json(spark, f"{model}/model.json") is not None else f"its model {model} is gone"
+    table, setting = ((config.score.table, "score.table") if stage == "score"
+                      else (output_table(config.resample.out_dir), "resample.out_dir") if stage == "resample"
+                      else (None, None))
+    if table is not None:  # a table the stage wrote: there, or not (its rows are Spark's to keep)
+        if spark is None:
+            raise NeedsSession(f"table {table} can only be looked up through Spark")
+        if not catalog_table_exists(spark, table, setting):
+            return f"its table {table} ({setting}) is gone"
     recorded, now = record.get("files"), stage_files(spark, config, stage)
     if now is None or now == recorded or (recorded is None and now):
         return None
