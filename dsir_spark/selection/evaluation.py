@@ -238,7 +238,9 @@ def build_report(
         keep = F.col("__group").isNotNull() | fetching
         read = (read.select(ID, F.when(keep, F.col(TEXT)).alias(TEXT), "__group", *label) if label_col
                 else read.where(keep)).persist()
-    string_row = uniform(seed, F.col(ID), "report-strings") < F.lit(min(1.0, STRING_DOCUMENTS / k))
+    # Drawn for held documents only (with labels every raw row is read): the others give no strings.
+    string_row = F.when(F.col("__group").isNotNull(),
+                        uniform(seed, F.col(ID), "report-strings") < F.lit(min(1.0, STRING_DOCUMENTS / k)))
     documents = read.select(F.when(F.col("__group").isNotNull(), F.col(TEXT)).alias(TEXT),
                             F.coalesce(F.col("__group"), F.lit(_HELD_BY_NONE)).alias("__group"), *label,
                             string_row.alias("__strings"))
