@@ -129,12 +129,15 @@ def test_an_output_removed_or_damaged_is_selected_again_and_status_says_why(spar
         said = capsys.readouterr().out
         assert f"resample: its output {tmp_path / 'run' / 'output'} " in said, (damage, said)
         assert main(["verify", "--config", str(config)]) == 3
-        assert capsys.readouterr().err.startswith(f"dsir-spark: resample stage: its output {output} "), damage
+        assert f"{output} is not the selection of this config as it stands (resample: its output {output} " in \
+            capsys.readouterr().err, damage
         assert rerun() == {"count": True, "fit": True, "score": True, "resample": False}, damage
         assert _output(tmp_path / "run") == published, damage  # the same selection, whole again
     assert rerun() == {"count": True, "fit": True, "score": True, "resample": True}
     assert main(["verify", "--config", str(config)]) == 0
     assert capsys.readouterr().out.startswith("verified ")
+    assert main(["verify", "--config", str(config), "--set", "resample.seed=9"]) == 3  # not this config's selection
+    assert "(resample: a setting changed: resample.seed: 4 -> 9)" in capsys.readouterr().err
     # Changed in place with its size kept (two documents on one line): only a re-read of the rows sees it.
     part = max((tmp_path / "run" / "output").glob("part-*"), key=lambda f: f.stat().st_size)
     part.write_text(part.read_text().replace("\n", " ", 1))

@@ -1,11 +1,13 @@
 """``dsir-spark verify``: the published output checked without Spark. Shards against their manifest
-(``selection.shards.verify``); a plain output folder against the resample stage's record: the files it
-published (names and sizes) and the rows they hold."""
+(``selection.shards.verify``); a plain output folder against the resample stage's record: made with
+the config's settings from its inputs as they are (see run.status), the files it published (names and
+sizes) and the rows they hold."""
 
 from __future__ import annotations
 
 from dsir_spark.config import TABLE_PREFIX, RunConfig
-from dsir_spark.run.directory import default_out_dir, files_problem, read_record, stage_dir
+from dsir_spark.run.directory import default_out_dir, read_record, stage_dir
+from dsir_spark.run.status import run_status
 from dsir_spark.selection.shards import MANIFEST, ShardError, filesystem, rows_in, verify
 from dsir_spark.storage.records import NeedsSession
 
@@ -34,9 +36,11 @@ def _verify_folder(config: RunConfig, out_dir: str, folder: str) -> str:
     if record.get("files") is None:
         raise ShardError(f"{folder}: its record, written by an older version, does not list the output's files: "
                          "run dsir-spark run --force to write them again with their list")
-    problem = files_problem(None, config, "resample", record)
-    if problem:
-        raise ShardError(f"resample stage: {problem}; run dsir-spark run to write it again")
+    # The selection these settings and inputs make, and its files as written (what status says of it).
+    redo = next((item for item in run_status(config)["would_redo"] if item["stage"] == "resample"), None)
+    if redo is not None:
+        raise ShardError(f"{out_dir} is not the selection of this config as it stands (resample: {redo['why']}); "
+                         "run dsir-spark run to write it")
     fs, root = filesystem(out_dir)
     rows = sum(rows_in(fs, f"{root}/{name}", name) for name, _ in record["files"])
     if rows != record["rows_out"]:
