@@ -225,26 +225,24 @@ def mark_output(spark: SparkSession, config: RunConfig) -> None:
         write_json(spark, f"{out_dir.rstrip('/')}/{OUTPUT_MARK}", {"run_dir": resolved_location(config.run_dir)})
 
 
-# The folders whose files a stage's record lists (see stage_files): what later stages read from them
-# whole, which a file lost or damaged would silently shrink (the scores), or what users read (the output).
-_LISTED = {"score": "scores", "resample": "output"}
-
-
-def _listed_folder(config: RunConfig, stage: str) -> str | None:
-    """The folder whose files ``stage`` lists in its record, or None (other stages; a ``table:`` output)."""
+def _listed_folder(config: RunConfig, stage: str) -> tuple[str, str] | None:
+    """What ``stage`` calls the folder whose files its record lists, and where it is: the scores, whose
+    loss would silently shrink what later stages read whole, and the output users read; None for other
+    stages and a ``table:`` output."""
     if stage == "score":
-        return stage_dir(config, "score")
+        return "scores", stage_dir(config, "score")
     out_dir = default_out_dir(config)
-    return out_dir if stage == "resample" and not out_dir.startswith(TABLE_PREFIX) else None
+    return ("output", out_dir) if stage == "resample" and not out_dir.startswith(TABLE_PREFIX) else None
 
 
 def stage_files(spark: SparkSession | None, config: RunConfig, stage: str) -> list[list[Any]] | None:
     """The files (name, bytes) of the folder ``stage`` lists in its record (the score stage's scores, the
     resample stage's output) as they are now, hidden and ``_`` files aside; None for other stages and a
     ``table:`` output. Without a session only a local folder can be listed (``NeedsSession``)."""
-    folder = _listed_folder(config, stage)
-    if folder is None:
+    listed = _listed_folder(config, stage)
+    if listed is None:
         return None
+    _, folder = listed
     local = local_path(folder) if spark is None else direct_path(spark, folder)
     if local is not None and not [n for n in (os.listdir(local) if os.path.isdir(local) else [])
                                   if not n.startswith(("_", "."))]:
@@ -282,7 +280,8 @@ def files_problem(spark: SparkSession | None, config: RunConfig, stage: str, rec
     recorded, now = record.get("files"), stage_files(spark, config, stage)
     if now is None or now == recorded or (recorded is None and now):
         return None
-    what = f"its {_LISTED[stage]} {_listed_folder(config, stage)}"
+    noun, folder = _listed_folder(config, stage)
+    what = f"its {noun} {folder}"
     if not now:
         return f"{what} are gone" if stage == "score" else f"{what} is gone"
     before, after = dict(map(tuple, recorded)), dict(map(tuple, now))
