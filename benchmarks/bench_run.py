@@ -93,12 +93,13 @@ print(json.dumps({{"fit": fitted - started, "weights": scored - fitted, "resampl
 
 
 def write_config(path: Path, run_dir: Path, corpus: Path, target: Path, hash_mode: str, k: int,
-                 second: Path | None = None) -> Path:
+                 second: Path | None = None, declared: bool = False) -> Path:
     more = f"\n  - paths: [{second}]" if second else ""
+    schema = '\n  json_schema: "id BIGINT, text STRING"' if declared else ""
     path.write_text(f"""run_dir: {run_dir}
 raw:
   paths: [{corpus}]
-  id_col: id
+  id_col: id{schema}
 targets:
   - paths: [{target}]{more}
 features:
@@ -135,6 +136,8 @@ def main() -> None:
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--no-extras", action="store_true")
     parser.add_argument("--second-target", action="store_true")
+    parser.add_argument("--json-schema", action="store_true",
+                        help="also run both hash modes with raw's JSON schema declared (no inference pass)")
     args = parser.parse_args()
     corpus, target = build_corpus(args.mb), build_target()
     size_mb, docs = corpus.stat().st_size / 1e6, documents_of(corpus)
@@ -157,10 +160,13 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "dsir_spark.cli", "warm-up"], cwd=ROOT, capture_output=True,
                        check=True, env={**os.environ, "DSIR_SPARK_CACHE": str(archived)})
         warm_up = time.time() - started
-        runs = (("sha256", archived), ("xxhash64", archived)) + (() if args.no_extras else (("sha256", unarchived),))
-        for hash_mode, cache in runs:
-            name = hash_mode if cache == archived else f"{hash_mode}-no-archive"
-            config = write_config(Path(work) / f"{name}.yaml", Path(work) / name, corpus, target, hash_mode, k)
+        runs = ((("sha256", archived, False), ("xxhash64", archived, False))
+                + (() if args.no_extras else (("sha256", unarchived, False),))
+                + ((("sha256", archived, True), ("xxhash64", archived, True)) if args.json_schema else ()))
+        for hash_mode, cache, declared in runs:
+            name = hash_mode + ("" if cache == archived else "-no-archive") + ("-json-schema" if declared else "")
+            config = write_config(Path(work) / f"{name}.yaml", Path(work) / name, corpus, target, hash_mode, k,
+                                  declared=declared)
             result = dsir_spark_run(config, args.cores, cache)
             seconds = {s: result["stages"].get(s, {}).get("seconds", 0.0) for s in STAGES}
             inside = sum(seconds.values())

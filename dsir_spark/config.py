@@ -84,6 +84,7 @@ class DatasetConfig:
     name: str | None = None
     on_bad_records: str = "fail"
     json_max_string_length: int | None = None
+    json_schema: str | None = None
     compact: str = "auto"
 
     def __post_init__(self) -> None:
@@ -102,6 +103,9 @@ class DatasetConfig:
         if self.json_max_string_length is not None and self.json_max_string_length < 1:
             raise ConfigError(f"dataset {self.name}: json_max_string_length={self.json_max_string_length}; "
                               "it must be a positive number of characters")
+        if self.json_schema is not None and not (isinstance(self.json_schema, str) and self.json_schema.strip()):
+            raise ConfigError(f"dataset {self.name}: json_schema={self.json_schema!r}; give the JSON files' columns "
+                              "in Spark's DDL (e.g. 'id BIGINT, text STRING'), or null to have Spark infer them")
         if self.compact not in COMPACT_MODES:
             raise ConfigError(f"dataset {self.name}: compact={self.compact!r}; use one of {COMPACT_MODES}")
         for path in self.paths:

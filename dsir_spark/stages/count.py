@@ -40,6 +40,7 @@ from dsir_spark.storage.io import (
     BAD,
     BAD_REASONS,
     GOOD,
+    MALFORMED,
     NO_TEXT,
     NOT_STRING,
     NOT_UNICODE,
@@ -135,6 +136,8 @@ def _dataset_result(by_group: dict[int, BucketCounts], df: DataFrame, index: int
                NOT_UNICODE: "their text holds an escaped lone surrogate (e.g. \\ud800), which no Unicode text has: "
                             "fix or remove them"}.get(
             code, "fix or remove them")
+        if code == MALFORMED and dataset.json_schema:  # Spark reads a value its declared type cannot hold so
+            how += ", or fix json_schema (a value its type cannot hold, e.g. a string for a BIGINT, is malformed)"
         found = ", ".join(f"{n:,} {reason}" for reason, n in bad.items())
         raise InputError(
             f"dataset {dataset.name}: {sum(bad.values()):,} lines are not documents ({found}); the first is in "

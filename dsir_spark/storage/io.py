@@ -27,7 +27,8 @@ from dataclasses import field as dataclass_field
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DecimalType, IntegralType, StringType, StructField, StructType, VariantType
+from pyspark.sql.types import (ArrayType, DataType, DecimalType, IntegralType, MapType, StringType, StructField,
+                               StructType, VariantType)
 
 from dsir_spark.columns import ID, TEXT
 from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
@@ -354,13 +355,45 @@ def _require_id_type(field_type, config: DatasetConfig) -> None:
 
 
 def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]:
-    """The schema Spark infers for each JSON path of a dataset (one pass over its files), as JSON; None
-    for Parquet and tables, whose schema costs nothing to read."""
+    """The schema of each JSON path of a dataset, as JSON: the dataset's ``json_schema`` when declared,
+    else what Spark infers (one pass over its files); None for Parquet and tables, whose schema costs
+    nothing to read."""
     schemas: list[str | None] = []
     for path in config.paths:
         fmt = _format_of(spark, path, config.format, config.name)
-        schemas.append(_read_one(spark, path, fmt, config).schema.json() if fmt == "json" else None)
+        schemas.append(_json_schema(spark, path, config) if fmt == "json" else None)
     return schemas
+
+
+def _json_schema(spark: SparkSession, path: str, config: DatasetConfig) -> str:
+    return _declared_schema(config) if config.json_schema else _read_one(spark, path, "json", config).schema.json()
+
+
+def _declared_schema(config: DatasetConfig) -> str:
+    """A dataset's ``json_schema`` (Spark DDL) as a schema's JSON; parsed by Spark, so any DDL it reads works."""
+    try:
+        schema = DataType.fromDDL(config.json_schema)
+    except Exception as exc:  # Spark's parser raises its own errors, classic and Connect alike
+        detail = str(exc).strip().splitlines()[0]
+        raise InputError(f"dataset {config.name}: json_schema {config.json_schema!r} is not a schema Spark reads "
+                         f"({detail}); write it as DDL: 'id BIGINT, text STRING, meta STRUCT<source: STRING>'") from exc
+    if not isinstance(schema, StructType):
+        raise InputError(f"dataset {config.name}: json_schema {config.json_schema!r} is a single type, not columns; "
+                         "name each column with its type: 'id BIGINT, text STRING'")
+    return _by_name(schema).json()
+
+
+def _by_name(data_type: DataType) -> DataType:
+    """``data_type`` with every struct's fields in name order, the order Spark's JSON inference gives them:
+    the same columns declared in any order then read, are written and derive ids as inferred ones do."""
+    if isinstance(data_type, StructType):
+        return StructType([StructField(f.name, _by_name(f.dataType), f.nullable, f.metadata)
+                           for f in sorted(data_type.fields, key=lambda f: f.name)])
+    if isinstance(data_type, ArrayType):
+        return ArrayType(_by_name(data_type.elementType), data_type.containsNull)
+    if isinstance(data_type, MapType):
+        return MapType(data_type.keyType, _by_name(data_type.valueType), data_type.valueContainsNull)
+    return data_type
 
 
 def _require_json_lines(spark: SparkSession, config: DatasetConfig, path: str) -> None:
@@ -433,8 +466,8 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
     for index, path in enumerate(config.paths):
         fmt = _format_of(spark, path, config.format, config.name)
         schema = schemas[index] if schemas else None
-        if fmt == "json" and schema is None:  # infer once, then read with the text field as VARIANT
-            schema = _read_one(spark, path, fmt, config).schema.json()
+        if fmt == "json" and schema is None:  # infer once (unless declared), then read with the text as VARIANT
+            schema = _json_schema(spark, path, config)
         frame = _read_one(spark, path, fmt, config, schema)
         if fmt == "json" and not [c for c in frame.columns if c != CORRUPT]:
             _require_json_lines(spark, config, path)  # no line parsed: say what the files are instead
