@@ -27,8 +27,17 @@ from dataclasses import field as dataclass_field
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import (ArrayType, DataType, DecimalType, IntegralType, MapType, StringType, StructField,
-                               StructType, VariantType)
+from pyspark.sql.types import (
+    ArrayType,
+    DataType,
+    DecimalType,
+    IntegralType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    VariantType,
+)
 
 from dsir_spark.columns import ID, TEXT
 from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
