@@ -109,13 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _exit_code(exc: BaseException) -> int:
     from dsir_spark.config import ConfigError
     from dsir_spark.estimators.base import FitError
+    from dsir_spark.run.verification import OutputError
     from dsir_spark.selection.resampling import ResampleError
     from dsir_spark.selection.shards import ShardError
     from dsir_spark.storage.io import InputError
 
     if isinstance(exc, ConfigError):
         return CONFIG_ERROR
-    if isinstance(exc, (InputError, FitError, ResampleError, ShardError)):
+    if isinstance(exc, (InputError, FitError, ResampleError, ShardError, OutputError)):
         return INPUT_ERROR
     return RUN_ERROR
 

@@ -17,9 +17,10 @@ from cluster import REPO, spark_env, wait_for
 from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
 
 from dsir_spark.cli import main
-from dsir_spark.config import config_from_dict
+from dsir_spark.config import config_from_dict, load_config
 from dsir_spark.pipeline import run_pipeline
 from dsir_spark.run.directory import read_record
+from dsir_spark.run.verification import OutputError, verify_output
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +144,8 @@ def test_an_output_removed_or_damaged_is_selected_again_and_status_says_why(spar
     part.write_text(part.read_text().replace("\n", " ", 1))
     assert main(["verify", "--config", str(config)]) == 3
     assert f"{tmp_path / 'run' / 'output'} holds 149 rows, the resample stage wrote 150" in capsys.readouterr().err
+    with pytest.raises(OutputError, match="holds 149 rows"):  # an output's error, not a shard's: none is involved
+        verify_output(load_config(str(config)))
 
 
 def test_scores_or_counts_lost_in_part_are_made_again_not_selected_from(spark, inputs, tmp_path, capsys):

@@ -12,6 +12,7 @@ from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
 from dsir_spark.config import DatasetConfig, FitConfig, ReportConfig, ResampleConfig, RunConfig
 from dsir_spark.pipeline import run_pipeline
 from dsir_spark.run.directory import StageOrderError, read_record
+from dsir_spark.run.status import run_status
 from dsir_spark.selection.resampling import ResampleError
 from dsir_spark.storage.io import InputError
 
@@ -142,6 +143,12 @@ def test_a_selection_of_none_makes_the_old_report_stale(spark, tmp_path):
     assert records["resample"]["rows_out"] == 0 and records["report"]["skipped"]
     assert read_record(spark, str(tmp_path / "run" / "report")) is None
     assert not (tmp_path / "run" / "report" / "report.md").exists()
+    # status agrees with run: nothing is left to do, the report is not stale but has nothing to say
+    status = run_status(config(tmp_path / "run", [raw], k=0, report=True))
+    assert status["complete"] and status["would_redo"] == []
+    assert [(s["stage"], s["state"]) for s in status["stages"]][-2:] == [("resample", "done"), ("report", "empty")]
+    status = run_status(config(tmp_path / "run", [raw], k=5, report=True))  # a selection to make again: and report
+    assert [item["stage"] for item in status["would_redo"]] == ["resample", "report"]
 
 
 def test_text_that_is_not_a_string_in_one_file_of_a_folder_is_named(spark, tmp_path):

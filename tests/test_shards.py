@@ -117,7 +117,17 @@ def test_a_token_budget_written_as_shards_and_a_damaged_shard_fails_verify(spark
     config_file = tmp_path / "run.yaml"
     config_file.write_text(json.dumps(config.to_dict()))
     assert main(["verify", "--config", str(config_file)]) == 0
-    assert capsys.readouterr().out.startswith(f"verified {len(manifest['files'])} files")
+    said = capsys.readouterr().out
+    assert said.startswith(f"verified {len(manifest['files'])} files")
+    assert said.rstrip().endswith("; the selection of this config as it stands")
+    # intact shards, but another config's selection: the run directory's record says so
+    assert main(["verify", "--config", str(config_file), "--set", "resample.seed=9"]) == 3
+    assert f"{config.resample.out_dir} is not the selection of this config as it stands (resample: a setting " \
+        "changed: resample.seed: 0 -> 9)" in capsys.readouterr().err
+    # shards checked where the run directory is not (copied elsewhere): against their manifest only, said
+    assert main(["verify", "--config", str(config_file), "--set", f"run_dir={tmp_path / 'elsewhere'}"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        f"; not compared with the config: no complete resample record in {tmp_path / 'elsewhere' / 'selection'}")
     damaged = Path(config.resample.out_dir) / manifest["files"][1]["name"]
     damaged.write_bytes(damaged.read_bytes()[:-10])
     with pytest.raises(ShardError, match=f"{damaged}: .* the file changed or is damaged"):

@@ -13,6 +13,7 @@ from dsir_spark.config import ConfigError, config_from_dict
 from dsir_spark.estimators.registry import load_model
 from dsir_spark.estimators.spark_ml import ImportanceWeighting, ImportanceWeightModel, load_weighting
 from dsir_spark.pipeline import run_pipeline
+from dsir_spark.run import directory
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_a_run_directorys_model_scores_a_new_frame_as_the_score_stage_did(spark,
                                                                           [r["id"] for r in snapshot.collect()]}
 
 
-def test_a_new_snapshot_is_scored_and_selected_with_another_runs_model(spark, frames, tmp_path):
+def test_a_new_snapshot_is_scored_and_selected_with_another_runs_model(spark, frames, tmp_path, monkeypatch):
     root, _, raw = frames
     snapshot = [{"id": r["id"], "text": r["text"]} for r in raw.limit(400).collect()]
     data = {"run_dir": str(tmp_path / "snapshot"),
@@ -90,8 +91,12 @@ def test_a_new_snapshot_is_scored_and_selected_with_another_runs_model(spark, fr
     model = records["score"]["model"]
     assert model["path"] == str(root / "run" / "model") and model["estimator"] == "ngram_ratio"
     assert len(model["model_json_sha256"]) == 64
+    reads = []  # the model's identity is read once per run, however many stages' settings hold it
+    real_read_json = directory.read_json
+    monkeypatch.setattr(directory, "read_json", lambda spark, path: reads.append(path) or real_read_json(spark, path))
     again = run_pipeline(spark, config_from_dict(data))
     assert all(r.get("skipped") for r in again.values())
+    assert reads.count(f"{root / 'run' / 'model'}/model.json") == 1
     data["fit"]["model"] = str(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="fit.model: no complete model at"):
         run_pipeline(spark, config_from_dict(data))

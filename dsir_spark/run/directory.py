@@ -42,7 +42,7 @@ from dsir_spark.estimators.base import read_header
 from dsir_spark.featurizer.counts import BucketCounts, dense_counts
 from dsir_spark.selection.shards import MANIFEST, ShardError, read_manifest
 from dsir_spark.storage.compaction import compacted, should_compact
-from dsir_spark.storage.io import json_schemas, list_files, one_listing, output_table, read_dataset
+from dsir_spark.storage.io import json_schemas, list_files, one_listing, output_table, read_dataset, read_once
 from dsir_spark.storage.io import table_exists as catalog_table_exists
 from dsir_spark.storage.records import (
     NeedsSession,
@@ -111,7 +111,8 @@ def model_identity(config: RunConfig, spark: SparkSession | None = None) -> dict
     Without a session only a local model.json can be read (``NeedsSession`` otherwise)."""
     if not config.fit.model:
         return None
-    meta = read_json(spark, f"{config.fit.model.rstrip('/')}/model.json")
+    path = f"{config.fit.model.rstrip('/')}/model.json"
+    meta = read_once(path, lambda: read_json(spark, path))  # a run takes its inputs as they were at its start
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode("utf-8")).hexdigest() if meta else None
     return {"path": config.fit.model, "model_json_sha256": digest}
 

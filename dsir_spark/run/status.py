@@ -71,12 +71,16 @@ def run_status(config: RunConfig) -> dict[str, Any]:
     except NeedsSession:
         inputs = None  # remote inputs or tables: the settings are compared, the input files are not
     lease = _lease(config)
-    stages, redo, earlier_redone = [], [], False
+    stages, redo, earlier_redone, selected = [], [], False, None
     for stage in run_stages(config):
         raw = _read(f"{stage_dir(config, stage)}/{RECORD}")
         entry: dict[str, Any] = {"stage": stage}
         if stage == "report" and not config.report.enabled:
             entry["state"] = "off"  # report.enabled is false: run stops after resample
+            stages.append(entry)
+            continue
+        if stage == "report" and not earlier_redone and not selected:
+            entry["state"] = "empty"  # the selection is empty: run writes no report (see stages.report)
             stages.append(entry)
             continue
         if raw is None:
@@ -95,6 +99,8 @@ def run_status(config: RunConfig) -> dict[str, Any]:
             problem = _files_problem(config, stage, raw) if current else None
             if problem:
                 entry["state"], why = "stale", problem
+        if stage == "resample" and entry["state"] == "done":
+            selected = raw.get("selected")
         if entry["state"] != "done" or earlier_redone:
             redo.append({"stage": stage, "why": why or "an earlier stage runs again"})
             earlier_redone = True

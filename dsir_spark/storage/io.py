@@ -18,11 +18,12 @@ import glob
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from typing import Any
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -98,6 +99,17 @@ class SeenInputs:
     listings: dict[str, list[tuple[str, int, int]]] = dataclass_field(default_factory=dict)
     frames: dict[str, DataFrame] = dataclass_field(default_factory=dict)
     refreshed: set[str] = dataclass_field(default_factory=set)  # frames opened after checking their files
+    small_files: dict[str, Any] = dataclass_field(default_factory=dict)  # e.g. a model.json from elsewhere
+
+
+def read_once(path: str, read: Callable[[], Any]) -> Any:
+    """``read()``, once per block of ``one_listing`` for the input file ``path`` (outside one, every time)."""
+    seen = _SEEN.get()
+    if seen is None:
+        return read()
+    if path not in seen.small_files:
+        seen.small_files[path] = read()
+    return seen.small_files[path]
 
 
 _SEEN: ContextVar[SeenInputs | None] = ContextVar("dsir_seen_inputs", default=None)
