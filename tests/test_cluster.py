@@ -128,7 +128,10 @@ def run_connect_client(script: str, config: dict, tmp_path: Path) -> dict:
 
 def test_the_whole_pipeline_from_a_spark_connect_client(cluster_inputs, tmp_path):
     _, config_for, expected = cluster_inputs
-    output = run_connect_client(CONNECT_CLIENT, config_for(tmp_path / "run"), tmp_path)
+    config = config_for(tmp_path / "run")
+    # the target's columns declared (parsed by the server): its counts, and so the selection, as inferred ones
+    config["targets"][0]["json_schema"] = "contents STRING, id BIGINT"
+    output = run_connect_client(CONNECT_CLIENT, config, tmp_path)
     assert output["stages"] == sorted(["count", "fit", "score", "resample", "report"])
     assert output["ids"] == expected
     # Progress reached the client from the server's own reports: tasks, and the input read so far.

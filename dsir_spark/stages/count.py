@@ -136,7 +136,7 @@ def _dataset_result(by_group: dict[int, BucketCounts], df: DataFrame, index: int
                NOT_UNICODE: "their text holds an escaped lone surrogate (e.g. \\ud800), which no Unicode text has: "
                             "fix or remove them"}.get(
             code, "fix or remove them")
-        if code == MALFORMED and dataset.json_schema:  # Spark reads a value its declared type cannot hold so
+        if code == MALFORMED and dataset.json_schema:  # the reader takes a value its type cannot hold for malformed
             how += ", or fix json_schema (a value its type cannot hold, e.g. a string for a BIGINT, is malformed)"
         found = ", ".join(f"{n:,} {reason}" for reason, n in bad.items())
         raise InputError(

@@ -93,8 +93,8 @@ def _format_by_suffix(path: str) -> str | None:
 
 @dataclass
 class SeenInputs:
-    """What a block (a run) has seen of its inputs: each path's listing, and each dataset's opened frame
-    (a plan, no data: run.directory.open_dataset keeps them)."""
+    """What a block (a run) has seen of its inputs: each path's listing, each dataset's opened frame (a
+    plan, no data: run.directory.open_dataset keeps them) and small input files read (``read_once``)."""
 
     listings: dict[str, list[tuple[str, int, int]]] = dataclass_field(default_factory=dict)
     frames: dict[str, DataFrame] = dataclass_field(default_factory=dict)
@@ -397,7 +397,7 @@ def _declared_schema(config: DatasetConfig) -> str:
     except Exception as exc:  # Spark's parser raises its own errors, classic and Connect alike
         detail = str(exc).strip().splitlines()[0]
         raise InputError(f"dataset {config.name}: json_schema {config.json_schema!r} is not a schema Spark reads "
-                         f"({detail}); write it as DDL: 'id BIGINT, text STRING, meta STRUCT<source: STRING>'") from exc
+                         f"({detail}); write it as DDL: 'id BIGINT, text STRING, meta STRUCT<source STRING>'") from exc
     if not isinstance(schema, StructType):
         raise InputError(f"dataset {config.name}: json_schema {config.json_schema!r} is a single type, not columns; "
                          "name each column with its type: 'id BIGINT, text STRING'")
