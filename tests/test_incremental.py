@@ -173,6 +173,7 @@ def test_raw_probably_under_the_budget_is_counted_in_one_pass_with_the_same_resu
     probed = counted("probed")
     assert estimates == []  # no pass for the estimate before the count pass
     monkeypatch.setattr(count, "LIKELY_TOKENS_PER_BYTE", 10.0)  # never probing: the sample decided first
+    monkeypatch.setattr(count, "HEAD_MARGIN", 100.0)
     decided = counted("decided")
     assert estimates == [1]
     assert _raw_record(spark, tmp_path / "probed") == _raw_record(spark, tmp_path / "decided")
@@ -184,3 +185,36 @@ def test_raw_probably_under_the_budget_is_counted_in_one_pass_with_the_same_resu
         assert fraction == 1.0 and probed["raw"]["documents"] == len(rows)
         assert "raw_lengths" in probed  # all of raw featurized: lengths recorded as with the sample decided
     assert featurized(probed) == featurized(decided)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_raw_whose_first_documents_show_it_under_the_budget_is_counted_in_one_pass(spark, tmp_path, monkeypatch,
+                                                                                   dense):
+    """A budget of 0.35 tokens per byte of raw: its bytes alone cannot show raw under it, its first
+    documents can (real text, about 0.2 tokens per character): one pass, the record of deciding the
+    sample first. Text of a token per character ('.a.a.a') shows over it: the sample is decided first."""
+    from dsir_spark.stages import count
+
+    rows = read_jsonl(PILE)
+    if dense:
+        rows = [{**r, "contents": ".a" * (len(r["contents"]) // 2)} for r in rows]
+    raw_path = write_jsonl(tmp_path / "raw.jsonl", rows)
+    budget = int(os.path.getsize(raw_path) * 0.35)
+    assert os.path.getsize(raw_path) * count.LIKELY_TOKENS_PER_BYTE > budget  # the bytes cannot tell
+
+    def counted(name: str) -> dict:
+        settings = config_for(tmp_path / name, raw_path, str(TARGET_C), num_tokens_to_fit=budget, sample_seed=2)
+        return run(spark, settings, stages=("count",))["count"]
+
+    estimates = []
+    original = count.sample_for_fit
+    monkeypatch.setattr(count, "sample_for_fit", lambda *a, **k: estimates.append(1) or original(*a, **k))
+    guessed = counted("guessed")
+    assert estimates == ([1] if dense else [])  # a pass for the estimate first only where the head says over
+    monkeypatch.setattr(count, "HEAD_MARGIN", 100.0)  # the head never shows raw under: the sample decided first
+    decided = counted("decided")
+    assert estimates == ([1, 1] if dense else [1])
+    assert _raw_record(spark, tmp_path / "guessed") == _raw_record(spark, tmp_path / "decided")
+    assert guessed["raw"] == decided["raw"] and featurized(guessed) == featurized(decided)
+    fraction = _raw_record(spark, tmp_path / "guessed")["fit_sample"]["fraction"]
+    assert (fraction < 1) if dense else (fraction == 1.0 and guessed["raw"]["documents"] == len(rows))

@@ -413,6 +413,20 @@ def _characters_and_probe(documents: DataFrame, u: Column, cap: float) -> tuple[
     return total, [(row["u"], row["tokens"], row["chars"]) for row in rows if row["u"] is not None]
 
 
+HEAD_DOCUMENTS = 200
+
+
+def head_tokens_per_char(documents: DataFrame, limit: int = HEAD_DOCUMENTS) -> float | None:
+    """Tokens per character of a frame's first ``limit`` documents (Spark reads its first split only; None
+    when they hold no text): a guess, before any pass, of how to count a dataset, never of its sample."""
+    texts = [row[TEXT] or "" for row in documents.select(TEXT).limit(limit).collect()]
+    chars = sum(len(text) for text in texts)
+    if not chars:
+        return None
+    featurizer = make_featurizer(FeatureConfig(), requested_implementation())  # tokens only: any config will do
+    return int(featurizer.token_counts(texts).sum()) / chars
+
+
 def probe_cap(max_chars: int | None) -> float:
     """Documents whose uniform is under this are sent to Python for the estimate in the pass that reads
     the characters: 4x the sample's fraction at ``max_chars`` characters (0: unknown, two passes)."""
