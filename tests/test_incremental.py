@@ -149,19 +149,17 @@ def _raw_record(spark, run_dir: Path) -> dict:
     return {k: record[k] for k in ("documents", "tokens", "num_features", "fit_sample")}
 
 
-@pytest.mark.parametrize("dense", [False, True])
-def test_raw_probably_under_the_budget_is_counted_in_one_pass_with_the_same_result(spark, tmp_path, monkeypatch,
-                                                                                   dense):
-    """A budget between half raw's bytes and its bytes: the count pass featurizes all of raw and makes the
-    fit sample's estimate itself. Real text is under the budget (one pass); text of a token per byte
-    ('.a.a.a') is over it, and is counted again with its sample: both as deciding the sample first."""
+def _fit_budget_runs(spark, tmp_path, monkeypatch, dense: bool, tokens_per_byte: float):
+    """Raw (the Pile sample, or text of a token per character: '.a.a.a') with a fit budget of
+    ``tokens_per_byte`` x its bytes; ``counted(name)`` runs the count stage alone in run directory
+    ``name``, and ``estimates`` gets an entry for each pass made to estimate raw's tokens first."""
     from dsir_spark.stages import count
 
     rows = read_jsonl(PILE)
     if dense:
         rows = [{**r, "contents": ".a" * (len(r["contents"]) // 2)} for r in rows]
     raw_path = write_jsonl(tmp_path / "raw.jsonl", rows)
-    budget = int(os.path.getsize(raw_path) * 0.6)
+    budget = int(os.path.getsize(raw_path) * tokens_per_byte)
 
     def counted(name: str) -> dict:
         settings = config_for(tmp_path / name, raw_path, str(TARGET_C), num_tokens_to_fit=budget, sample_seed=2)
@@ -170,6 +168,18 @@ def test_raw_probably_under_the_budget_is_counted_in_one_pass_with_the_same_resu
     estimates = []
     original = count.sample_for_fit
     monkeypatch.setattr(count, "sample_for_fit", lambda *a, **k: estimates.append(1) or original(*a, **k))
+    return rows, budget, counted, estimates
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_raw_probably_under_the_budget_is_counted_in_one_pass_with_the_same_result(spark, tmp_path, monkeypatch,
+                                                                                   dense):
+    """A budget between half raw's bytes and its bytes: the count pass featurizes all of raw and makes the
+    fit sample's estimate itself. Real text is under the budget (one pass); text of a token per byte
+    ('.a.a.a') is over it, and is counted again with its sample: both as deciding the sample first."""
+    from dsir_spark.stages import count
+
+    rows, _, counted, estimates = _fit_budget_runs(spark, tmp_path, monkeypatch, dense, 0.6)
     probed = counted("probed")
     assert estimates == []  # no pass for the estimate before the count pass
     monkeypatch.setattr(count, "LIKELY_TOKENS_PER_BYTE", 10.0)  # never probing: the sample decided first
@@ -195,20 +205,8 @@ def test_raw_whose_first_documents_show_it_under_the_budget_is_counted_in_one_pa
     sample first. Text of a token per character ('.a.a.a') shows over it: the sample is decided first."""
     from dsir_spark.stages import count
 
-    rows = read_jsonl(PILE)
-    if dense:
-        rows = [{**r, "contents": ".a" * (len(r["contents"]) // 2)} for r in rows]
-    raw_path = write_jsonl(tmp_path / "raw.jsonl", rows)
-    budget = int(os.path.getsize(raw_path) * 0.35)
-    assert os.path.getsize(raw_path) * count.LIKELY_TOKENS_PER_BYTE > budget  # the bytes cannot tell
-
-    def counted(name: str) -> dict:
-        settings = config_for(tmp_path / name, raw_path, str(TARGET_C), num_tokens_to_fit=budget, sample_seed=2)
-        return run(spark, settings, stages=("count",))["count"]
-
-    estimates = []
-    original = count.sample_for_fit
-    monkeypatch.setattr(count, "sample_for_fit", lambda *a, **k: estimates.append(1) or original(*a, **k))
+    rows, budget, counted, estimates = _fit_budget_runs(spark, tmp_path, monkeypatch, dense, 0.35)
+    assert os.path.getsize(tmp_path / "raw.jsonl") * count.LIKELY_TOKENS_PER_BYTE > budget  # the bytes cannot tell
     guessed = counted("guessed")
     assert estimates == ([1] if dense else [])  # a pass for the estimate first only where the head says over
     monkeypatch.setattr(count, "HEAD_MARGIN", 100.0)  # the head never shows raw under: the sample decided first
