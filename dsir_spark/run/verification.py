@@ -1,8 +1,7 @@
 """``dsir-spark verify``: the published output checked without Spark. Shards against their manifest
 (``selection.shards.verify``) and, where the run directory is here, against the config; a plain output
-folder against the resample stage's record: made with
-the config's settings from its inputs as they are (see run.status), the files it published (names and
-sizes) and the rows they hold."""
+folder against the resample stage's record: made with the config's settings from its inputs as they are
+(see run.status), the files it published (names and sizes) and the rows they hold."""
 
 from __future__ import annotations
 
@@ -36,9 +35,15 @@ def verify_output(config: RunConfig) -> str:
                           "run_dir and out_dir are mounted (e.g. /dbfs/..., /Volumes/...)") from exc
 
 
-def _verify_folder(config: RunConfig, out_dir: str, folder: str) -> str:
+def _done_record(folder: str) -> dict | None:
+    """The resample stage's record in ``folder`` if it finished, else None (read without Spark)."""
     record = read_record(None, folder)
-    if record is None or record.get("status") != "done":
+    return record if record is not None and record.get("status") == "done" else None
+
+
+def _verify_folder(config: RunConfig, out_dir: str, folder: str) -> str:
+    record = _done_record(folder)
+    if record is None:
         raise OutputError(f"{folder} holds no complete selection to check {out_dir} against: run dsir-spark run")
     if record.get("files") is None:
         raise OutputError(f"{folder}: its record, written by an older version, does not list the output's files: "
@@ -58,8 +63,7 @@ def _shards_against_config(config: RunConfig, out_dir: str) -> str:
     config when its resample record is here, said otherwise."""
     folder = stage_dir(config, "resample")
     try:
-        record = read_record(None, folder)
-        if record is None or record.get("status") != "done":
+        if _done_record(folder) is None:
             return f"; not compared with the config: no complete resample record in {folder}"
         _require_current(config, out_dir)
     except NeedsSession:
