@@ -47,6 +47,12 @@ def _require_long(value: int, setting: str) -> None:
         raise ConfigError(f"{setting}={value}; a seed must be a 64-bit integer (from -2**63 to 2**63 - 1)")
 
 
+def home_expanded(path: str | None) -> str | None:
+    """A path with a leading ``~`` (or ``~user``) made the home folder, as a shell would: YAML does not,
+    and Spark would create a folder named ``~`` where the driver's Python reads the home folder."""
+    return os.path.expanduser(path) if isinstance(path, str) and path.startswith("~") else path
+
+
 def table_name_parts(name: str, setting: str) -> list[str]:
     """The 1-3 parts of a catalog table name (``table``, ``schema.table``, ``catalog.schema.table``)."""
     parts, rest = [], name.strip()
@@ -90,7 +96,7 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         if isinstance(self.paths, str):
             object.__setattr__(self, "paths", (self.paths,))
-        object.__setattr__(self, "paths", tuple(self.paths))
+        object.__setattr__(self, "paths", tuple(home_expanded(p) for p in self.paths))
         if not self.paths:
             raise ConfigError(f"dataset {self.name or ''!s}: 'paths' is empty; give at least one path or table")
         if self.format not in INPUT_FORMATS:
@@ -157,6 +163,7 @@ class FitConfig:
     model: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "model", home_expanded(self.model))
         if self.estimator not in ESTIMATORS:
             raise ConfigError(f"fit.estimator={self.estimator!r}; use one of {ESTIMATORS}")
         for name in ("negatives", "positives"):
@@ -254,6 +261,8 @@ class ResampleConfig:
     group_caps: tuple[GroupCap, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("out_dir", "scores"):
+            object.__setattr__(self, name, home_expanded(getattr(self, name)))
         if (self.max_share is not None or self.group_caps) and not self.group_col:
             raise ConfigError("resample.max_share and resample.group_caps need resample.group_col: the column whose "
                               "values are the groups (e.g. metadata.pile_set_name)")
@@ -318,6 +327,7 @@ class TokensConfig:
     eos: bool | str = False  # one end-of-document token per document: true (the tokenizer's), or its text
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tokenizer", home_expanded(self.tokenizer))
         if self.tokenizer is None and self.eos is not False:
             raise ConfigError("tokens.eos needs tokens.tokenizer: the tokenizer.json whose end-of-document token "
                               "ends each document")
@@ -393,6 +403,7 @@ class RunConfig:
     progress_seconds: float = 30.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "run_dir", home_expanded(self.run_dir))
         object.__setattr__(self, "targets", tuple(self.targets))
         if self.resample.min_log_weight is not None and self.fit.separate_targets:
             raise ConfigError("resample.min_log_weight is a threshold on one weight column; separate targets split "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from data_selection.hashed_ngram_dsir import get_ngram_counts
 from pyspark.sql.types import DoubleType, IntegerType, LongType, StructField, StructType
 
 from dsir_spark import ConfigError, HashedNgramDSIR, __version__
-from dsir_spark.config import DatasetConfig, FitConfig, RunConfig
+from dsir_spark.config import DatasetConfig, FitConfig, ResampleConfig, RunConfig, TokensConfig, load_config
 from dsir_spark.estimators.base import FitError
 from dsir_spark.featurizer.features import tokenize
 from dsir_spark.stages.count import count_stage
@@ -232,3 +233,25 @@ def test_target_laplace_smoothing_and_token_shares():
     assert given.target_proportions == [0.25, 0.75]
     together = fit_model(raw, [t0, t1], ["a", "b"], features, FitConfig())
     np.testing.assert_array_equal(together.target_probs[0], np.array([1, 4, 2, 1]) / 8)
+
+
+def test_paths_starting_with_a_tilde_are_in_the_home_folder(spark, tmp_path, monkeypatch):
+    # YAML does not expand ~: Spark made a folder named "~" while Python wrote in the home folder.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    write_jsonl(tmp_path / "home" / "data" / "raw.jsonl", RAW)
+    write_jsonl(tmp_path / "home" / "data" / "target.jsonl", TARGET)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text(
+        "run_dir: ~/runs/x\nraw: {paths: [~/data/raw.jsonl], id_col: id}\ntargets: [{paths: [~/data/target.jsonl]}]\n"
+        f"features: {{num_buckets: {NUM_BUCKETS}}}\nfit: {{model: ~/m}}\nresample: {{out_dir: ~/out, scores: ~/s}}\n"
+        "tokens: {tokenizer: ~/tok.json}\n")
+    config = load_config(str(tmp_path / "run.yaml"))
+    home = str(tmp_path / "home")
+    assert (config.run_dir, config.raw.paths, config.targets[0].paths) == (
+        f"{home}/runs/x", (f"{home}/data/raw.jsonl",), (f"{home}/data/target.jsonl",))
+    assert (config.fit.model, config.resample.out_dir, config.resample.scores, config.tokens.tokenizer) == (
+        f"{home}/m", f"{home}/out", f"{home}/s", f"{home}/tok.json")
+    count_stage(spark, dataclasses.replace(config, fit=FitConfig(), resample=ResampleConfig(num_to_sample=1),
+                                           tokens=TokensConfig()))
+    assert read_json(spark, f"{home}/runs/x/counts/raw.json")["documents"] == len(RAW)
+    assert not (tmp_path / "~").exists()

@@ -202,7 +202,8 @@ def require_own_output(spark: SparkSession, config: RunConfig) -> None:
     if mark is not None and mark.get("run_dir") == resolved_location(config.run_dir):
         return
     whose = (f"the output of another run ({mark.get('run_dir')})" if mark is not None
-             else f"{len(entries)} entries dsir-spark did not write (e.g. {sorted(entries)[0]})")
+             else f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'} dsir-spark did not write "
+             f"(e.g. {sorted(entries)[0]})")
     raise OutputConflict(
         f"resample.out_dir: {out_dir} holds {whose}, and the resample stage empties its output folder; choose "
         "an empty or new folder, or set resample.overwrite: true to replace what is there"
