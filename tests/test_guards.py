@@ -172,6 +172,25 @@ def test_a_missing_sample_size_and_a_bad_top_are_told_before_any_jvm_starts(tmp_
         assert done.returncode == 2 and done.stderr.startswith(message), done.stderr
 
 
+
+def test_a_missing_relative_path_is_one_line_that_says_where_it_was_looked_for(tmp_path):
+    """Spark logs a Java stack trace when a path is missing (its class moved to streaming.sinks in Spark 4): kept off."""
+    import subprocess
+    import sys
+
+    import yaml
+    from cluster import spark_env
+
+    config = config_dict(str(tmp_path / "run"), "data/raw.jsonl")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "dsir_spark.cli", "run", "--config", "c.yaml"], cwd=tmp_path,
+                          env=spark_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.splitlines()[-1] == (f"dsir-spark: dataset raw: path data/raw.jsonl does not exist (relative "
+                                            f"to {tmp_path}, where the command runs); check the path or glob")
+    assert "Exception" not in done.stderr and "\tat " not in done.stderr, done.stderr
+
+
 # ---------------------------------------------------------------------------------------- inputs
 
 

@@ -69,7 +69,9 @@ _SUFFIXES = {"json": (".jsonl", ".json", ".ndjson"), "parquet": (".parquet", ".p
 
 
 def _path_not_found(dataset: str, path: str) -> InputError:
-    return InputError(f"dataset {dataset}: path {path} does not exist; check the path or glob")
+    relative = ":" not in path and not path.startswith("/")
+    where = f" (relative to {os.getcwd()}, where the command runs)" if relative else ""
+    return InputError(f"dataset {dataset}: path {path} does not exist{where}; check the path or glob")
 
 
 _NAME_PART = re.compile(r"`([^`]*)`|([^.`]+)")
