@@ -10,6 +10,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dsir_spark.config import RunConfig, require_sample_size
+from dsir_spark.featurizer.model_tokens import load_model_tokenizer
 from dsir_spark.run.directory import complete_record, input_fingerprint, require_own_output, run_stages
 from dsir_spark.run.lease import held
 from dsir_spark.runtime.progress import configure as configure_progress
@@ -117,6 +118,8 @@ def run_pipeline(
         check_columns(spark, config, running)
         if config.resample.scores and "resample" in running:
             check_external_scores(spark, config)  # before count and fit run
+        if "resample" in running:  # tokens.tokenizer read and checked before any pass, not after scoring
+            load_model_tokenizer(spark, config.tokens)
         records = {}
         for step in steps:
             if not step.runs:  # complete with the same settings: nothing of it is read again

@@ -174,7 +174,8 @@ def test_a_missing_sample_size_and_a_bad_top_are_told_before_any_jvm_starts(tmp_
 
 
 def test_a_missing_relative_path_is_one_line_that_says_where_it_was_looked_for(tmp_path):
-    """Spark logs a Java stack trace when a path is missing (its class moved to streaming.sinks in Spark 4): kept off."""
+    """Spark logs a Java stack trace when a path is missing (from FileStreamSink, in streaming.sinks since
+    Spark 4): kept off the terminal."""
     import subprocess
     import sys
 
@@ -189,6 +190,20 @@ def test_a_missing_relative_path_is_one_line_that_says_where_it_was_looked_for(t
     assert done.stderr.splitlines()[-1] == (f"dsir-spark: dataset raw: path data/raw.jsonl does not exist (relative "
                                             f"to {tmp_path}, where the command runs); check the path or glob")
     assert "Exception" not in done.stderr and "\tat " not in done.stderr, done.stderr
+
+
+
+@pytest.mark.parametrize("tokens, message", [
+    ({"tokenizer": "{missing}"}, "cannot read {missing} (No such file or directory)"),
+    ({"tokenizer": "{raw}"}, "tokens.tokenizer: {raw} is not a Hugging Face tokenizer.json"),
+])
+def test_a_tokenizer_the_run_cannot_use_is_told_before_any_pass(spark, tmp_path, capsys, tokens, message):
+    raw = write_jsonl(tmp_path / "raw.jsonl", read_jsonl(PILE)[:50])
+    names = {"missing": str(tmp_path / "nowhere" / "tokenizer.json"), "raw": raw}
+    config = {**config_dict(tmp_path / "run", raw), "tokens": {k: v.format(**names) for k, v in tokens.items()}}
+    code, line = run_cli(tmp_path, capsys, config)
+    assert code == 2 and message.format(**names) in line, line
+    assert nothing_counted(tmp_path / "run")
 
 
 # ---------------------------------------------------------------------------------------- inputs
