@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import difflib
 import math
 import os
 import posixpath
@@ -627,7 +628,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     unknown = sorted(str(k) for k in set(data) - names)
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(f"unknown setting {prefix}{unknown[0]}; known settings here: {sorted(names)}")
+        close = difflib.get_close_matches(unknown[0], sorted(names), n=1)
+        meant = f"did you mean {prefix}{close[0]}? " if close else ""
+        raise ConfigError(f"unknown setting {prefix}{unknown[0]}; {meant}known settings here: {sorted(names)}")
     kwargs = {}
     for name, value in data.items():
         path = f"{where}.{name}" if where else name

@@ -51,12 +51,13 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"resample": {"num_to_sampel": 3}}, r"unknown setting resample.num_to_sampel"),
+    ({"resample": {"num_to_sampel": 3}}, r"unknown setting resample.num_to_sampel; did you mean "
+                                          r"resample.num_to_sample\? known settings here: \['add_dsir_columns'"),
     ({"features": {"num_buckets": "many"}}, r"features.num_buckets: expected an integer, got 'many'"),
     ({"resample": {"top_k": "yes"}}, r"resample.top_k: expected true or false"),
     ({"fit": {"num_tokens_to_fit": "some"}}, r"fit.num_tokens_to_fit"),
     ({"targets": []}, r"targets is empty"),
-    ({"raw": {"paths": ["a"], "colour": 1}}, r"unknown setting raw.colour"),
+    ({"raw": {"paths": ["a"], "colour": 1}}, r"unknown setting raw.colour; known settings here"),
     ({"features": {"ngrams": 0}}, r"features.ngrams=0; it must be >= 1"),
 ])
 def test_bad_settings_name_the_setting(change, message):
