@@ -150,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         requested_implementation()  # a wrong DSIR_SPARK_FEATURIZER fails here, not in a Spark task
         if args.command in ("run", "resample"):
             require_sample_size(config.resample)  # before a JVM starts
+        if args.command == "explain" and not args.ids:
+            raise ConfigError("explain needs at least one --id (a raw document's id)")
         if args.command == "explain" and args.top < 1:
             raise ConfigError(f"explain --top {args.top}: give how many n-grams to show per side, at least 1")
     except (ConfigError, ValueError) as exc:
@@ -264,9 +266,6 @@ def _print_records(records: dict, config, as_json: bool) -> None:
 def _explain(spark, config, ids: list[str], top: int) -> int:
     from dsir_spark.stages.explain import explain, format_explanation
 
-    if not ids:
-        print("dsir-spark: explain needs at least one --id", file=sys.stderr)
-        return CONFIG_ERROR
     print("\n\n".join(format_explanation(e) for e in explain(spark, config, ids, top)))
     return 0
 

@@ -95,3 +95,18 @@ def test_the_python_api_explains_like_the_command(spark, run):
     dsir = HashedNgramDSIR(str(PILE), str(TARGET_C), config.run_dir, text_col="contents", id_col="id", spark=spark)
     dsir.load()
     assert dsir.explain([0, 9], top=4) == explain(spark, config, [0, 9], top=4)
+
+
+def test_explain_without_a_fitted_model_or_an_id_says_what_to_run(spark, run, tmp_path, capsys):
+    import dataclasses
+
+    from dsir_spark.run.directory import StageOrderError
+
+    config, _ = run
+    fresh = dataclasses.replace(config, run_dir=str(tmp_path / "never-run"))
+    with pytest.raises(StageOrderError, match=r"the fit stage has no complete output in .*never-run/model; run "
+                                              r"dsir-spark run first"):
+        explain(spark, fresh, [0])
+    assert main(["explain", "--config", "conf/sample.yaml", "--set", f"run_dir={config.run_dir}"]) == 2
+    assert capsys.readouterr().err.strip() == ("dsir-spark: config error: explain needs at least one --id (a raw "
+                                               "document's id)")

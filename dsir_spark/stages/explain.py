@@ -14,7 +14,7 @@ from dsir_spark.config import RunConfig
 from dsir_spark.estimators.registry import load_model
 from dsir_spark.featurizer.chunks import expand_chunks, is_chunked
 from dsir_spark.featurizer.features import make_featurizer, requested_implementation
-from dsir_spark.run.directory import model_path, open_dataset, read_record, stage_dir
+from dsir_spark.run.directory import StageOrderError, model_path, open_dataset, read_record, stage_dir
 from dsir_spark.storage.io import InputError, good_rows
 
 
@@ -22,6 +22,9 @@ def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int
     """For each id (a raw document's id, or when the scores are chunks, a chunk's "<doc id>/<chunk>" or a
     document's id, which stands for each of its chunks), its total log weight (as the score stage computes
     it) and its ``top`` n-grams pulling toward and away from each target distribution."""
+    if not config.fit.model and read_record(spark, stage_dir(config, "fit")) is None:
+        raise StageOrderError(f"the fit stage has no complete output in {stage_dir(config, 'fit')}; run "
+                              "dsir-spark run first (explain reads the model and the raw documents)")
     model = load_model(spark, model_path(config))
     wanted = [str(i) for i in ids]
     raw = good_rows(open_dataset(spark, config, config.raw))
