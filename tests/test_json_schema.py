@@ -4,6 +4,7 @@ clear errors for a schema Spark cannot read or values it does not hold."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -107,3 +108,11 @@ def test_a_schema_spark_cannot_read_is_named(spark, tmp_path, schema, says):
 def test_an_empty_json_schema_is_a_config_error():
     with pytest.raises(ConfigError, match="json_schema=' '; give the JSON files' columns in Spark's DDL"):
         DatasetConfig(paths=("x.jsonl",), name="raw", json_schema=" ")
+
+
+def test_a_column_a_setting_names_but_json_schema_leaves_out_is_told_as_such(spark, tmp_path):
+    raw = write_jsonl(tmp_path / "raw.jsonl", ROWS)
+    with pytest.raises(InputError, match=re.escape(
+            "dataset raw: id column 'id' not found; columns are ['contents'] (the JSON files' columns are those "
+            "json_schema declares); add it to json_schema, or set id_col")):
+        run_pipeline(spark, config(tmp_path / "run", raw, "contents STRING", id_col="id"))

@@ -343,6 +343,10 @@ def require_column(df: DataFrame, config: DatasetConfig, column: str, role: str,
         if column in shown:  # a top-level name with a dot in it, read as parent.child
             raise InputError(f"dataset {config.name}: {role} column {column!r} is read as a nested field, but the "
                              f"column is named {column!r} itself; write it back-quoted: {setting}: '`{column}`'")
+        if config.json_schema:  # the columns are the declared ones: the column may be missing from json_schema
+            raise InputError(f"dataset {config.name}: {role} column {column!r} not found; columns are {shown} (the "
+                             f"JSON files' columns are those json_schema declares); add it to json_schema, or set "
+                             f"{setting} (nested fields as parent.child)")
         raise InputError(
             f"dataset {config.name}: {role} column {column!r} not found; columns are {shown}; "
             f"set {setting} (nested fields as parent.child)"
