@@ -138,8 +138,8 @@ def test_the_fit_samples_one_pass_estimate_equals_the_two_pass_one(spark, monkey
     rows = read_jsonl(PILE)
     documents = spark.createDataFrame([(str(i), r["contents"]) for i, r in enumerate(rows)], "id string, text string")
     size = int(sum(len(r["contents"]) for r in rows) * bytes_per_char)
-    one_pass = counts.sample_for_fit(documents, budget, seed=7, max_chars=size)[1]
-    two_passes = counts.sample_for_fit(documents, budget, seed=7, max_chars=None)[1]
+    one_pass = counts.sample_for_fit(documents, budget, seed=7, max_chars=size, tokenizer="wordpunct")[1]
+    two_passes = counts.sample_for_fit(documents, budget, seed=7, max_chars=None, tokenizer="wordpunct")[1]
     assert one_pass == two_passes
     assert 0 < one_pass["fraction"] < 1
 
@@ -149,20 +149,29 @@ def _raw_record(spark, run_dir: Path) -> dict:
     return {k: record[k] for k in ("documents", "tokens", "num_features", "fit_sample")}
 
 
-def _fit_budget_runs(spark, tmp_path, monkeypatch, dense: bool, tokens_per_byte: float):
-    """Raw (the Pile sample, or text of a token per character: '.a.a.a') with a fit budget of
-    ``tokens_per_byte`` x its bytes; ``counted(name)`` runs the count stage alone in run directory
-    ``name``, and ``estimates`` gets an entry for each pass made to estimate raw's tokens first."""
+# Chinese text: each character a token of wordpunct_cjk, each run of them between punctuation one of wordpunct.
+CJK_TEXT = "数据选择很重要，语言模型需要好的训练数据。"
+
+
+def _fit_budget_runs(spark, tmp_path, monkeypatch, dense: bool, tokens_per_byte: float, cjk: bool = False):
+    """Raw (the Pile sample, text of a token per character: '.a.a.a', or with ``cjk`` Chinese text read
+    with features.tokenizer wordpunct_cjk) with a fit budget of ``tokens_per_byte`` x its bytes;
+    ``counted(name)`` runs the count stage alone in run directory ``name``, and ``estimates`` gets an
+    entry for each pass made to estimate raw's tokens first."""
     from dsir_spark.stages import count
 
     rows = read_jsonl(PILE)
     if dense:
         rows = [{**r, "contents": ".a" * (len(r["contents"]) // 2)} for r in rows]
+    if cjk:
+        rows = [{**r, "contents": CJK_TEXT * (1 + len(r["contents"]) // 200)} for r in rows]
     raw_path = write_jsonl(tmp_path / "raw.jsonl", rows)
     budget = int(os.path.getsize(raw_path) * tokens_per_byte)
 
     def counted(name: str) -> dict:
         settings = config_for(tmp_path / name, raw_path, str(TARGET_C), num_tokens_to_fit=budget, sample_seed=2)
+        if cjk:
+            settings["features"] = {"tokenizer": "wordpunct_cjk"}
         return run(spark, settings, stages=("count",))["count"]
 
     estimates = []
@@ -216,3 +225,24 @@ def test_raw_whose_first_documents_show_it_under_the_budget_is_counted_in_one_pa
     assert guessed["raw"] == decided["raw"] and featurized(guessed) == featurized(decided)
     fraction = _raw_record(spark, tmp_path / "guessed")["fit_sample"]["fraction"]
     assert (fraction < 1) if dense else (fraction == 1.0 and guessed["raw"]["documents"] == len(rows))
+
+
+def test_the_fit_budget_counts_the_runs_tokens_however_the_sample_is_decided(spark, tmp_path, monkeypatch):
+    """Chinese text with features.tokenizer wordpunct_cjk: about 0.17 of its tokens per byte of JSON
+    (4 of wordpunct's), a budget of 0.1. Decided in the count pass (the run's tokenizer) or by a pass
+    first (wordpunct's tokens made it 'all of raw'), the sample is the same, about 0.6 of raw."""
+    from dsir_spark.stages import count
+
+    rows, budget, counted, estimates = _fit_budget_runs(spark, tmp_path, monkeypatch, False, 0.1, cjk=True)
+    monkeypatch.setattr(count, "LIKELY_TOKENS_PER_BYTE", 0.0)  # probed in the count pass
+    probed = counted("probed")
+    assert estimates == []
+    monkeypatch.setattr(count, "LIKELY_TOKENS_PER_BYTE", 10.0)  # never probing: the sample decided first
+    monkeypatch.setattr(count, "HEAD_MARGIN", 100.0)
+    decided = counted("decided")
+    assert estimates == [1]
+    assert _raw_record(spark, tmp_path / "probed") == _raw_record(spark, tmp_path / "decided")
+    assert probed["raw"] == decided["raw"]
+    sample = _raw_record(spark, tmp_path / "decided")["fit_sample"]
+    assert 0.45 < sample["fraction"] < 0.75 and 0.45 * len(rows) < decided["raw"]["documents"] < 0.75 * len(rows)
+    assert 0.8 * budget < decided["raw"]["tokens"] < 1.2 * budget

@@ -178,7 +178,8 @@ class ImportanceWeighting(Estimator, _Columns, MLReadable, MLWritable):
         fitted_raw = raw_documents
         tokens = fit_budget_tokens(budget, features.num_buckets)
         if tokens is not None:  # the count stage's fit sample: documents whose hash of (seed, id) is small
-            condition, _ = sample_for_fit(raw_documents, tokens, self.getOrDefault(self.sampleSeed))
+            condition, _ = sample_for_fit(raw_documents, tokens, self.getOrDefault(self.sampleSeed),
+                                          tokenizer=features.tokenizer)
             fitted_raw = raw_documents if condition is None else raw_documents.where(condition)
         raw = bucket_counts(fitted_raw.select(TEXT), features)
         target = bucket_counts(target_documents, features)

@@ -361,13 +361,19 @@ def bucket_counts(documents: DataFrame, config: FeatureConfig) -> BucketCounts:
 _ESTIMATE_CHARS = 2_000_000
 
 
-def _token_totals(documents: DataFrame) -> tuple[int, int]:
-    """(tokens, characters) of a frame of documents, counted by the same tokenizer."""
+def _token_counter(tokenizer: str, implementation: str):
+    """A featurizer used for its token counts alone: the tokenizer is the only setting they depend on
+    (wordpunct_cjk makes each CJK character a token where wordpunct makes a run of them one)."""
+    return make_featurizer(FeatureConfig(tokenizer=tokenizer), implementation)
+
+
+def _token_totals(documents: DataFrame, tokenizer: str) -> tuple[int, int]:
+    """(tokens, characters) of a frame of documents."""
 
     implementation = requested_implementation()
 
     def count(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        featurizer = make_featurizer(FeatureConfig(), implementation)  # tokens only: any config will do
+        featurizer = _token_counter(tokenizer, implementation)
         tokens = chars = 0
         for batch in batches:
             texts = batch.column(TEXT)
@@ -386,13 +392,14 @@ def _token_counts_of(featurizer, texts: pa.Array, picked: np.ndarray) -> np.ndar
     return featurizer.token_counts(texts.filter(pa.array(picked)).to_pylist())
 
 
-def _characters_and_probe(documents: DataFrame, u: Column, cap: float) -> tuple[int, list[tuple[float, int, int]]]:
+def _characters_and_probe(documents: DataFrame, u: Column, cap: float,
+                          tokenizer: str) -> tuple[int, list[tuple[float, int, int]]]:
     """One pass: the characters of every document, and (u, tokens, characters) of each document whose
     ``u`` is under ``cap`` (the only texts sent to Python)."""
     implementation = requested_implementation()
 
     def tally(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        featurizer = make_featurizer(FeatureConfig(), implementation)  # tokens only: any config will do
+        featurizer = _token_counter(tokenizer, implementation)
         total = 0
         for batch in batches:
             part, (u_under, tokens, chars) = _probe_tally(
@@ -416,15 +423,14 @@ def _characters_and_probe(documents: DataFrame, u: Column, cap: float) -> tuple[
 HEAD_DOCUMENTS = 200
 
 
-def head_tokens_per_char(documents: DataFrame, limit: int = HEAD_DOCUMENTS) -> float | None:
+def head_tokens_per_char(documents: DataFrame, tokenizer: str, limit: int = HEAD_DOCUMENTS) -> float | None:
     """Tokens per character of a frame's first ``limit`` documents (Spark reads its first split only; None
     when they hold no text): a guess, before any pass, of how to count a dataset, never of its sample."""
     texts = [row[TEXT] or "" for row in documents.select(TEXT).limit(limit).collect()]
     chars = sum(len(text) for text in texts)
     if not chars:
         return None
-    featurizer = make_featurizer(FeatureConfig(), requested_implementation())  # tokens only: any config will do
-    return int(featurizer.token_counts(texts).sum()) / chars
+    return int(_token_counter(tokenizer, requested_implementation()).token_counts(texts).sum()) / chars
 
 
 def probe_cap(max_chars: int | None) -> float:
@@ -469,10 +475,11 @@ def fit_uniform(seed: int, id_col: Column) -> Column:
     return uniform(seed, id_col, "fit-sample")
 
 
-def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int,
-                   max_chars: int | None = None) -> tuple[Column | None, dict]:
-    """A deterministic sample of about ``num_tokens`` tokens: documents whose hash of (seed, ``id``) is
-    small. Returns the condition that picks them (None: use every document) and how it was chosen.
+def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int, max_chars: int | None = None, *,
+                   tokenizer: str) -> tuple[Column | None, dict]:
+    """A deterministic sample of about ``num_tokens`` tokens (of ``tokenizer``, features.tokenizer: the
+    tokens the count pass counts): documents whose hash of (seed, ``id``) is small. Returns the condition
+    that picks them (None: use every document) and how it was chosen.
 
     Tokens never outnumber characters, so a dataset with fewer characters than the budget is used whole:
     known without a pass when ``max_chars`` (e.g. the bytes of uncompressed JSON files) is under it.
@@ -484,11 +491,12 @@ def sample_for_fit(documents: DataFrame, num_tokens: int, seed: int,
         return None, {"fraction": 1.0, "reason": "fewer characters than num_tokens_to_fit"}
     u = fit_uniform(seed, F.col("id"))
     cap = probe_cap(max_chars)
-    chars, probed = _characters_and_probe(documents, u, cap) if cap else (None, [])
+    chars, probed = _characters_and_probe(documents, u, cap, tokenizer) if cap else (None, [])
     if chars is None:
         chars = documents.agg(F.sum(F.length(TEXT)).alias("c")).first()["c"] or 0
     info = fit_sample_info(num_tokens, chars, probed, cap)
     if info is None:
         probe_fraction = min(1.0, _ESTIMATE_CHARS / chars)
-        info = _fraction_info(num_tokens, chars, *_token_totals(documents.where(u < F.lit(probe_fraction))))
+        info = _fraction_info(num_tokens, chars,
+                              *_token_totals(documents.where(u < F.lit(probe_fraction)), tokenizer))
     return (None if info["fraction"] >= 1.0 else u < F.lit(info["fraction"])), info

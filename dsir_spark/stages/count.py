@@ -161,7 +161,7 @@ def _fit_sample(spark: SparkSession, config: RunConfig, raw: DataFrame) -> tuple
     if budget is None:
         return None, {"fraction": 1.0}
     return sample_for_fit(documents(raw), budget, config.fit.sample_seed,
-                          max_chars=plain_text_bytes(spark, config.raw))
+                          max_chars=plain_text_bytes(spark, config.raw), tokenizer=config.features.tokenizer)
 
 
 # Raw text rarely holds more wordpunct tokens than this per byte of its JSON files (English prose about
@@ -182,7 +182,7 @@ def _probing(spark: SparkSession, config: RunConfig, raw: DataFrame) -> float | 
     if budget is None or max_chars is None or max_chars <= budget:
         return None
     if max_chars * LIKELY_TOKENS_PER_BYTE > budget:
-        head = head_tokens_per_char(documents(raw))
+        head = head_tokens_per_char(documents(raw), config.features.tokenizer)
         if head is None or max_chars * head * HEAD_MARGIN > budget:
             return None
     return probe_cap(max_chars)
