@@ -177,3 +177,27 @@ def test_a_fit_budget_takes_the_count_stages_fit_sample(spark, frames, tmp_path)
     mine = ImportanceWeighting(labelCol="is_target", numTokensToFit="30000", sampleSeed=4).fit(labeled).model
     np.testing.assert_array_equal(mine.log_diff, theirs.log_diff)
     np.testing.assert_array_equal(mine.raw_probs, theirs.raw_probs)
+
+
+def test_the_tokenizer_param_fits_the_pipelines_model_of_that_tokenizer(spark, tmp_path):
+    """Chinese text, where wordpunct_cjk's tokens (each character) differ from wordpunct's (each run)."""
+    chinese = ["数据选择很重要，语言模型需要好的训练数据。", "今天天气很好，我们去公园散步。",
+               "机器学习的模型需要大量的数据。"]
+    rows = read_jsonl(PILE)[:300]
+    raw = [{"id": r["id"], "text": r["contents"] + (chinese[i % 3] * 5 if i % 4 == 0 else "")}
+           for i, r in enumerate(rows)]
+    target = [{"id": 10_000 + i, "text": text * 20} for i, text in enumerate(chinese)]
+    data = {"run_dir": str(tmp_path / "cjk"), "raw": {"paths": [write_jsonl(tmp_path / "raw.jsonl", raw)],
+                                                      "id_col": "id"},
+            "targets": [{"paths": [write_jsonl(tmp_path / "target.jsonl", target)]}],
+            "features": {"tokenizer": "wordpunct_cjk"}, "fit": {"num_tokens_to_fit": "all"},
+            "resample": {"num_to_sample": 10}, "report": {"enabled": False}}
+    run_pipeline(spark, config_from_dict(data), stages=("count", "fit"))
+    theirs = load_model(spark, str(tmp_path / "cjk" / "model"))
+    labeled = spark.createDataFrame([{**r, "is_target": False} for r in raw] + [{**r, "is_target": True}
+                                                                                 for r in target])
+    mine = ImportanceWeighting(labelCol="is_target", tokenizer="wordpunct_cjk", numTokensToFit="all").fit(labeled)
+    assert mine.model.features.tokenizer == "wordpunct_cjk"
+    np.testing.assert_array_equal(mine.model.log_diff, theirs.log_diff)
+    wordpunct = ImportanceWeighting(labelCol="is_target", numTokensToFit="all").fit(labeled).model
+    assert not np.array_equal(wordpunct.log_diff, theirs.log_diff)  # the param is what makes them equal

@@ -146,6 +146,8 @@ class ImportanceWeighting(Estimator, _Columns, MLReadable, MLWritable):
     numBuckets = Param(Params._dummy(), "numBuckets", "hashed feature buckets", TypeConverters.toInt)
     hashMode = Param(Params._dummy(), "hashMode", "sha256 (the reference's buckets) or xxhash64",
                      TypeConverters.toString)
+    tokenizer = Param(Params._dummy(), "tokenizer", "wordpunct (the reference's), wordpunct_regex or wordpunct_cjk "
+                      "(features.tokenizer)", TypeConverters.toString)
     targetLaplaceSmoothing = Param(Params._dummy(), "targetLaplaceSmoothing", "pseudo-counts on the target",
                                    TypeConverters.toFloat)
     estimator = Param(Params._dummy(), "estimator", "ngram_ratio (the reference's log ratio) or logistic (a "
@@ -162,13 +164,13 @@ class ImportanceWeighting(Estimator, _Columns, MLReadable, MLWritable):
         super().__init__()
         defaults = FeatureConfig()
         self._setDefault(labelCol="is_target", ngrams=defaults.ngrams, numBuckets=defaults.num_buckets,
-                         hashMode=defaults.hash, targetLaplaceSmoothing=0.0, estimator="ngram_ratio",
-                         numTokensToFit="auto", idCol="id", sampleSeed=0)
+                         hashMode=defaults.hash, tokenizer=defaults.tokenizer, targetLaplaceSmoothing=0.0,
+                         estimator="ngram_ratio", numTokensToFit="auto", idCol="id", sampleSeed=0)
         self._set(**params)
 
     def _fit(self, dataset: DataFrame) -> ImportanceWeightModel:
         features = FeatureConfig(ngrams=self.getOrDefault(self.ngrams), num_buckets=self.getOrDefault(self.numBuckets),
-                                 hash=self.getOrDefault(self.hashMode))
+                                 hash=self.getOrDefault(self.hashMode), tokenizer=self.getOrDefault(self.tokenizer))
         budget = self.getOrDefault(self.numTokensToFit)
         ident = [F.col(self.getOrDefault(self.idCol)).alias(ID)] if budget != "all" else []
         documents = dataset.select(*ident, F.col(self.getOrDefault(self.textCol)).alias(TEXT),
