@@ -107,6 +107,10 @@ def test_report_reuses_the_resample_record_and_matches_a_recount(spark, wikipedi
     record without them (an older version's) makes it count them again, to the same report."""
     root, dsir = wikipedia_run
     from_record = dsir.report()
+    # Without labels the examples' rows come from the report's pass too: their texts, and no label.
+    rows = {str(r["id"]): r for r in read_jsonl(root / "raw.jsonl")}
+    assert from_record["examples"] and all(e["text"] == rows[e["id"]]["contents"][:2000] and e["label"] is None
+                                           for e in from_record["examples"])
     folder = str(root / "run" / "selection")
     record = read_record(spark, folder)
     documents = from_record["documents"]

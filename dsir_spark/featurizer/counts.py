@@ -7,11 +7,12 @@ counts by bucket; the driver receives at most num_buckets + 3 rows, never per-do
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -52,6 +53,10 @@ LENGTHS = -4_000_000
 PROBE, _PROBE_TOTAL = -5_000_000, -1
 PROBE_U = "__dsir_probe_u"
 STRING_ROW = "__dsir_string_row"  # count_pass(string_rows=...): whether a row's n-gram strings are tallied
+# The group of the rows a count pass returns whole (ngram: a JSON object of the row's id, text and label)
+# and the column saying which rows those are.
+FETCHED = -6_000_000
+FETCH_ROW = "__dsir_fetch_row"
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,21 @@ def _label_rows(tallied: dict[tuple[int, str | None], int]) -> pa.RecordBatch:
         names=["grp", BUCKET, COUNT, NGRAM])
 
 
+def _fetched_rows(batch: pa.RecordBatch, labelled: bool) -> pa.RecordBatch | None:
+    """One (FETCHED, 0, 1, row as JSON) row per row of the batch whose FETCH_ROW is true."""
+    picked = pc.fill_null(batch.column(FETCH_ROW), False)
+    if not pc.any(picked).as_py():
+        return None
+    rows = batch.filter(picked)
+    labels = rows.column(LABEL).to_pylist() if labelled else [None] * rows.num_rows
+    found = [json.dumps({"id": i, "text": t, "label": label})
+             for i, t, label in zip(rows.column(ID_KEY).to_pylist(), rows.column(TEXT).to_pylist(), labels)]
+    return pa.RecordBatch.from_arrays(
+        [pa.array(np.full(len(found), FETCHED, dtype=np.int32)), pa.array(np.zeros(len(found), dtype=np.int32)),
+         pa.array(np.ones(len(found), dtype=np.int64)), pa.array(found, pa.string())],
+        names=["grp", BUCKET, COUNT, NGRAM])
+
+
 def _length_rows(lengths: dict[int, int]) -> pa.RecordBatch:
     """One (LENGTHS, length, documents) row per document length seen."""
     return pa.RecordBatch.from_arrays(
@@ -160,7 +180,7 @@ def _probe_rows(batch: pa.RecordBatch, groups: np.ndarray, num_tokens: np.ndarra
 def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[int, frozenset[int] | None],
                     string_chars: int, strings_only: frozenset[int], id_groups: frozenset[int], labelled: bool,
                     length_groups: frozenset[int], probe: tuple[frozenset[int], float] | None = None,
-                    string_rows: bool = False):
+                    string_rows: bool = False, fetching: bool = False):
     def count_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = make_featurizer(config, implementation)
         compiled = int(featurizer.name == "compiled")
@@ -174,6 +194,9 @@ def _partial_counts(config: FeatureConfig, implementation: str, strings: dict[in
             groups = batch.column(GROUP).to_numpy(zero_copy_only=False)
             if labelled:
                 _tally_labels(batch, labels)
+            fetched = _fetched_rows(batch, labelled) if fetching else None
+            if fetched is not None:
+                yield fetched
             if id_groups:
                 ids = _id_rows(batch, groups, id_groups)
                 if ids is not None:
@@ -258,6 +281,8 @@ class CountPass:
     lengths: dict[int, int] = dataclass_field(default_factory=dict)
     # with a probe: (characters of the probed groups, [(u, tokens, characters) under the cap])
     probe: tuple[int, list[tuple[float, int, int]]] | None = None
+    # with fetch_rows: those rows, each {"id": str, "text": str | None, "label": str | None}
+    fetched: list[dict[str, Any]] = dataclass_field(default_factory=list)
 
 
 def _id_check(rows: pd.DataFrame) -> IdCheck:
@@ -273,7 +298,7 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
                strings_only: Iterable[int] = (), per_bucket: int = STRINGS_PER_BUCKET,
                id_groups: Iterable[int] = (), labels: Column | None = None,
                length_groups: Iterable[int] = (), probe: tuple[Column, Iterable[int], float] | None = None,
-               string_rows: Column | None = None) -> CountPass:
+               string_rows: Column | None = None, fetch_rows: Column | None = None) -> CountPass:
     """Counts per value of an integer ``group`` expression in one pass over ``documents`` (``text``).
     With ``strings`` (group -> buckets, None: all), the n-gram strings behind those buckets too, from at
     most ``string_chars`` characters of each such group's text per task (see ngrams.NgramTally), of the
@@ -283,17 +308,22 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
     (as a string; rows of every group, ``strings_only`` ones too) is tallied per group.
     With ``probe`` (a uniform per row, groups, cap), the fit sample's estimate from the same pass: the
     characters of those groups' documents and (u, tokens, characters) of each under the cap (see
-    fit_sample_info). The driver receives at most (groups + per_bucket) x num_buckets + ID_EXAMPLES rows,
-    with labels one row per (group, label) found, with a probe one row per probed document."""
+    fit_sample_info). With ``fetch_rows`` (a boolean picking a handful of rows), those rows whole: id
+    (``ID_KEY``), text and label. The driver receives at most (groups + per_bucket) x num_buckets +
+    ID_EXAMPLES rows, with labels one row per (group, label) found, with a probe one row per probed
+    document, and the fetched rows."""
     if probe is not None and strings_only:
         raise ValueError("a count pass with a probe counts every row: give no strings_only")
     wanted = {int(g): (None if b is None else frozenset(int(x) for x in b)) for g, b in (strings or {}).items()}
     checked = frozenset(int(g) for g in id_groups)
-    columns = [TEXT, group.cast("int").alias(GROUP)] + ([F.col(ID_KEY).cast("string")] if checked else [])
+    keyed = checked or fetch_rows is not None
+    columns = [TEXT, group.cast("int").alias(GROUP)] + ([F.col(ID_KEY).cast("string")] if keyed else [])
     if labels is not None:
         columns.append(labels.cast("string").alias(LABEL))
     if string_rows is not None:
         columns.append(string_rows.cast("boolean").alias(STRING_ROW))
+    if fetch_rows is not None:
+        columns.append(fetch_rows.cast("boolean").alias(FETCH_ROW))
     probing = None
     if probe is not None:
         columns.append(probe[0].cast("double").alias(PROBE_U))
@@ -301,7 +331,8 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
     partials = documents.select(*columns).mapInArrow(
         _partial_counts(config, requested_implementation(), wanted, string_chars,
                         frozenset(int(g) for g in strings_only), checked, labels is not None,
-                        frozenset(int(g) for g in length_groups), probing, string_rows is not None), _PARTIAL_SCHEMA
+                        frozenset(int(g) for g in length_groups), probing, string_rows is not None,
+                        fetch_rows is not None), _PARTIAL_SCHEMA
     )
     totals = partials.groupBy("grp", BUCKET, NGRAM).agg(F.sum(COUNT).alias(COUNT))
     is_strings, is_ids = F.col("grp") == F.lit(STRINGS), F.col("grp") == F.lit(IDS)
@@ -328,8 +359,9 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
         docs = part[part[BUCKET] != _PROBE_TOTAL]
         probed = (int(total[COUNT].sum()),
                   [(float(u), int(t), int(c)) for u, t, c in zip(docs[NGRAM], docs[COUNT], docs[BUCKET])])
+    fetched = list({row["id"]: row for row in map(json.loads, rows[rows["grp"] == FETCHED][NGRAM])}.values())
     result = {}
-    for grp, part in rows[~rows["grp"].isin([STRINGS, IDS, LABELS, LENGTHS, PROBE])].groupby("grp"):
+    for grp, part in rows[~rows["grp"].isin([STRINGS, IDS, LABELS, LENGTHS, PROBE, FETCHED])].groupby("grp"):
         sums = dict(zip(part[BUCKET].astype(int), part[COUNT].astype(np.int64)))
         real = part[part[BUCKET] >= 0]
         result[int(grp)] = BucketCounts(
@@ -339,7 +371,7 @@ def count_pass(documents: DataFrame, config: FeatureConfig, group: Column,
             null_texts=int(sums.get(_NULL_TEXTS, 0)),
             compiled_documents=int(sums.get(_COMPILED_DOCS, 0)),
         )
-    return CountPass(result, strings, ids, labelled, lengths, probed)
+    return CountPass(result, strings, ids, labelled, lengths, probed, fetched)
 
 
 def grouped_bucket_counts(documents: DataFrame, config: FeatureConfig, group: Column) -> dict[int, BucketCounts]:

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from dsir_spark.columns import ID, NUM_TOKENS, TEXT
 from dsir_spark.estimators.ngram_ratio import EPS
-from dsir_spark.featurizer.counts import BucketCounts, count_pass
+from dsir_spark.featurizer.counts import ID_KEY, BucketCounts, count_pass
 from dsir_spark.featurizer.ngrams import pulling_buckets, strings_by_bucket
 from dsir_spark.randomness import uniform
 from dsir_spark.selection.resampling import Quota, check_selectable, select
@@ -224,26 +224,25 @@ def build_report(
         target = F.col("target").cast("int") if separate else F.lit(0)
         part = frame.select(ID, ((target + F.lit(1)) * F.lit(base ** index)).alias("__code"))
         tagged = part if tagged is None else tagged.unionByName(part)
+    if fetch_ids:  # the rows to fetch are joined too, held by no selection unless one holds them
+        wanted = spark.createDataFrame([(i,) for i in fetch_ids], f"{ID} string")
+        tagged = tagged.unionByName(wanted.select(F.col(ID).cast(scores.schema[ID].dataType).alias(ID),
+                                                  F.lit(_HELD_BY_NONE).alias("__code")))
     held = tagged.groupBy(ID).agg(F.sum("__code").cast("int").alias("__group"))
     if 3 * k <= BROADCAST_HELD:  # sent to every task: raw is joined where it is read, never shuffled
         held = F.broadcast(held)
-    # With labels, every raw row is read for its label (the text only of those a selection holds); the
-    # rows to fetch come from the same pass (kept until both have read them).
+    # With labels, every raw row is read for its label (the text only of those joined).
     label = ["__label"] if label_col else []
     read = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT),
                        *[F.col(label_col).alias(name) for name in label])
-            .join(held, on=ID, how="left" if label_col or fetch_ids else "inner"))
-    fetching = F.col(ID).cast("string").isin(list(fetch_ids))
-    if fetch_ids:  # kept: the rows a selection holds or to fetch, and with labels every row's label
-        keep = F.col("__group").isNotNull() | fetching
-        read = (read.select(ID, F.when(keep, F.col(TEXT)).alias(TEXT), "__group", *label) if label_col
-                else read.where(keep)).persist()
+            .join(held, on=ID, how="left" if label_col else "inner"))
     # Drawn for held documents only (with labels every raw row is read): the others give no strings.
     string_row = F.when(F.col("__group").isNotNull(),
                         uniform(seed, F.col(ID), "report-strings") < F.lit(min(1.0, STRING_DOCUMENTS / k)))
     documents = read.select(F.when(F.col("__group").isNotNull(), F.col(TEXT)).alias(TEXT),
                             F.coalesce(F.col("__group"), F.lit(_HELD_BY_NONE)).alias("__group"), *label,
-                            string_row.alias("__strings"))
+                            string_row.alias("__strings"), F.col(ID).cast("string").alias(ID_KEY),
+                            F.col(ID).cast("string").isin(list(fetch_ids)).alias("__fetch"))
     raw_probs = raw_counts.probabilities()
     target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
     strings: dict[int, list[int]] = {}
@@ -258,13 +257,9 @@ def build_report(
                                               allowMissingColumns=True)
     counted = count_pass(documents, features, F.col("__group"), strings=strings,
                          strings_only=[_TARGET_TEXTS, _HELD_BY_NONE], labels=F.col("__label") if label_col else None,
-                         string_rows=F.col("__strings"))
-    fetched = []
-    if fetch_ids:
-        label_value = [F.col("__label").cast("string").alias("label")] if label_col else []
-        fetched = [row.asDict() for row in
-                   read.where(fetching).select(F.col(ID).cast("string").alias(ID), TEXT, *label_value).collect()]
-        read.unpersist()
+                         string_rows=F.col("__strings"), fetch_rows=F.col("__fetch") if fetch_ids else None)
+    fetched = [{ID: row["id"], TEXT: row["text"], **({"label": row["label"]} if label_col else {})}
+               for row in counted.fetched]
 
     def held_by(index: int, target: int | None = None) -> list[BucketCounts]:
         """Counts of the documents selection ``index`` holds (for ``target`` only, if given)."""
