@@ -180,23 +180,31 @@ def _fit_budget_runs(spark, tmp_path, monkeypatch, dense: bool, tokens_per_byte:
     return rows, budget, counted, estimates
 
 
+def _probed_then_decided(spark, tmp_path, monkeypatch, counted, estimates) -> tuple[dict, dict]:
+    """The count stage in run directory "probed" (raw's tokens estimated in the count pass), then in
+    "decided" (never probing: the sample decided by a pass first), with the same raw record."""
+    from dsir_spark.stages import count
+
+    probed = counted("probed")
+    assert estimates == []  # no pass for the estimate before the count pass
+    monkeypatch.setattr(count, "LIKELY_TOKENS_PER_BYTE", 10.0)
+    monkeypatch.setattr(count, "HEAD_MARGIN", 100.0)
+    decided = counted("decided")
+    assert estimates == [1]
+    assert _raw_record(spark, tmp_path / "probed") == _raw_record(spark, tmp_path / "decided")
+    assert probed["raw"] == decided["raw"]
+    return probed, decided
+
+
 @pytest.mark.parametrize("dense", [False, True])
 def test_raw_probably_under_the_budget_is_counted_in_one_pass_with_the_same_result(spark, tmp_path, monkeypatch,
                                                                                    dense):
     """A budget between half raw's bytes and its bytes: the count pass featurizes all of raw and makes the
     fit sample's estimate itself. Real text is under the budget (one pass); text of a token per byte
     ('.a.a.a') is over it, and is counted again with its sample: both as deciding the sample first."""
-    from dsir_spark.stages import count
 
     rows, _, counted, estimates = _fit_budget_runs(spark, tmp_path, monkeypatch, dense, 0.6)
-    probed = counted("probed")
-    assert estimates == []  # no pass for the estimate before the count pass
-    monkeypatch.setattr(count, "LIKELY_TOKENS_PER_BYTE", 10.0)  # never probing: the sample decided first
-    monkeypatch.setattr(count, "HEAD_MARGIN", 100.0)
-    decided = counted("decided")
-    assert estimates == [1]
-    assert _raw_record(spark, tmp_path / "probed") == _raw_record(spark, tmp_path / "decided")
-    assert probed["raw"] == decided["raw"]
+    probed, decided = _probed_then_decided(spark, tmp_path, monkeypatch, counted, estimates)
     fraction = _raw_record(spark, tmp_path / "probed")["fit_sample"]["fraction"]
     if dense:
         assert fraction < 1 and probed["raw"]["documents"] < len(rows)
@@ -235,14 +243,7 @@ def test_the_fit_budget_counts_the_runs_tokens_however_the_sample_is_decided(spa
 
     rows, budget, counted, estimates = _fit_budget_runs(spark, tmp_path, monkeypatch, False, 0.1, cjk=True)
     monkeypatch.setattr(count, "LIKELY_TOKENS_PER_BYTE", 0.0)  # probed in the count pass
-    probed = counted("probed")
-    assert estimates == []
-    monkeypatch.setattr(count, "LIKELY_TOKENS_PER_BYTE", 10.0)  # never probing: the sample decided first
-    monkeypatch.setattr(count, "HEAD_MARGIN", 100.0)
-    decided = counted("decided")
-    assert estimates == [1]
-    assert _raw_record(spark, tmp_path / "probed") == _raw_record(spark, tmp_path / "decided")
-    assert probed["raw"] == decided["raw"]
+    _, decided = _probed_then_decided(spark, tmp_path, monkeypatch, counted, estimates)
     sample = _raw_record(spark, tmp_path / "decided")["fit_sample"]
     assert 0.45 < sample["fraction"] < 0.75 and 0.45 * len(rows) < decided["raw"]["documents"] < 0.75 * len(rows)
     assert 0.8 * budget < decided["raw"]["tokens"] < 1.2 * budget
