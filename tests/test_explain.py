@@ -64,7 +64,7 @@ def test_the_report_names_the_targets_distinctive_words_by_their_buckets(spark, 
         open(f"{stage_dir(config, 'report')}/report.md", encoding="utf-8").read())
 
 
-def test_an_explanation_adds_up_to_the_documents_score_and_names_its_ngrams(spark, run, capsys):
+def test_an_explanation_adds_up_to_the_documents_score_and_names_its_ngrams(spark, run, capsys, caplog):
     config, _ = run
     scores = spark.read.parquet(stage_dir(config, "score"))
     best = scores.orderBy("log_weight", ascending=False).first()
@@ -84,6 +84,12 @@ def test_an_explanation_adds_up_to_the_documents_score_and_names_its_ngrams(spar
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"document {best['id']}: {best['num_tokens']} tokens") and "'software'" in out
+    # conf/sample.yaml names other input files than this run's: the model is explained, and that is said
+    assert "explain: the input files changed since the fit stage ran" in caplog.text
+    assert "; explaining the model that is there" in caplog.text
+    caplog.clear()
+    explain(spark, config, [best["id"]])
+    assert "explaining the model that is there" not in caplog.text
     with pytest.raises(InputError, match="explain: no document with id 123456789"):
         explain(spark, config, [123456789])
 

@@ -3,6 +3,7 @@ away, with their counts and their buckets' log ratios (``dsir-spark explain``, `
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,8 +15,18 @@ from dsir_spark.config import RunConfig
 from dsir_spark.estimators.registry import load_model
 from dsir_spark.featurizer.chunks import expand_chunks, is_chunked
 from dsir_spark.featurizer.features import make_featurizer, requested_implementation
-from dsir_spark.run.directory import StageOrderError, model_path, open_dataset, read_record, stage_dir
+from dsir_spark.run.directory import (
+    StageOrderError,
+    input_fingerprint,
+    model_path,
+    open_dataset,
+    read_record,
+    require_stage,
+    stage_dir,
+)
 from dsir_spark.storage.io import InputError, good_rows
+
+log = logging.getLogger("dsir_spark")
 
 
 def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int = 10) -> list[dict[str, Any]]:
@@ -25,6 +36,11 @@ def explain(spark: SparkSession, config: RunConfig, ids: Sequence[Any], top: int
     if not config.fit.model and read_record(spark, stage_dir(config, "fit")) is None:
         raise StageOrderError(f"the fit stage has no complete output in {stage_dir(config, 'fit')}; run "
                               "dsir-spark run first (explain reads the model and the raw documents)")
+    if not config.fit.model:  # the model that is there is explained; said when the settings now differ
+        try:
+            require_stage(spark, config, "fit", input_fingerprint(spark, config))
+        except StageOrderError as exc:
+            log.warning("explain: %s; explaining the model that is there", exc)
     model = load_model(spark, model_path(config))
     wanted = [str(i) for i in ids]
     raw = good_rows(open_dataset(spark, config, config.raw))
