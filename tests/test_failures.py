@@ -256,3 +256,19 @@ def test_a_corrupt_file_prints_no_java_stack_trace_on_the_terminal(tmp_path):
     assert "\tat " not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"dsir-spark: dataset raw: cannot read file://{folder}/a.jsonl.gz (not a gzip file)")
+
+
+@pytest.mark.parametrize("text", [
+    'An error occurred while calling o595.parquet.\nCaused by: java.lang.NullPointerException: Cannot invoke '
+    '"org.apache.spark.scheduler.DAGScheduler.runJob()" because the return value of '
+    '"org.apache.spark.SparkContext.dagScheduler()" is null',
+    "java.lang.IllegalStateException: Cannot call methods on a stopped SparkContext.",
+])
+def test_a_sparkcontext_stopped_under_the_run_is_told_with_the_memory_advice(text):
+    """An OutOfMemoryError in a task can stop the SparkContext; the next call then fails on a null scheduler
+    (seen in the slow out-of-memory test): said as the JVM stopping, with the memory advice."""
+    from dsir_spark.storage.failures import one_line
+
+    line = one_line(RuntimeError(text))
+    assert line.startswith("Spark's JVM or its SparkContext stopped while the run worked. If its last lines above "
+                           "say OutOfMemoryError") and "spark.driver.memory" in line

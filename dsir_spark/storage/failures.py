@@ -24,7 +24,9 @@ _NO_FILESYSTEM = re.compile(r'No FileSystem for scheme "(\w+)"')
 _NO_FILESYSTEM_CLASS = re.compile(r"Class [\w.$]+FileSystem not found")  # a scheme mapped to a missing jar
 _OUT_OF_MEMORY = re.compile(r"OutOfMemoryError(?::\s*([^\n]+))?")
 # What py4j says when the JVM behind the session is gone (an OutOfMemoryError in a task ends it too).
-_JVM_GONE = re.compile(r"Answer from Java side is empty|Connection refused|Error while (receiving|sending)")
+_JVM_GONE = re.compile(r"Answer from Java side is empty|Connection refused|Error while (receiving|sending)"
+                       # ... or its SparkContext stopped under the run (an OutOfMemoryError in a task can do that)
+                       r"|SparkContext\.dagScheduler\(\)\" is null|Cannot call methods on a stopped SparkContext")
 _NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '(dsir_spark[\w.]*)'")
 # What a path's scheme needs on the classpath (Spark ships the local and HDFS file systems only).
 CONNECTORS = {
@@ -129,7 +131,8 @@ def one_line(exc: BaseException) -> str:
     if memory:
         return memory
     if type(exc).__name__ in ("Py4JNetworkError", "ConnectionRefusedError") or _JVM_GONE.search(text):
-        return ("Spark's JVM stopped while the run worked. If its last lines above say OutOfMemoryError, " +
+        return ("Spark's JVM or its SparkContext stopped while the run worked. If its last lines above say "
+                "OutOfMemoryError, " +
                 out_of_memory("OutOfMemoryError").removeprefix("Spark ran out of memory (Java heap space): ") +
                 "; else it was killed (e.g. by the system's out-of-memory killer) or crashed")
     module = _NO_MODULE.search(text)
