@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 
 from dsir_spark.config import ConfigError, TokensConfig
+from dsir_spark.storage.io import read_once
 from dsir_spark.storage.records import local_path
 
 # Names end-of-document tokens go by in the tokenizers trainers use (tokens.eos: true finds one of them).
@@ -113,7 +114,8 @@ def load_model_tokenizer(spark: SparkSession | None, tokens: TokensConfig) -> Mo
     except ImportError as exc:
         raise ConfigError("tokens.tokenizer needs the tokenizers library on every node: "
                           "pip install 'dsir-spark[tokens]'") from exc
-    data = _read(spark, tokens.tokenizer)
+    # Read once per run: checked before any pass, used again by the resample stage.
+    data = read_once(tokens.tokenizer, lambda: _read(spark, tokens.tokenizer))
     try:
         spec = data.decode("utf-8")
         json.loads(spec)
