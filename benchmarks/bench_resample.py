@@ -91,7 +91,7 @@ def run_spark(root: Path, k: int, cores: int) -> dict:
 
     from dsir_spark.config import DatasetConfig
     from dsir_spark.selection.resampling import select
-    from dsir_spark.stages.resample import write_selection
+    from dsir_spark.stages.resample import write_ids, write_selection
     from dsir_spark.storage.io import json_schemas, read_dataset
 
     spark = SparkSession.builder.master(f"local[{cores}]").config("spark.ui.enabled", "false").getOrCreate()
@@ -108,7 +108,8 @@ def run_spark(root: Path, k: int, cores: int) -> dict:
         scores = spark.read.parquet(str(root / "scores.parquet"))
         selection, _ = select(scores, ["log_weight"], k, seed=0)
         raw = read_dataset(spark, raw_config, schemas)
-        written = write_selection(selection, raw, f"{tmp}/selection", f"{tmp}/out", expected=k)
+        chosen = write_ids(selection, f"{tmp}/selection")
+        written = write_selection(chosen, raw, f"{tmp}/selection", f"{tmp}/out", expected=k)
         seconds = time.time() - started
     stop.set()
     watcher.join()

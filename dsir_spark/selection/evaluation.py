@@ -27,10 +27,17 @@ from dsir_spark.estimators.ngram_ratio import EPS
 from dsir_spark.featurizer.counts import ID_KEY, BucketCounts, count_pass
 from dsir_spark.featurizer.ngrams import pulling_buckets, strings_by_bucket
 from dsir_spark.randomness import uniform
-from dsir_spark.selection.resampling import Quota, check_selectable, select
+from dsir_spark.selection.report_documents import (
+    GROUP,
+    HELD_BY_NONE,
+    LABEL,
+    SELECTIONS,
+    TARGET_TEXTS,
+    code_base,
+    holder,
+)
 
 log = logging.getLogger("dsir_spark")
-SELECTIONS = ("selected", "random", "top_k")
 HISTOGRAM_BINS = 40
 
 
@@ -106,22 +113,9 @@ def _histograms(scores: DataFrame, selection: DataFrame, specs: Sequence[_Histog
 
 
 PULLING = 30
-# The report joins raw with the documents its selections hold by broadcasting them while there are at
-# most this many (a few tens of MB); a larger selection is joined by a shuffle.
-BROADCAST_HELD = 3_000_000
 # The n-gram strings of the buckets that pull away from the target come from about this many of the
 # random baseline's documents, a seeded sample whatever the selection's size (or the tasks' number).
 STRING_DOCUMENTS = 1000
-# The group of the targets' documents in the report's counting pass: they give n-gram strings only; and
-# of the raw documents no selection holds, read for their labels only.
-_TARGET_TEXTS = -1
-_HELD_BY_NONE = 0
-
-
-def _holder(code: int, index: int, base: int) -> int:
-    """From a document's group in the report's counting pass (the sum over the selections i holding it
-    of (its target there + 1) x base^i): 0 if selection ``index`` does not hold it, else its target + 1."""
-    return (code // base ** index) % base if code >= 0 else 0
 
 
 def _pulling_ngrams(log_diff: np.ndarray, target_probs: np.ndarray, raw_probs: np.ndarray,
@@ -144,9 +138,9 @@ def _label_shares(labels: dict[int, dict[str | None, int]], base: int) -> dict[s
     report's counting pass: every raw row counts for raw, and for each selection that holds it."""
     totals: dict[str, dict[str, int]] = {name: {} for name in ("raw", *SELECTIONS)}
     for code, counts in labels.items():
-        if code == _TARGET_TEXTS:
+        if code == TARGET_TEXTS:
             continue
-        names = ["raw", *[name for index, name in enumerate(SELECTIONS) if _holder(code, index, base)]]
+        names = ["raw", *[name for index, name in enumerate(SELECTIONS) if holder(code, index, base)]]
         for label, rows in counts.items():
             shown = "null" if label is None else label
             for name in names:
@@ -158,13 +152,13 @@ def build_report(
     spark: SparkSession,
     *,
     scores: DataFrame,
-    raw: DataFrame,
     selection: DataFrame,
+    selected: int,
+    rows: DataFrame,
     raw_counts: BucketCounts,
     target_counts: Sequence[BucketCounts],
     target_names: Sequence[str],
     weight_cols: Sequence[str],
-    proportions: Sequence[float] | None,
     features,
     min_example_length: int,
     seed: int,
@@ -172,98 +166,64 @@ def build_report(
     bucket_weights: np.ndarray | None = None,
     bucket_weight_name: str = "log ratio",
     target_texts: DataFrame | None = None,
-    num_tokens: int | None = None,
-    quota: Quota | None = None,
     figures: Figures | None = None,
-    recorded: tuple[int, tuple[int, int, int]] | None = None,
     fetch_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The report as a dict. ``raw`` comes from ``io.read_dataset``; ``selection`` has id and target.
-    With the model's ``bucket_weights`` (its first row: the log ratios, or a classifier's coefficients,
-    named by ``bucket_weight_name``) it lists the n-grams that pull documents toward the target (their
-    strings from ``target_texts``, the targets' documents or a sample of them) and away from it. The
-    baselines are as large as the selection: as many documents, or the same token budget
-    (``num_tokens``), under the same group ``quota`` if the selection had one. ``figures`` are given
-    the histograms as soon as they are known. ``recorded``: the selection's size and check_selectable's
-    answer for these scores, from the resample stage's record (else counted again). ``fetch_ids``: raw
-    rows (id as a string, text, label) to return too, read in the same pass over raw, under "fetched"."""
-    k, sizes = recorded or (selection.count(), None)
+    """The report as a dict, for ``selection`` (id and target; ``selected`` documents) of ``scores``.
+    ``rows`` are the documents the report reads (report_documents.report_rows: the held ones with their
+    text and group, with ``label_col`` every raw row's label). With the model's ``bucket_weights`` (its
+    first row: the log ratios, or a classifier's coefficients, named by ``bucket_weight_name``) it lists
+    the n-grams that pull documents toward the target (their strings from ``target_texts``, the targets'
+    documents or a sample of them) and away from it. ``figures`` are given the histograms as soon as
+    they are known. ``fetch_ids``: rows of ``rows`` (id as a string, text, label) to return too, under
+    "fetched"."""
+    k = selected
     if k == 0:
         raise ValueError("the selection is empty (num_to_sample: 0): there is nothing to report on")
     separate = len(weight_cols) > 1
     eligible = F.col(NUM_TOKENS) >= F.lit(min_example_length)
     specs = [_HistogramSpec(column, eligible, (F.col("__target") == F.lit(t)) if separate else F.lit(True),
                             "eligible") for t, column in enumerate(weight_cols)]
-    size = {"num_tokens": num_tokens} if num_tokens is not None else {"num_to_sample": k}
-    grouped = [quota.column] if quota is not None else []
-    flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
-    # Small Spark jobs wait on scheduling more than they work: the histograms and the two baselines run
-    # side by side.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsir-spark-report") as pool:
+    # The histograms' small Spark jobs run while the counting pass does.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsir-spark-report") as pool:
         histogram_job = pool.submit(
             _histograms, scores, selection, [*specs, _HistogramSpec(NUM_TOKENS, F.lit(True), F.lit(True), "all")],
             also=[F.count("*"), F.sum(NUM_TOKENS), F.count(F.when(F.col(NUM_TOKENS) < min_example_length, 1))])
-        # Both baselines pick from the documents the selection picked from: their sizes are known, or checked once.
-        sizes = sizes or check_selectable(scores, list(weight_cols), size.get("num_to_sample", 0),
-                                          min_example_length)
-        common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota,
-                      sizes=sizes, **size)
-        random_job = pool.submit(select, flat, list(weight_cols), noise_salt="random-baseline", **common)
-        top_k, _ = select(scores, list(weight_cols), top_k=True, **common)
-        random, _ = random_job.result()
-        histograms, (n, tokens, short) = histogram_job.result()
-    if figures is not None:  # drawn while the counting pass runs
-        figures.histograms(histograms)
 
-    # One featurizing pass over the union of the three selections (at most 3k documents, each once
-    # however many selections hold it), which also gathers the strings of the buckets that pull toward
-    # the target (from its documents, not counted) and away from it (from the random baseline's).
-    base = (len(weight_cols) if separate else 1) + 1
-    tagged = None
-    for index, frame in enumerate((selection, random, top_k)):
-        target = F.col("target").cast("int") if separate else F.lit(0)
-        part = frame.select(ID, ((target + F.lit(1)) * F.lit(base ** index)).alias("__code"))
-        tagged = part if tagged is None else tagged.unionByName(part)
-    if fetch_ids:  # the rows to fetch are joined too, held by no selection unless one holds them
-        wanted = spark.createDataFrame([(i,) for i in fetch_ids], f"{ID} string")
-        tagged = tagged.unionByName(wanted.select(F.col(ID).cast(scores.schema[ID].dataType).alias(ID),
-                                                  F.lit(_HELD_BY_NONE).alias("__code")))
-    held = tagged.groupBy(ID).agg(F.sum("__code").cast("int").alias("__group"))
-    if 3 * k <= BROADCAST_HELD:  # sent to every task: raw is joined where it is read, never shuffled
-        held = F.broadcast(held)
-    # With labels, every raw row is read for its label (the text only of those joined).
-    label = ["__label"] if label_col else []
-    read = (raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT),
-                       *[F.col(label_col).alias(name) for name in label])
-            .join(held, on=ID, how="left" if label_col else "inner"))
-    # Drawn for held documents only (with labels every raw row is read): the others give no strings.
-    string_row = F.when(F.col("__group").isNotNull(),
-                        uniform(seed, F.col(ID), "report-strings") < F.lit(min(1.0, STRING_DOCUMENTS / k)))
-    documents = read.select(F.when(F.col("__group").isNotNull(), F.col(TEXT)).alias(TEXT),
-                            F.coalesce(F.col("__group"), F.lit(_HELD_BY_NONE)).alias("__group"), *label,
-                            string_row.alias("__strings"), F.col(ID).cast("string").alias(ID_KEY),
-                            F.col(ID).cast("string").isin(list(fetch_ids)).alias("__fetch"))
-    raw_probs = raw_counts.probabilities()
-    target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
-    strings: dict[int, list[int]] = {}
-    if bucket_weights is not None:
-        away = pulling_buckets(bucket_weights, raw_probs, PULLING, toward=False)
-        random_index = SELECTIONS.index("random")
-        strings = {code: away for code in range(base ** len(SELECTIONS)) if _holder(code, random_index, base)}
-        if target_texts is not None:
-            strings[_TARGET_TEXTS] = pulling_buckets(bucket_weights, target_probs, PULLING, toward=True)
-            documents = documents.unionByName(target_texts.select(TEXT, F.lit(_TARGET_TEXTS).alias("__group"),
-                                                                  F.lit(True).alias("__strings")),
-                                              allowMissingColumns=True)
-    counted = count_pass(documents, features, F.col("__group"), strings=strings,
-                         strings_only=[_TARGET_TEXTS, _HELD_BY_NONE], labels=F.col("__label") if label_col else None,
-                         string_rows=F.col("__strings"), fetch_rows=F.col("__fetch") if fetch_ids else None)
+        # One featurizing pass over the union of the three selections (at most 3k documents, each once
+        # however many selections hold it), which also gathers the strings of the buckets that pull toward
+        # the target (from its documents, not counted) and away from it (from the random baseline's).
+        base = code_base(weight_cols)
+        held = F.col(GROUP) != F.lit(HELD_BY_NONE)
+        # Drawn for held documents only (with labels every raw row is read): the others give no strings.
+        string_row = held & (uniform(seed, F.col(ID), "report-strings") < F.lit(min(1.0, STRING_DOCUMENTS / k)))
+        documents = rows.select(TEXT, GROUP, *([LABEL] if label_col else []), string_row.alias("__strings"),
+                                F.col(ID).cast("string").alias(ID_KEY),
+                                F.col(ID).cast("string").isin(list(fetch_ids)).alias("__fetch"))
+        raw_probs = raw_counts.probabilities()
+        target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
+        strings: dict[int, list[int]] = {}
+        if bucket_weights is not None:
+            away = pulling_buckets(bucket_weights, raw_probs, PULLING, toward=False)
+            random_index = SELECTIONS.index("random")
+            strings = {code: away for code in range(base ** len(SELECTIONS)) if holder(code, random_index, base)}
+            if target_texts is not None:
+                strings[TARGET_TEXTS] = pulling_buckets(bucket_weights, target_probs, PULLING, toward=True)
+                documents = documents.unionByName(target_texts.select(TEXT, F.lit(TARGET_TEXTS).alias(GROUP),
+                                                                      F.lit(True).alias("__strings")),
+                                                  allowMissingColumns=True)
+        counted = count_pass(documents, features, F.col(GROUP), strings=strings,
+                             strings_only=[TARGET_TEXTS, HELD_BY_NONE], labels=F.col(LABEL) if label_col else None,
+                             string_rows=F.col("__strings"), fetch_rows=F.col("__fetch") if fetch_ids else None)
+        histograms, (n, tokens, short) = histogram_job.result()
+    if figures is not None:
+        figures.histograms(histograms)
     fetched = [{ID: row["id"], TEXT: row["text"], **({"label": row["label"]} if label_col else {})}
                for row in counted.fetched]
 
     def held_by(index: int, target: int | None = None) -> list[BucketCounts]:
         """Counts of the documents selection ``index`` holds (for ``target`` only, if given)."""
-        holders = {code: _holder(code, index, base) for code in counted.counts}
+        holders = {code: holder(code, index, base) for code in counted.counts}
         return [c for code, c in counted.counts.items()
                 if holders[code] and (target is None or holders[code] == target + 1)]
 

@@ -30,8 +30,16 @@ from dsir_spark.run.directory import (
 )
 from dsir_spark.run.scores import open_scores, weight_columns, with_groups
 from dsir_spark.selection.evaluation import Figures, build_report, to_markdown
-from dsir_spark.selection.examples import NGRAMS_SHOWN, TEXT_CHARS, choose, marks
+from dsir_spark.selection.examples import NGRAMS_SHOWN, TEXT_CHARS, marks
+from dsir_spark.selection.report_documents import (
+    ReportSettings,
+    join_held,
+    report_documents,
+    report_rows,
+    staged_report_rows,
+)
 from dsir_spark.selection.report_page import examples_markdown, to_html
+from dsir_spark.selection.resampling import check_selectable
 from dsir_spark.selection.shards import read_manifest, write_manifest
 from dsir_spark.stages.explain import Explainer
 from dsir_spark.stages.runner import run_stage
@@ -117,6 +125,44 @@ def _recorded_sizes(record: dict[str, Any]) -> tuple[int, tuple[int, int, int]] 
     return record["selected"], (record["documents"], record["eligible"], record["eligible_tokens"])
 
 
+def _report_settings(config: RunConfig) -> ReportSettings:
+    return ReportSettings(config.report.label_col, config.report.example_documents)
+
+
+def _staged_rows(spark: SparkSession, config: RunConfig,
+                 record: dict[str, Any]) -> tuple[DataFrame, list[dict[str, Any]]] | None:
+    """The report's rows and examples as the resample stage staged them in its pass over raw; None when
+    it staged none, or for other report settings (then the report joins raw itself)."""
+    staged = record.get("report_documents")
+    wanted = _report_settings(config).as_record()
+    if not staged or {name: staged.get(name) for name in wanted} != wanted:
+        log.info("stage report: reading the raw dataset (the resample stage staged no documents for these "
+                 "report settings)")
+        return None
+    held = spark.read.parquet(f"{stage_dir(config, 'resample')}/held")
+    return staged_report_rows(held, config.report.label_col), staged["examples"]
+
+
+def _rows_from_raw(spark: SparkSession, config: RunConfig, raw: DataFrame, scores: DataFrame, selection: DataFrame,
+                   columns: list[str], selected: int, sizes: tuple[int, int, int] | None,
+                   proportions: list[float] | None) -> tuple[DataFrame, list[dict[str, Any]]]:
+    """The report's rows and examples from a pass over raw, as the resample stage stages them."""
+    settings, quota = config.resample, None
+    if settings.group_col:  # the baselines are held to the selection's quotas too
+        scores, quota = with_groups(scores, raw, config)
+    # In the model's tokens the baselines are as many documents (their model tokens are not counted).
+    num_tokens = None if config.tokens.tokenizer else settings.num_tokens_to_sample
+    sizes = sizes or check_selectable(scores, columns, selected if num_tokens is None else 0,
+                                      settings.min_example_length)
+    documents = report_documents(
+        spark, scores, selection, columns, _report_settings(config), selected=selected, sizes=sizes,
+        num_tokens=num_tokens, proportions=proportions if len(columns) > 1 else None,
+        min_example_length=settings.min_example_length, seed=settings.seed, quota=quota)
+    if is_chunked(scores):
+        raw = expand_chunks(raw, scores, config.raw)
+    return report_rows(join_held(raw, documents), config.report.label_col), documents.examples
+
+
 def raw_for_report(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
     """The raw dataset's documents (``refresh``: see run.directory.open_dataset), failing on a missing
     report.label_col: found before any work, not after the selection is published."""
@@ -148,23 +194,22 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         figures = Figures(local or drawing.name)
         model = load_model(spark, model_path(config))
         buckets = config.features.num_buckets
-        scores, quota = open_scores(spark, config), None
-        if config.resample.group_col:  # the baselines are held to the selection's quotas too
-            scores, quota = with_groups(scores, raw, config)
+        scores = open_scores(spark, config)
         columns = weight_columns(spark, config, scores)
         selection = spark.read.parquet(f"{stage_dir(config, 'resample')}/ids")
-        chosen = choose(scores, selection, columns, config.report.example_documents, config.resample.seed,
-                        config.resample.min_example_length) if config.report.example_documents else []
+        selected, sizes = _recorded_sizes(resampled) or (selection.count(), None)
+        rows, chosen = _staged_rows(spark, config, resampled) or _rows_from_raw(
+            spark, config, raw, scores, selection, columns, selected, sizes, model.target_proportions)
         report = build_report(
             spark,
             scores=scores,
-            raw=expand_chunks(raw, scores, config.raw) if is_chunked(scores) else raw,
             selection=selection,
+            selected=selected,
+            rows=rows,
             raw_counts=load_counts(spark, counts_path(config, config.raw), buckets),
             target_counts=[load_counts(spark, counts_path(config, t), buckets) for t in config.targets],
             target_names=[t.name for t in config.targets],
             weight_cols=columns,
-            proportions=model.target_proportions if len(columns) > 1 else None,
             features=config.features,
             min_example_length=config.resample.min_example_length,
             seed=config.resample.seed,
@@ -172,11 +217,7 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
             bucket_weights=model.bucket_weights()[0] if not model.separate_targets else None,
             bucket_weight_name=model.bucket_weight_name,
             target_texts=_target_texts(spark, config),
-            # In the model's tokens the baselines are as many documents (their model tokens are not counted).
-            num_tokens=None if config.tokens.tokenizer else config.resample.num_tokens_to_sample,
-            quota=quota,
             figures=figures,
-            recorded=_recorded_sizes(resampled),
             fetch_ids=sorted({example[ID] for example in chosen}),
         )
         fetched = report.pop("fetched", [])

@@ -39,6 +39,14 @@ from dsir_spark.run.directory import (
 )
 from dsir_spark.run.scores import open_scores, scores_location, weight_columns, with_groups
 from dsir_spark.selection.model_budget import select_in_model_tokens
+from dsir_spark.selection.report_documents import (
+    SELECTED,
+    ReportDocuments,
+    ReportSettings,
+    join_held,
+    report_documents,
+    staged_columns,
+)
 from dsir_spark.selection.resampling import (
     KEY,
     Quota,
@@ -78,39 +86,56 @@ from dsir_spark.version import __version__
 log = logging.getLogger("dsir_spark")
 
 
+def write_ids(selection: DataFrame, selection_dir: str) -> DataFrame:
+    """Writes the selected (id, key, log_weight, target, num_tokens) to ``<selection_dir>/ids``; returns them
+    as read back (computed once)."""
+    overwrite(selection).parquet(f"{selection_dir}/ids")
+    return selection.sparkSession.read.parquet(f"{selection_dir}/ids")
+
+
 def write_selection(
-    selection: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, expected: int,
+    chosen: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, expected: int,
     output_format: str = "parquet", add_dsir_columns: bool = True, generated_ids: bool = False,
     table_mode: str = "error", why_missing: Callable[[], str] = lambda: "", shards: ShardConfig | None = None,
-    seed: int = 0,
+    seed: int = 0, report: ReportDocuments | None = None,
 ) -> int:
-    """Writes the selected (id, key, ...) to ``<selection_dir>/ids`` and the selected raw rows, with all
-    their columns, to ``out_dir`` (a folder, or ``table:<name>`` for a catalog table written with
-    ``table_mode``); returns the number of documents written. With ``shards``, the documents are only
-    staged (as Parquet, with the shard writer's order and tokens): ``publish_shards`` writes them.
+    """Writes the selected raw rows of ``chosen`` (``write_ids``' frame), with all their columns, to
+    ``out_dir`` (a folder, or ``table:<name>`` for a catalog table written with ``table_mode``); returns
+    the number of documents written. With ``shards``, the documents are only staged (as Parquet, with the
+    shard writer's order and tokens): ``publish_shards`` writes them. With ``report``, the report's
+    documents are staged from the same pass over raw, in ``<selection_dir>/held`` (Parquet, the
+    selected rows' output columns beside them), and the output is written from there.
 
     The documents are staged in ``<selection_dir>/documents`` and counted first: unless there are
     exactly ``expected`` of them, ``out_dir`` is not written and a ResampleError says what was found
     (ids not in raw, ids found twice) and ``why_missing()`` what to do."""
-    spark = selection.sparkSession
-    overwrite(selection).parquet(f"{selection_dir}/ids")
-    chosen = spark.read.parquet(f"{selection_dir}/ids")
-    joined = raw.join(chosen.withColumnRenamed(ID, "__dsir_id"), on="__dsir_id", how="inner")
-    columns = [F.col(f"`{c}`") for c in original_columns(raw)]
+    spark = chosen.sparkSession
+    if report is None:
+        joined = raw.join(chosen.withColumnRenamed(ID, "__dsir_id"), on="__dsir_id", how="inner")
+    else:
+        joined = join_held(raw, report)
+    columns = [(c, F.col(f"`{c}`")) for c in original_columns(raw)]
     if generated_ids:
-        columns.append(F.col("__dsir_id").alias("dsir_id"))
+        columns.append(("dsir_id", F.col("__dsir_id")))
     if add_dsir_columns:
-        columns += [F.col("log_weight").alias("dsir_log_weight"), F.col("target").alias("dsir_target")]
+        columns += [("dsir_log_weight", F.col("log_weight")), ("dsir_target", F.col("target"))]
     if shards is not None:
-        columns += [order_column(shards, seed, "__dsir_id", KEY).alias(ORDER), F.col(NUM_TOKENS).alias(TOKENS),
-                    F.col("__dsir_id").alias("__dsir_sid")]
+        columns += [(ORDER, order_column(shards, seed, "__dsir_id", KEY)), (TOKENS, F.col(NUM_TOKENS)),
+                    ("__dsir_sid", F.col("__dsir_id"))]
         if shards.format == "megatron":  # the text the token files encode
-            columns.append(F.col("__dsir_text").alias(SHARD_TEXT))
+            columns.append((SHARD_TEXT, F.col("__dsir_text")))
     table = output_table(out_dir)
     # Staged as it will be published (a rename publishes it); for shards as Parquet, which they are cut from.
     fmt = "parquet" if table or shards else output_format
     staged = f"{selection_dir}/documents"
-    writer = overwrite(joined.select(*columns))
+    if report is None:
+        documents = joined.select(*[column.alias(name) for name, column in columns])
+    else:  # one pass over raw stages the report's documents; the output's are read from them
+        overwrite(joined.select(*staged_columns(report.settings.label_col, columns))).parquet(
+            f"{selection_dir}/held")
+        held = spark.read.parquet(f"{selection_dir}/held")
+        documents = held.where(F.col(SELECTED)).select(*[F.col(f"`{name}`") for name, _ in columns])
+    writer = overwrite(documents)
     (writer.json if fmt == "json" else writer.parquet)(staged)
     # A JSON Lines file holds one document per line, so the staged rows are counted without parsing them.
     found = (spark.read.text(staged) if fmt == "json" else spark.read.parquet(staged)).count()
@@ -256,6 +281,23 @@ def _texts(raw: DataFrame, scores: DataFrame, config: RunConfig) -> DataFrame:
     return raw.select(F.col("__dsir_id").alias(ID), F.col("__dsir_text").alias(TEXT))
 
 
+def _report_documents(spark: SparkSession, config: RunConfig, scores: DataFrame, chosen: DataFrame,
+                      columns: list[str], summary: dict[str, Any], proportions: list[float] | None,
+                      quota: Quota | None) -> ReportDocuments | None:
+    """The documents the report will read, to be staged in this stage's pass over raw; None when there
+    will be no report (report.enabled false, an empty selection) or it reads raw itself (chunks: its
+    documents are chunks of raw's)."""
+    if not config.report.enabled or not summary["selected"] or is_chunked(scores):
+        return None
+    settings = config.resample
+    return report_documents(
+        spark, scores, chosen, columns, ReportSettings(config.report.label_col, config.report.example_documents),
+        selected=summary["selected"], sizes=(summary["documents"], summary["eligible"], summary["eligible_tokens"]),
+        # In the model's tokens the baselines are as many documents (their model tokens are not counted).
+        num_tokens=None if config.tokens.tokenizer else settings.num_tokens_to_sample, proportions=proportions,
+        min_example_length=settings.min_example_length, seed=settings.seed, quota=quota)
+
+
 def raw_for_resample(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
     """The raw dataset's documents (``refresh``: see run.directory.open_dataset), failing on what would stop the
     resample stage late: a missing resample.group_col, or a raw column the output adds itself."""
@@ -335,13 +377,17 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
         raw = raw_rows
         if is_chunked(scores):
             raw = expand_chunks(raw, scores.join(selection.select(ID), on=ID), config.raw)
+        chosen = write_ids(selection, selection_dir)
+        report = _report_documents(spark, config, scores, chosen, columns, summary, proportions, quota)
         written = write_selection(
-            selection, raw, selection_dir, out_dir,
+            chosen, raw, selection_dir, out_dir,
             expected=summary["selected"], output_format=settings.output_format,
             add_dsir_columns=settings.add_dsir_columns, generated_ids=config.raw.id_col is None,
             table_mode=settings.table_mode, why_missing=_why_missing(spark, config, inputs),
-            shards=settings.shards, seed=settings.seed,
+            shards=settings.shards, seed=settings.seed, report=report,
         )
+        if report is not None:  # the report's documents, staged for these report settings
+            summary["report_documents"] = {**report.settings.as_record(), "examples": report.examples}
         extra = {"shards": publish_shards(spark, config, summary, inputs)} if settings.shards else {}
         if not settings.shards:  # shards: the manifest names the run directory
             mark_output(spark, config)

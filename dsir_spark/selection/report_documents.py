@@ -1,0 +1,162 @@
+"""What the report reads of raw: the documents its three selections hold (the selection, and the random
+and top-k baselines of the same size), each tagged with which of them hold it, its example documents,
+and with a label column every raw row for its label.
+
+The resample stage joins raw with its selection anyway: it joins these documents in the same pass and
+stages them (``staged_columns``), so the report reads them instead of raw. A report asked for with other
+settings than those staged joins raw itself (``report_rows``), to the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dsir_spark.columns import ID, NUM_TOKENS, TEXT
+from dsir_spark.selection.examples import choose
+from dsir_spark.selection.resampling import Quota, select
+
+SELECTIONS = ("selected", "random", "top_k")
+# A document's group in the report's counting pass: the sum over the selections i holding it of
+# (its target there + 1) x base^i; the targets' documents (n-gram strings only) and the raw documents no
+# selection holds (read for their labels, or fetched as examples) have these.
+TARGET_TEXTS = -1
+HELD_BY_NONE = 0
+GROUP = "__group"
+LABEL = "__label"
+# The documents the selections hold are sent to every task while there are at most this many (a few
+# tens of MB): raw is joined where it is read, never shuffled; more are joined by a shuffle.
+BROADCAST_HELD = 3_000_000
+SELECTED = "__dsir_selected"  # held by the selection: its rows are the output
+
+
+def code_base(weight_cols: Sequence[str]) -> int:
+    """The base of the groups' codes: a selection holds a document for one of its targets, or not."""
+    return (len(weight_cols) if len(weight_cols) > 1 else 1) + 1
+
+
+def holder(code: int, index: int, base: int) -> int:
+    """From a document's group: 0 if selection ``index`` does not hold it, else its target + 1."""
+    return (code // base ** index) % base if code >= 0 else 0
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """The settings the report's documents depend on beyond the selection: staged ones serve a report
+    with the same."""
+
+    label_col: str | None
+    example_documents: int
+
+    def as_record(self) -> dict[str, Any]:
+        return {"label_col": self.label_col, "example_documents": self.example_documents}
+
+
+@dataclass(frozen=True)
+class ReportDocuments:
+    """The documents the report reads: ``held`` (id, GROUP) of every one a selection holds or that is
+    an example; ``examples`` as examples.choose gives them."""
+
+    held: DataFrame
+    examples: list[dict[str, Any]]
+    settings: ReportSettings
+
+
+def baselines(scores: DataFrame, weight_cols: Sequence[str], *, selected: int, sizes: tuple[int, int, int],
+              num_tokens: int | None, proportions: Sequence[float] | None, min_example_length: int, seed: int,
+              quota: Quota | None) -> tuple[DataFrame, DataFrame]:
+    """The random and top-k baselines: as many documents as the selection's ``selected`` (or the same token
+    budget ``num_tokens``), under the same group ``quota``, from the documents it picked from (``sizes``:
+    check_selectable's answer for these scores). Random is Gumbel top-k with all weights equal and its
+    own noise."""
+    size = {"num_tokens": num_tokens} if num_tokens is not None else {"num_to_sample": selected}
+    common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota,
+                  sizes=sizes, **size)
+    grouped = [quota.column] if quota is not None else []
+    flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
+    # Small Spark jobs wait on scheduling more than they work: the two run side by side.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsir-spark-baseline") as pool:
+        random_job = pool.submit(select, flat, list(weight_cols), noise_salt="random-baseline", **common)
+        top_k, _ = select(scores, list(weight_cols), top_k=True, **common)
+        random, _ = random_job.result()
+    return random, top_k
+
+
+def report_documents(spark: SparkSession, scores: DataFrame, selection: DataFrame, weight_cols: Sequence[str],
+                     settings: ReportSettings, *, selected: int, sizes: tuple[int, int, int],
+                     num_tokens: int | None, proportions: Sequence[float] | None, min_example_length: int,
+                     seed: int, quota: Quota | None) -> ReportDocuments:
+    """The documents the report reads for ``selection`` (id, key, log_weight, target, num_tokens) of
+    ``scores``: its own, its baselines' (see ``baselines``) and its examples' (examples.choose). ``held``
+    has the selection's columns too (null in the rows it does not hold) and SELECTED."""
+    examples = choose(scores, selection, weight_cols, settings.example_documents, seed,
+                      min_example_length) if settings.example_documents else []
+    random, top_k = baselines(scores, weight_cols, selected=selected, sizes=sizes, num_tokens=num_tokens,
+                              proportions=proportions, min_example_length=min_example_length, seed=seed,
+                              quota=quota)
+    base, separate = code_base(weight_cols), len(weight_cols) > 1
+    tagged = None
+    for index, frame in enumerate((selection, random, top_k)):
+        target = F.col("target").cast("int") if separate else F.lit(0)
+        part = frame.select(ID, ((target + F.lit(1)) * F.lit(base ** index)).alias("__code"))
+        tagged = part if tagged is None else tagged.unionByName(part)
+    fetch_ids = sorted({example[ID] for example in examples})
+    if fetch_ids:  # joined too, held by no selection unless one holds them
+        wanted = spark.createDataFrame([(i,) for i in fetch_ids], f"{ID} string")
+        tagged = tagged.unionByName(wanted.select(F.col(ID).cast(scores.schema[ID].dataType).alias(ID),
+                                                  F.lit(HELD_BY_NONE).alias("__code")))
+    codes = tagged.groupBy(ID).agg(F.sum("__code").cast("int").alias(GROUP))
+    held = (codes.join(selection, on=ID, how="left")
+            .withColumn(SELECTED, (F.col(GROUP) % F.lit(base)) != F.lit(0)))
+    if 3 * selected + len(fetch_ids) <= BROADCAST_HELD:
+        held = F.broadcast(held)
+    return ReportDocuments(held, examples, settings)
+
+
+def join_held(raw: DataFrame, documents: ReportDocuments) -> DataFrame:
+    """``raw`` (from ``io.read_dataset``) joined with the held documents (GROUP, SELECTED and the
+    selection's columns): the held rows only, or with a label column every row (GROUP null where none
+    holds it)."""
+    held = documents.held.withColumnRenamed(ID, "__dsir_id")
+    return raw.join(held, on="__dsir_id", how="left" if documents.settings.label_col else "inner")
+
+
+def report_columns(label_col: str | None) -> dict[str, Column]:
+    """The report's columns of ``join_held``'s frame, by name: ID, TEXT (of held rows only), GROUP
+    (HELD_BY_NONE where none holds it) and, with ``label_col``, LABEL."""
+    held = F.col(GROUP).isNotNull()
+    columns = {ID: F.col("__dsir_id"), TEXT: F.when(held, F.col("__dsir_text")),
+               GROUP: F.coalesce(F.col(GROUP), F.lit(HELD_BY_NONE))}
+    if label_col:
+        columns[LABEL] = F.col(label_col).cast("string")
+    return columns
+
+
+def report_rows(joined: DataFrame, label_col: str | None) -> DataFrame:
+    """The report's rows (see ``report_columns``) of ``join_held``'s frame."""
+    return joined.select(*[column.alias(name) for name, column in report_columns(label_col).items()])
+
+
+def staged_columns(label_col: str | None, output: Sequence[tuple[str, Column]]) -> list[Column]:
+    """What the resample stage stages of ``join_held``'s frame: the ``output`` columns (name, column) of
+    the selected rows (null in the others, which the output leaves out), SELECTED, and the report's
+    columns (named by ``staged_name``)."""
+    selected = F.coalesce(F.col(SELECTED), F.lit(False))
+    return [*[F.when(selected, column).alias(name) for name, column in output], selected.alias(SELECTED),
+            *[column.alias(staged_name(name)) for name, column in report_columns(label_col).items()]]
+
+
+def staged_name(name: str) -> str:
+    """The staged column of the report's column ``name``."""
+    return f"__dsir_report_{name.strip('_')}"
+
+
+def staged_report_rows(staged: DataFrame, label_col: str | None) -> DataFrame:
+    """The report's rows (as ``report_rows`` gives them) of the resample stage's staged frame."""
+    names = [ID, TEXT, GROUP, *([LABEL] if label_col else [])]
+    return staged.select(*[F.col(staged_name(name)).alias(name) for name in names])
