@@ -56,12 +56,15 @@ def test_the_staged_documents_are_the_held_ones_and_every_rows_label(spark, run)
     assert record["report_documents"]["label_col"] == "metadata.pile_set_name"
     held = spark.read.parquet(str(root / "run" / "selection" / "held")).toPandas()
     assert len(held) == documents  # a label column: every raw row, for raw's label shares
-    texts = held[held["__dsir_report_text"].notna()]
-    # The selection's 40 and the baselines' 40 each (overlapping), and the examples (2 per group)
+    selected = held["__dsir_selected"]
+    assert int(selected.sum()) == 40
+    # Only the selected rows carry the output's columns, their text there only (not staged twice).
+    assert held["contents"].notna().sum() == 40 and held[selected]["contents"].notna().all()
+    assert held[selected]["__dsir_report_text"].isna().all()
+    # The selection's 40 and the baselines' 40 each (overlapping), and the examples (2 per group).
+    texts = held[held["__dsir_report_text"].notna() | selected]
     assert 40 < len(texts) <= 3 * 40 + 5 * 2
-    assert int(held["__dsir_selected"].sum()) == 40
-    # Only the selected rows carry the output's columns.
-    assert held["contents"].notna().sum() == 40 and held[held["__dsir_selected"]]["contents"].notna().all()
+    assert (held["__dsir_report_group"] != 0).sum() <= len(texts)
 
 
 def test_the_report_from_the_staged_documents_equals_one_that_reads_raw(spark, run):

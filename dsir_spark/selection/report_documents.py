@@ -10,7 +10,7 @@ settings than those staged joins raw itself (``report_rows``), to the same rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,22 +69,18 @@ class ReportDocuments:
 
 def baselines(scores: DataFrame, weight_cols: Sequence[str], *, selected: int, sizes: tuple[int, int, int],
               num_tokens: int | None, proportions: Sequence[float] | None, min_example_length: int, seed: int,
-              quota: Quota | None) -> tuple[DataFrame, DataFrame]:
-    """The random and top-k baselines: as many documents as the selection's ``selected`` (or the same token
-    budget ``num_tokens``), under the same group ``quota``, from the documents it picked from (``sizes``:
-    check_selectable's answer for these scores). Random is Gumbel top-k with all weights equal and its
-    own noise."""
+              quota: Quota | None, pool: ThreadPoolExecutor) -> tuple[Future, Future]:
+    """The random and top-k baselines, selected on ``pool``'s threads: as many documents as the
+    selection's ``selected`` (or the same token budget ``num_tokens``), under the same group ``quota``,
+    from the documents it picked from (``sizes``: check_selectable's answer for these scores). Random is
+    Gumbel top-k with all weights equal and its own noise."""
     size = {"num_tokens": num_tokens} if num_tokens is not None else {"num_to_sample": selected}
     common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota,
                   sizes=sizes, **size)
     grouped = [quota.column] if quota is not None else []
     flat = scores.select(ID, NUM_TOKENS, *grouped, *[F.lit(0.0).alias(c) for c in weight_cols])
-    # Small Spark jobs wait on scheduling more than they work: the two run side by side.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsir-spark-baseline") as pool:
-        random_job = pool.submit(select, flat, list(weight_cols), noise_salt="random-baseline", **common)
-        top_k, _ = select(scores, list(weight_cols), top_k=True, **common)
-        random, _ = random_job.result()
-    return random, top_k
+    return (pool.submit(select, flat, list(weight_cols), noise_salt="random-baseline", **common),
+            pool.submit(select, scores, list(weight_cols), top_k=True, **common))
 
 
 def report_documents(spark: SparkSession, scores: DataFrame, selection: DataFrame, weight_cols: Sequence[str],
@@ -94,11 +90,15 @@ def report_documents(spark: SparkSession, scores: DataFrame, selection: DataFram
     """The documents the report reads for ``selection`` (id, key, log_weight, target, num_tokens) of
     ``scores``: its own, its baselines' (see ``baselines``) and its examples' (examples.choose). ``held``
     has the selection's columns too (null in the rows it does not hold) and SELECTED."""
-    examples = choose(scores, selection, weight_cols, settings.example_documents, seed,
-                      min_example_length) if settings.example_documents else []
-    random, top_k = baselines(scores, weight_cols, selected=selected, sizes=sizes, num_tokens=num_tokens,
-                              proportions=proportions, min_example_length=min_example_length, seed=seed,
-                              quota=quota)
+    # Small Spark jobs wait on scheduling more than they work: the baselines and the examples are
+    # chosen side by side.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsir-spark-report-documents") as pool:
+        random_job, top_k_job = baselines(scores, weight_cols, selected=selected, sizes=sizes,
+                                          num_tokens=num_tokens, proportions=proportions,
+                                          min_example_length=min_example_length, seed=seed, quota=quota, pool=pool)
+        examples = choose(scores, selection, weight_cols, settings.example_documents, seed,
+                          min_example_length) if settings.example_documents else []
+        (random, _), (top_k, _) = random_job.result(), top_k_job.result()
     base, separate = code_base(weight_cols), len(weight_cols) > 1
     tagged = None
     for index, frame in enumerate((selection, random, top_k)):
@@ -145,10 +145,12 @@ def report_rows(joined: DataFrame, label_col: str | None) -> DataFrame:
 def staged_columns(label_col: str | None, output: Sequence[tuple[str, Column]]) -> list[Column]:
     """What the resample stage stages of ``join_held``'s frame: the ``output`` columns (name, column) of
     the selected rows (null in the others, which the output leaves out), SELECTED, and the report's
-    columns (named by ``staged_name``)."""
+    columns (named by ``staged_name``; a selected row's text is its output's, not staged twice)."""
     selected = F.coalesce(F.col(SELECTED), F.lit(False))
+    report = report_columns(label_col)
+    report[TEXT] = F.when(~selected, report[TEXT])
     return [*[F.when(selected, column).alias(name) for name, column in output], selected.alias(SELECTED),
-            *[column.alias(staged_name(name)) for name, column in report_columns(label_col).items()]]
+            *[column.alias(staged_name(name)) for name, column in report.items()]]
 
 
 def staged_name(name: str) -> str:
@@ -156,7 +158,9 @@ def staged_name(name: str) -> str:
     return f"__dsir_report_{name.strip('_')}"
 
 
-def staged_report_rows(staged: DataFrame, label_col: str | None) -> DataFrame:
-    """The report's rows (as ``report_rows`` gives them) of the resample stage's staged frame."""
-    names = [ID, TEXT, GROUP, *([LABEL] if label_col else [])]
-    return staged.select(*[F.col(staged_name(name)).alias(name) for name in names])
+def staged_report_rows(staged: DataFrame, label_col: str | None, text_col: str) -> DataFrame:
+    """The report's rows (as ``report_rows`` gives them) of the resample stage's staged frame, whose
+    selected rows have their text in the output's ``text_col``."""
+    text = F.coalesce(F.col(staged_name(TEXT)), F.col(text_col))
+    return staged.select(F.col(staged_name(ID)).alias(ID), text.alias(TEXT), F.col(staged_name(GROUP)).alias(GROUP),
+                         *([F.col(staged_name(LABEL)).alias(LABEL)] if label_col else []))

@@ -140,7 +140,7 @@ def _staged_rows(spark: SparkSession, config: RunConfig,
                  "report settings)")
         return None
     held = spark.read.parquet(f"{stage_dir(config, 'resample')}/held")
-    return staged_report_rows(held, config.report.label_col), staged["examples"]
+    return staged_report_rows(held, config.report.label_col, config.raw.text_col), staged["examples"]
 
 
 def _rows_from_raw(spark: SparkSession, config: RunConfig, raw: DataFrame, scores: DataFrame, selection: DataFrame,
