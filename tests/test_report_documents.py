@@ -110,3 +110,24 @@ def test_other_report_settings_read_raw_to_the_report_staged_for_them(spark, run
     relabelled = json.loads((tmp_path / "run" / "report" / "report.json").read_text())
     for key in COMPARED:
         assert relabelled[key] == staged[key], key
+
+
+def test_a_nested_text_column_and_generated_ids_report_as_from_raw(spark, tmp_path):
+    """The selected rows' text is staged once, in the output's (nested) text column: the report reads it
+    there, to the report that joins raw."""
+    rows = [{"doc": {"body": r["contents"], "source": r["metadata"]["pile_set_name"]}} for r in read_jsonl(PILE)]
+    config = config_from_dict({
+        "run_dir": str(tmp_path / "run"),
+        "raw": {"paths": [write_jsonl(tmp_path / "raw.jsonl", rows)], "text_col": "doc.body"},
+        "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+        "resample": {"num_to_sample": 30, "seed": 1, "output_format": "json"},
+        "report": {"label_col": "doc.source", "example_documents": 2},
+    })
+    run_pipeline(spark, config)
+    staged = _report(tmp_path)
+    texts = {r["doc"]["body"] for r in rows}
+    assert staged["examples"] and all(e["text"] and any(t.startswith(e["text"]) for t in texts)
+                                      for e in staged["examples"])
+    from_raw = _without_staged(spark, tmp_path, lambda: (report_stage(spark, config), _report(tmp_path))[1])
+    for key in COMPARED:
+        assert from_raw[key] == staged[key], key

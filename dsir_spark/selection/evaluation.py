@@ -197,9 +197,9 @@ def build_report(
         held = F.col(GROUP) != F.lit(HELD_BY_NONE)
         # Drawn for held documents only (with labels every raw row is read): the others give no strings.
         string_row = held & (uniform(seed, F.col(ID), "report-strings") < F.lit(min(1.0, STRING_DOCUMENTS / k)))
+        key = F.col(ID).cast("string")
         documents = rows.select(TEXT, GROUP, *([LABEL] if label_col else []), string_row.alias("__strings"),
-                                F.col(ID).cast("string").alias(ID_KEY),
-                                F.col(ID).cast("string").isin(list(fetch_ids)).alias("__fetch"))
+                                key.alias(ID_KEY), key.isin(list(fetch_ids)).alias("__fetch"))
         raw_probs = raw_counts.probabilities()
         target_probs = np.sum([t.counts for t in target_counts], axis=0) / sum(t.counts.sum() for t in target_counts)
         strings: dict[int, list[int]] = {}
