@@ -37,7 +37,7 @@ SELECTED = "__dsir_selected"  # held by the selection: its rows are the output
 
 def code_base(weight_cols: Sequence[str]) -> int:
     """The base of the groups' codes: a selection holds a document for one of its targets, or not."""
-    return (len(weight_cols) if len(weight_cols) > 1 else 1) + 1
+    return len(weight_cols) + 1
 
 
 def holder(code: int, index: int, base: int) -> int:
@@ -59,8 +59,8 @@ class ReportSettings:
 
 @dataclass(frozen=True)
 class ReportDocuments:
-    """The documents the report reads: ``held`` (id, GROUP) of every one a selection holds or that is
-    an example; ``examples`` as examples.choose gives them."""
+    """The documents the report reads: ``held`` (id, GROUP, SELECTED and the selection's columns) of
+    every one a selection holds or that is an example; ``examples`` as examples.choose gives them."""
 
     held: DataFrame
     examples: list[dict[str, Any]]
