@@ -164,8 +164,9 @@ def _fit_sample(spark: SparkSession, config: RunConfig, raw: DataFrame) -> tuple
                           max_chars=plain_text_bytes(spark, config.raw), tokenizer=config.features.tokenizer)
 
 
-# Raw text rarely holds more wordpunct tokens than this per byte of its JSON files (English prose about
-# 0.2, source code about 0.3): under it, raw is taken to be under the fit budget (see _probing).
+# Raw text rarely holds more tokens (features.tokenizer's) than this per byte of its JSON files: English
+# prose about 0.2 wordpunct tokens, source code about 0.3, CJK text in UTF-8 about 0.33 wordpunct_cjk
+# tokens (one per 3-byte character). Under it, raw is taken to be under the fit budget (see _probing).
 LIKELY_TOKENS_PER_BYTE = 0.5
 # Above it, raw's first documents say: raw is taken to be under the budget when its bytes at their
 # tokens per character, a quarter more, are (the head of a corpus is not its average: 15% under it on
