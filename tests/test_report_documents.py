@@ -8,12 +8,14 @@ import json
 import os
 
 import pytest
-from conftest import PILE, TARGET_C, read_jsonl, write_jsonl
+from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl, train_tokenizer, write_jsonl
 
 from dsir_spark.config import config_from_dict
 from dsir_spark.pipeline import run_pipeline
 from dsir_spark.run.directory import read_record, write_record
+from dsir_spark.selection.report_documents import holder
 from dsir_spark.stages.report import report_stage
+from dsir_spark.stages.resample import resample_stage
 
 
 def _report(root) -> dict:
@@ -131,3 +133,39 @@ def test_a_nested_text_column_and_generated_ids_report_as_from_raw(spark, tmp_pa
     from_raw = _without_staged(spark, tmp_path, lambda: (report_stage(spark, config), _report(tmp_path))[1])
     for key in COMPARED:
         assert from_raw[key] == staged[key], key
+
+
+def test_in_the_models_tokens_the_baselines_hold_as_many_documents_and_report_as_from_raw(spark, tmp_path):
+    """A budget in the trainer's tokens split between two targets: the baselines hold as many documents
+    as the selection (their model tokens are not counted), split evenly, staged or joined from raw."""
+    rows = read_jsonl(PILE)
+    raw = write_jsonl(tmp_path / "raw.jsonl", [{"id": r["id"], "text": r["contents"],
+                                                "source": r["metadata"]["pile_set_name"]} for r in rows])
+    settings = {
+        "run_dir": str(tmp_path / "run"),
+        "raw": {"paths": [raw], "id_col": "id"},
+        "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"},
+                    {"paths": [str(TARGET_WIKI)], "text_col": "contents"}],
+        "fit": {"separate_targets": True, "target_proportions": [0.5, 0.5]},
+        "tokens": {"tokenizer": train_tokenizer(tmp_path / "tokenizer.json", [r["contents"] for r in rows])},
+        "resample": {"num_to_sample": None, "num_tokens_to_sample": 6000, "seed": 5},
+        "report": {"label_col": "source", "example_documents": 1},
+    }
+    config = config_from_dict(settings)
+    records = run_pipeline(spark, config)
+    staged = _report(tmp_path)
+    held = spark.read.parquet(str(tmp_path / "run" / "selection" / "held")).toPandas()
+    codes = held["__dsir_report_group"]
+    selected = held[held["__dsir_selected"]]
+    per_target = [int((codes.map(lambda c: holder(c, 0, 3)) == t + 1).sum()) for t in range(2)]
+    assert len(selected) == records["resample"]["selected"] == sum(per_target) and min(per_target) > 0
+    for index in (1, 2):  # random, top-k: as many documents as the selection, split between the targets
+        held_by = [int((codes.map(lambda c, i=index: holder(c, i, 3)) == t + 1).sum()) for t in range(2)]
+        assert sum(held_by) == len(selected) and abs(held_by[0] - held_by[1]) <= 1
+    from_raw = _without_staged(spark, tmp_path, lambda: (report_stage(spark, config), _report(tmp_path))[1])
+    assert "per_target" in staged["kl_reduction"] and "ngrams" not in staged  # separate targets: no n-grams
+    for key in COMPARED:
+        assert from_raw.get(key) == staged.get(key), key
+    # Selected again without a report: the staged documents go (no report would read them).
+    resample_stage(spark, config_from_dict({**settings, "report": {"enabled": False}}))
+    assert not (tmp_path / "run" / "selection" / "held").exists()

@@ -18,8 +18,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dsir_spark.columns import ID, NUM_TOKENS, TEXT
+from dsir_spark.config import RunConfig
 from dsir_spark.selection.examples import choose
-from dsir_spark.selection.resampling import Quota, select
+from dsir_spark.selection.resampling import Quota, check_selectable, select
 
 SELECTIONS = ("selected", "random", "top_k")
 # A document's group in the report's counting pass: the sum over the selections i holding it of
@@ -53,6 +54,10 @@ class ReportSettings:
     label_col: str | None
     example_documents: int
 
+    @classmethod
+    def of(cls, config: RunConfig) -> ReportSettings:
+        return cls(config.report.label_col, config.report.example_documents)
+
     def as_record(self) -> dict[str, Any]:
         return {"label_col": self.label_col, "example_documents": self.example_documents}
 
@@ -83,13 +88,21 @@ def baselines(scores: DataFrame, weight_cols: Sequence[str], *, selected: int, s
             pool.submit(select, scores, list(weight_cols), top_k=True, **common))
 
 
-def report_documents(spark: SparkSession, scores: DataFrame, selection: DataFrame, weight_cols: Sequence[str],
-                     settings: ReportSettings, *, selected: int, sizes: tuple[int, int, int],
-                     num_tokens: int | None, proportions: Sequence[float] | None, min_example_length: int,
-                     seed: int, quota: Quota | None) -> ReportDocuments:
+def report_documents(spark: SparkSession, config: RunConfig, scores: DataFrame, selection: DataFrame,
+                     weight_cols: Sequence[str], *, selected: int, sizes: tuple[int, int, int] | None,
+                     proportions: Sequence[float] | None, quota: Quota | None) -> ReportDocuments:
     """The documents the report reads for ``selection`` (id, key, log_weight, target, num_tokens) of
-    ``scores``: its own, its baselines' (see ``baselines``) and its examples' (examples.choose). ``held``
-    has the selection's columns too (null in the rows it does not hold) and SELECTED."""
+    ``scores``: its own, its baselines' (see ``baselines``) and its examples' (examples.choose), for the
+    run's report and resample settings. ``sizes``: check_selectable's answer for these scores (found
+    again when None). ``held`` has the selection's columns too (null in the rows it does not hold) and
+    SELECTED."""
+    settings, resample = ReportSettings.of(config), config.resample
+    # In the model's tokens the baselines are as many documents (their model tokens are not counted).
+    num_tokens = None if config.tokens.tokenizer else resample.num_tokens_to_sample
+    sizes = sizes or check_selectable(scores, list(weight_cols), selected if num_tokens is None else 0,
+                                      resample.min_example_length)
+    min_example_length, seed = resample.min_example_length, resample.seed
+    proportions = proportions if len(weight_cols) > 1 else None  # one target: nothing to split
     # Small Spark jobs wait on scheduling more than they work: the baselines and the examples are
     # chosen side by side.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsir-spark-report-documents") as pool:

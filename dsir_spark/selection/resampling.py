@@ -303,6 +303,14 @@ def check_selectable(scores: DataFrame, weight_cols: list[str], num_to_sample: i
     return total, eligible_count, tokens
 
 
+def selectable_sizes(summary: dict[str, Any]) -> tuple[int, int, int] | None:
+    """check_selectable's answer (documents, eligible documents, their tokens) as a selection's summary
+    (or the resample stage's record of it) holds it; None in a record from a version that did not."""
+    if "eligible_tokens" not in summary:
+        return None
+    return summary["documents"], summary["eligible"], summary["eligible_tokens"]
+
+
 def require_budget_used(summary: dict[str, Any]) -> None:
     """Fails when a token budget (or a target's share of it) selected no document: the first document in
     key order did not fit, so the selection would be empty though tokens were asked for."""

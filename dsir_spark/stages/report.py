@@ -39,7 +39,7 @@ from dsir_spark.selection.report_documents import (
     staged_report_rows,
 )
 from dsir_spark.selection.report_page import examples_markdown, to_html
-from dsir_spark.selection.resampling import check_selectable
+from dsir_spark.selection.resampling import selectable_sizes
 from dsir_spark.selection.shards import read_manifest, write_manifest
 from dsir_spark.stages.explain import Explainer
 from dsir_spark.stages.runner import run_stage
@@ -117,24 +117,12 @@ def _target_texts(spark: SparkSession, config: RunConfig) -> DataFrame:
     return texts
 
 
-def _recorded_sizes(record: dict[str, Any]) -> tuple[int, tuple[int, int, int]] | None:
-    """The selection's size and the sizes of the scores it picked from (documents, eligible ones, their
-    tokens), from the resample stage's record; None from a version that did not record them."""
-    if "eligible_tokens" not in record:
-        return None
-    return record["selected"], (record["documents"], record["eligible"], record["eligible_tokens"])
-
-
-def _report_settings(config: RunConfig) -> ReportSettings:
-    return ReportSettings(config.report.label_col, config.report.example_documents)
-
-
 def _staged_rows(spark: SparkSession, config: RunConfig,
                  record: dict[str, Any]) -> tuple[DataFrame, list[dict[str, Any]]] | None:
     """The report's rows and examples as the resample stage staged them in its pass over raw; None when
     it staged none, or for other report settings (then the report joins raw itself)."""
     staged = record.get("report_documents")
-    wanted = _report_settings(config).as_record()
+    wanted = ReportSettings.of(config).as_record()
     if not staged or {name: staged.get(name) for name in wanted} != wanted:
         log.info("stage report: reading the raw dataset (the resample stage staged no documents for these "
                  "report settings)")
@@ -147,17 +135,11 @@ def _rows_from_raw(spark: SparkSession, config: RunConfig, raw: DataFrame, score
                    columns: list[str], selected: int, sizes: tuple[int, int, int] | None,
                    proportions: list[float] | None) -> tuple[DataFrame, list[dict[str, Any]]]:
     """The report's rows and examples from a pass over raw, as the resample stage stages them."""
-    settings, quota = config.resample, None
-    if settings.group_col:  # the baselines are held to the selection's quotas too
+    quota = None
+    if config.resample.group_col:  # the baselines are held to the selection's quotas too
         scores, quota = with_groups(scores, raw, config)
-    # In the model's tokens the baselines are as many documents (their model tokens are not counted).
-    num_tokens = None if config.tokens.tokenizer else settings.num_tokens_to_sample
-    sizes = sizes or check_selectable(scores, columns, selected if num_tokens is None else 0,
-                                      settings.min_example_length)
-    documents = report_documents(
-        spark, scores, selection, columns, _report_settings(config), selected=selected, sizes=sizes,
-        num_tokens=num_tokens, proportions=proportions if len(columns) > 1 else None,
-        min_example_length=settings.min_example_length, seed=settings.seed, quota=quota)
+    documents = report_documents(spark, config, scores, selection, columns, selected=selected, sizes=sizes,
+                                 proportions=proportions, quota=quota)
     if is_chunked(scores):
         raw = expand_chunks(raw, scores, config.raw)
     return report_rows(join_held(raw, documents), config.report.label_col), documents.examples
@@ -197,7 +179,8 @@ def report_stage(spark: SparkSession, config: RunConfig, force: bool = True) -> 
         scores = open_scores(spark, config)
         columns = weight_columns(spark, config, scores)
         selection = spark.read.parquet(f"{stage_dir(config, 'resample')}/ids")
-        selected, sizes = _recorded_sizes(resampled) or (selection.count(), None)
+        sizes = selectable_sizes(resampled)
+        selected = resampled["selected"] if sizes else selection.count()  # an older version's record
         rows, chosen = _staged_rows(spark, config, resampled) or _rows_from_raw(
             spark, config, raw, scores, selection, columns, selected, sizes, model.target_proportions)
         report = build_report(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -42,7 +43,6 @@ from dsir_spark.selection.model_budget import select_in_model_tokens
 from dsir_spark.selection.report_documents import (
     SELECTED,
     ReportDocuments,
-    ReportSettings,
     join_held,
     report_documents,
     staged_columns,
@@ -56,6 +56,7 @@ from dsir_spark.selection.resampling import (
     require_enough,
     select,
     select_above,
+    selectable_sizes,
 )
 from dsir_spark.selection.shards import (
     ORDER,
@@ -80,7 +81,7 @@ from dsir_spark.storage.io import (
     require_writable_table,
     write_table,
 )
-from dsir_spark.storage.records import direct_path, overwrite
+from dsir_spark.storage.records import direct_path, local_path, overwrite
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
@@ -112,6 +113,10 @@ def write_selection(
     spark = chosen.sparkSession
     if report is None:
         joined = raw.join(chosen.withColumnRenamed(ID, "__dsir_id"), on="__dsir_id", how="inner")
+        # An earlier selection's staged report documents (its record said so; this one stages none).
+        local = local_path(f"{selection_dir}/held")
+        if local is not None:
+            shutil.rmtree(local, ignore_errors=True)
     else:
         joined = join_held(raw, report)
     columns = [(c, F.col(f"`{c}`")) for c in original_columns(raw)]
@@ -289,13 +294,8 @@ def _report_documents(spark: SparkSession, config: RunConfig, scores: DataFrame,
     documents are chunks of raw's)."""
     if not config.report.enabled or not summary["selected"] or is_chunked(scores):
         return None
-    settings = config.resample
-    return report_documents(
-        spark, scores, chosen, columns, ReportSettings(config.report.label_col, config.report.example_documents),
-        selected=summary["selected"], sizes=(summary["documents"], summary["eligible"], summary["eligible_tokens"]),
-        # In the model's tokens the baselines are as many documents (their model tokens are not counted).
-        num_tokens=None if config.tokens.tokenizer else settings.num_tokens_to_sample, proportions=proportions,
-        min_example_length=settings.min_example_length, seed=settings.seed, quota=quota)
+    return report_documents(spark, config, scores, chosen, columns, selected=summary["selected"],
+                            sizes=selectable_sizes(summary), proportions=proportions, quota=quota)
 
 
 def raw_for_resample(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
