@@ -74,12 +74,15 @@ class ReportDocuments:
 
 def baselines(scores: DataFrame, weight_cols: Sequence[str], *, selected: int, sizes: tuple[int, int, int],
               num_tokens: int | None, proportions: Sequence[float] | None, min_example_length: int, seed: int,
-              quota: Quota | None, pool: ThreadPoolExecutor) -> tuple[Future, Future]:
+              quota: Quota | None, pool: ThreadPoolExecutor,
+              per_target: list[int] | None = None) -> tuple[Future, Future]:
     """The random and top-k baselines, selected on ``pool``'s threads: as many documents as the
-    selection's ``selected`` (or the same token budget ``num_tokens``), under the same group ``quota``,
-    from the documents it picked from (``sizes``: check_selectable's answer for these scores). Random is
-    Gumbel top-k with all weights equal and its own noise."""
-    size = {"num_tokens": num_tokens} if num_tokens is not None else {"num_to_sample": selected}
+    selection's ``selected`` (``per_target``: that many for each target; or the same token budget
+    ``num_tokens``), under the same group ``quota``, from the documents it picked from (``sizes``:
+    check_selectable's answer for these scores). Random is Gumbel top-k with all weights equal and its
+    own noise."""
+    size = ({"num_tokens": num_tokens} if num_tokens is not None
+            else {"num_to_sample": selected, "per_target": per_target})
     common = dict(proportions=proportions, min_example_length=min_example_length, seed=seed, quota=quota,
                   sizes=sizes, **size)
     grouped = [quota.column] if quota is not None else []
@@ -103,12 +106,18 @@ def report_documents(spark: SparkSession, config: RunConfig, scores: DataFrame, 
                                       resample.min_example_length)
     min_example_length, seed = resample.min_example_length, resample.seed
     proportions = proportions if len(weight_cols) > 1 else None  # one target: nothing to split
+    per_target = None
+    if config.tokens.tokenizer and resample.num_tokens_to_sample and len(weight_cols) > 1:
+        # The model-token budget's split gave each target its documents: the baselines take as many.
+        found = dict(selection.groupBy("target").count().collect())
+        per_target = [int(found.get(target, 0)) for target in range(len(weight_cols))]
     # Small Spark jobs wait on scheduling more than they work: the baselines and the examples are
     # chosen side by side.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="dsir-spark-report-documents") as pool:
         random_job, top_k_job = baselines(scores, weight_cols, selected=selected, sizes=sizes,
                                           num_tokens=num_tokens, proportions=proportions,
-                                          min_example_length=min_example_length, seed=seed, quota=quota, pool=pool)
+                                          min_example_length=min_example_length, seed=seed, quota=quota, pool=pool,
+                                          per_target=per_target)
         examples = choose(scores, selection, weight_cols, settings.example_documents, seed,
                           min_example_length) if settings.example_documents else []
         (random, _), (top_k, _) = random_job.result(), top_k_job.result()

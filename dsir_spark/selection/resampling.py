@@ -367,6 +367,7 @@ def select(
     quota: Quota | None = None,
     sizes: tuple[int, int, int] | None = None,
     target_offset: int = 0,
+    per_target: list[int] | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Selects from scores (id, num_tokens, weight columns) exactly ``num_to_sample`` documents, or the
     longest prefix of the key order whose tokens sum to at most ``num_tokens``.
@@ -378,7 +379,8 @@ def select(
     ``quota`` (one weight column only) passes over the documents of groups that are full. ``sizes``:
     check_selectable's answer for these scores, when the caller has it already. ``target_offset``: the
     index of the first weight column's target (its noise and its ``target`` value), for a caller that
-    selects one target at a time.
+    selects one target at a time. ``per_target``: each target's amount as given, instead of the split by
+    ``proportions`` (they sum to the amount).
     """
     if (num_to_sample is None) == (num_tokens is None):
         raise ValueError("give exactly one of num_to_sample and num_tokens")
@@ -387,7 +389,10 @@ def select(
     total, eligible_count, eligible_tokens = sizes or check_selectable(scores, weight_cols, num_to_sample,
                                                                        min_example_length, num_tokens)
     amount = num_to_sample if num_tokens is None else num_tokens
-    if len(weight_cols) > 1:
+    if per_target is not None:
+        if len(per_target) != len(weight_cols) or sum(per_target) != amount:
+            raise ValueError(f"per_target {per_target} does not split {amount} between {len(weight_cols)} targets")
+    elif len(weight_cols) > 1:
         even = [1.0 / len(weight_cols)] * len(weight_cols)
         per_target = split_across_targets(amount, list(proportions or even))
     else:
