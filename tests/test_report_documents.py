@@ -168,3 +168,29 @@ def test_in_the_models_tokens_the_baselines_hold_as_many_documents_and_report_as
     # Selected again without a report: the staged documents go (no report would read them).
     resample_stage(spark, config_from_dict({**settings, "report": {"enabled": False}}))
     assert not (tmp_path / "run" / "selection" / "held").exists()
+
+
+def test_a_chunked_run_stages_its_chunks_and_reports_as_from_raw(spark, tmp_path):
+    """Chunks: the resample stage stages the chunks the report holds (with a label column, every chunk's
+    label), their text the exact slice of their document; the report reads them, to the raw-joined one."""
+    rows = read_jsonl(PILE)
+    config = config_from_dict({
+        "run_dir": str(tmp_path / "run"),
+        "raw": {"paths": [str(PILE)], "text_col": "contents", "id_col": "id"},
+        "targets": [{"paths": [str(TARGET_C)], "text_col": "contents"}],
+        "chunking": {"tokens": 64, "min_tokens": 10},
+        "resample": {"num_to_sample": 40, "seed": 2, "min_example_length": 10},
+        "report": {"label_col": "metadata.pile_set_name", "example_documents": 1},
+    })
+    records = run_pipeline(spark, config)
+    held = spark.read.parquet(str(tmp_path / "run" / "selection" / "held")).toPandas()
+    assert len(held) == records["score"]["chunking"]["chunks"]  # every chunk, for its label
+    texts = {r["id"]: r["contents"] for r in rows}
+    with_text = held[held["__dsir_report_text"].notna()]
+    pairs = zip(with_text["__dsir_report_id"], with_text["__dsir_report_text"])
+    assert len(with_text) > 0 and all(text in texts[int(i.split("/")[0])] for i, text in pairs)
+    staged = _report(tmp_path)
+    assert staged["examples"] and all("/" in e["id"] for e in staged["examples"])
+    from_raw = _without_staged(spark, tmp_path, lambda: (report_stage(spark, config), _report(tmp_path))[1])
+    for key in COMPARED:
+        assert from_raw[key] == staged[key], key

@@ -290,12 +290,20 @@ def _report_documents(spark: SparkSession, config: RunConfig, scores: DataFrame,
                       columns: list[str], summary: dict[str, Any], proportions: list[float] | None,
                       quota: Quota | None) -> ReportDocuments | None:
     """The documents the report will read, to be staged in this stage's pass over raw; None when there
-    will be no report (report.enabled false, an empty selection) or it reads raw itself (chunks: its
-    documents are chunks of raw's)."""
-    if not config.report.enabled or not summary["selected"] or is_chunked(scores):
+    will be no report (report.enabled false, an empty selection)."""
+    if not config.report.enabled or not summary["selected"]:
         return None
     return report_documents(spark, config, scores, chosen, columns, selected=summary["selected"],
                             sizes=selectable_sizes(summary), proportions=proportions, quota=quota)
+
+
+def _held_chunks(scores: DataFrame, chosen: DataFrame, report: ReportDocuments | None) -> DataFrame:
+    """The scored chunks whose text this stage writes: the selected ones, those the report holds, or with
+    a label column every chunk (the report's label shares count chunks)."""
+    if report is not None and report.settings.label_col:
+        return scores
+    held = chosen if report is None else report.held
+    return scores.join(held.select(ID), on=ID)
 
 
 def raw_for_resample(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
@@ -374,11 +382,11 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
                                            "documents_tokenized": summary["selected"],
                                            "documents_selected": summary["selected"]}
         require_budget_used(summary)
-        raw = raw_rows
-        if is_chunked(scores):
-            raw = expand_chunks(raw, scores.join(selection.select(ID), on=ID), config.raw)
         chosen = write_ids(selection, selection_dir)
         report = _report_documents(spark, config, scores, chosen, columns, summary, proportions, quota)
+        raw = raw_rows
+        if is_chunked(scores):  # raw's rows cut into the chunks the output (and the report) hold
+            raw = expand_chunks(raw, _held_chunks(scores, chosen, report), config.raw)
         written = write_selection(
             chosen, raw, selection_dir, out_dir,
             expected=summary["selected"], output_format=settings.output_format,
