@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EOS, PILE, TARGET_C, TARGET_WIKI, read_jsonl, train_tokenizer, write_jsonl
+from conftest import PILE, TARGET_C, TARGET_WIKI, read_jsonl, write_jsonl
 
 from dsir_spark.config import ConfigError, TokensConfig, config_from_dict
 from dsir_spark.featurizer.model_tokens import load_model_tokenizer
@@ -22,6 +22,22 @@ from dsir_spark.run.scores import open_scores
 from dsir_spark.run.status import run_status
 from dsir_spark.selection.resampling import gumbel_keys
 from dsir_spark.selection.shards import ShardError, read_megatron_index, verify
+
+EOS = "<|endoftext|>"
+
+
+def train_tokenizer(path, texts: list[str], vocab_size: int = 2000) -> str:
+    """A byte-level BPE tokenizer trained on ``texts``, saved as tokenizer.json (no download)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.save(str(path))
+    return str(path)
 
 
 @pytest.fixture(scope="module")
