@@ -172,7 +172,7 @@ def test_in_the_models_tokens_the_baselines_hold_as_many_documents_and_report_as
 
 def test_a_chunked_run_stages_its_chunks_and_reports_as_from_raw(spark, tmp_path):
     """Chunks: the resample stage stages the chunks the report holds (with a label column, every chunk's
-    label), their text the exact slice of their document; the report reads them, to the raw-joined one."""
+    label), their text a slice of their document; the report reads them, to the raw-joined one."""
     rows = read_jsonl(PILE)
     config = config_from_dict({
         "run_dir": str(tmp_path / "run"),
