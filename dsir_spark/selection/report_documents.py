@@ -105,7 +105,6 @@ def report_documents(spark: SparkSession, config: RunConfig, scores: DataFrame, 
     sizes = sizes or check_selectable(scores, list(weight_cols), selected if num_tokens is None else 0,
                                       resample.min_example_length)
     min_example_length, seed = resample.min_example_length, resample.seed
-    proportions = proportions if len(weight_cols) > 1 else None  # one target: nothing to split
     per_target = None
     if config.tokens.tokenizer and resample.num_tokens_to_sample and len(weight_cols) > 1:
         # The model-token budget's split gave each target its documents: the baselines take as many.
