@@ -93,9 +93,10 @@ print(json.dumps({{"fit": fitted - started, "weights": scored - fitted, "resampl
 
 
 def write_config(path: Path, run_dir: Path, corpus: Path, target: Path, hash_mode: str, k: int,
-                 second: Path | None = None, declared: bool = False) -> Path:
+                 second: Path | None = None, schema_kind: str | None = None) -> Path:
     more = f"\n  - paths: [{second}]" if second else ""
-    schema = '\n  json_schema: "id BIGINT, text STRING"' if declared else ""
+    schema = {None: "", "declared": '\n  json_schema: "id BIGINT, text STRING"',
+              "sample": "\n  json_schema: sample"}[schema_kind]
     path.write_text(f"""run_dir: {run_dir}
 raw:
   paths: [{corpus}]
@@ -138,6 +139,8 @@ def main() -> None:
     parser.add_argument("--second-target", action="store_true")
     parser.add_argument("--json-schema", action="store_true",
                         help="also run both hash modes with raw's JSON schema declared (no inference pass)")
+    parser.add_argument("--sampled-schema", action="store_true",
+                        help="also run both hash modes with json_schema: sample (lines read whole, no inference pass)")
     args = parser.parse_args()
     corpus, target = build_corpus(args.mb), build_target()
     size_mb, docs = corpus.stat().st_size / 1e6, documents_of(corpus)
@@ -160,13 +163,15 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "dsir_spark.cli", "warm-up"], cwd=ROOT, capture_output=True,
                        check=True, env={**os.environ, "DSIR_SPARK_CACHE": str(archived)})
         warm_up = time.time() - started
-        runs = ((("sha256", archived, False), ("xxhash64", archived, False))
-                + (() if args.no_extras else (("sha256", unarchived, False),))
-                + ((("sha256", archived, True), ("xxhash64", archived, True)) if args.json_schema else ()))
-        for hash_mode, cache, declared in runs:
-            name = hash_mode + ("" if cache == archived else "-no-archive") + ("-json-schema" if declared else "")
+        runs = ((("sha256", archived, None), ("xxhash64", archived, None))
+                + (() if args.no_extras else (("sha256", unarchived, None),))
+                + ((("sha256", archived, "declared"), ("xxhash64", archived, "declared")) if args.json_schema else ())
+                + ((("sha256", archived, "sample"), ("xxhash64", archived, "sample")) if args.sampled_schema else ()))
+        for hash_mode, cache, schema_kind in runs:
+            name = (hash_mode + ("" if cache == archived else "-no-archive")
+                    + {None: "", "declared": "-json-schema", "sample": "-sampled-schema"}[schema_kind])
             config = write_config(Path(work) / f"{name}.yaml", Path(work) / name, corpus, target, hash_mode, k,
-                                  declared=declared)
+                                  schema_kind=schema_kind)
             result = dsir_spark_run(config, args.cores, cache)
             seconds = {s: result["stages"].get(s, {}).get("seconds", 0.0) for s in STAGES}
             inside = sum(seconds.values())

@@ -112,7 +112,8 @@ class DatasetConfig:
                               "it must be a positive number of characters")
         if self.json_schema is not None and not (isinstance(self.json_schema, str) and self.json_schema.strip()):
             raise ConfigError(f"dataset {self.name}: json_schema={self.json_schema!r}; give the JSON files' columns "
-                              "in Spark's DDL (e.g. 'id BIGINT, text STRING'), or null to have Spark infer them")
+                              "in Spark's DDL (e.g. 'id BIGINT, text STRING'), sample to take them from the first "
+                              "lines, or null to have Spark infer them")
         if self.compact not in COMPACT_MODES:
             raise ConfigError(f"dataset {self.name}: compact={self.compact!r}; use one of {COMPACT_MODES}")
         for path in self.paths:

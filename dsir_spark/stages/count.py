@@ -56,6 +56,7 @@ from dsir_spark.storage.io import (
     plain_text_bytes,
     rows,
 )
+from dsir_spark.storage.json_records import SAMPLE
 from dsir_spark.storage.records import read_json, table_exists
 
 log = logging.getLogger("dsir_spark")
@@ -137,7 +138,8 @@ def _dataset_result(by_group: dict[int, BucketCounts], df: DataFrame, index: int
                NOT_UNICODE: "their text holds an escaped lone surrogate (e.g. \\ud800), which no Unicode text has: "
                             "fix or remove them"}.get(
             code, "fix or remove them")
-        if code == MALFORMED and dataset.json_schema:  # the reader takes a value its type cannot hold for malformed
+        # A declared type: the reader takes a value its type cannot hold for malformed.
+        if code == MALFORMED and dataset.json_schema not in (None, SAMPLE):
             how += ", or fix json_schema (a value its type cannot hold, e.g. a string for a BIGINT, is malformed)"
         found = ", ".join(f"{n:,} {reason}" for reason, n in bad.items())
         raise InputError(

@@ -77,14 +77,17 @@ from dsir_spark.storage.io import (
     one_listing,
     original_columns,
     output_table,
+    replace_text,
     require_column,
     require_writable_table,
     write_table,
 )
+from dsir_spark.storage.json_records import RECORD, record_schema, typed
 from dsir_spark.storage.records import direct_path, local_path, overwrite
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
+CHUNK_TEXT = "__dsir_chunk_text"  # a chunk's text, beside its document's line read whole
 
 
 def write_ids(selection: DataFrame, selection_dir: str) -> DataFrame:
@@ -98,7 +101,7 @@ def write_selection(
     chosen: DataFrame, raw: DataFrame, selection_dir: str, out_dir: str, *, expected: int,
     output_format: str = "parquet", add_dsir_columns: bool = True, generated_ids: bool = False,
     table_mode: str = "error", why_missing: Callable[[], str] = lambda: "", shards: ShardConfig | None = None,
-    seed: int = 0, report: ReportDocuments | None = None,
+    seed: int = 0, report: ReportDocuments | None = None, text_col: str = "text", added: dict[str, str] | None = None,
 ) -> int:
     """Writes the selected raw rows of ``chosen`` (``write_ids``' frame), with all their columns, to
     ``out_dir`` (a folder, or ``table:<name>`` for a catalog table written with ``table_mode``); returns
@@ -109,7 +112,11 @@ def write_selection(
 
     The documents are staged in ``<selection_dir>/documents`` and counted first: unless there are
     exactly ``expected`` of them, ``out_dir`` is not written and a ResampleError says what was found
-    (ids not in raw, ids found twice) and ``why_missing()`` what to do."""
+    (ids not in raw, ids found twice) and ``why_missing()`` what to do.
+
+    Rows read whole (``json_schema: sample``) get their columns from the selected rows themselves, once
+    staged (``text_col``: the column a chunk's text replaces; ``added``: the columns dsir-spark adds, see
+    ``added_columns``)."""
     spark = chosen.sparkSession
     if report is None:
         joined = raw.join(chosen.withColumnRenamed(ID, "__dsir_id"), on="__dsir_id", how="inner")
@@ -119,7 +126,13 @@ def write_selection(
             shutil.rmtree(local, ignore_errors=True)
     else:
         joined = join_held(raw, report)
-    columns = [(c, F.col(f"`{c}`")) for c in original_columns(raw)]
+    whole = RECORD in raw.columns
+    if whole:  # the line, and what the run added to it: a chunk's place and text
+        columns = [(RECORD, F.col(RECORD)), *[(c, F.col(c)) for c in (DOC_ID, CHUNK) if c in raw.columns]]
+        if DOC_ID in raw.columns:
+            columns.append((CHUNK_TEXT, F.col("__dsir_text")))
+    else:
+        columns = [(c, F.col(f"`{c}`")) for c in original_columns(raw)]
     if generated_ids:
         columns.append(("dsir_id", F.col("__dsir_id")))
     if add_dsir_columns:
@@ -140,6 +153,11 @@ def write_selection(
             f"{selection_dir}/held")
         held = spark.read.parquet(f"{selection_dir}/held")
         documents = held.where(F.col(SELECTED)).select(*[F.col(f"`{name}`") for name, _ in columns])
+    if whole:
+        if report is None:  # staged first: the columns come from the rows, which are then read once more
+            overwrite(documents).parquet(f"{selection_dir}/lines")
+            documents = spark.read.parquet(f"{selection_dir}/lines")
+        documents = _typed_output(documents, text_col, added or {})
     writer = overwrite(documents)
     (writer.json if fmt == "json" else writer.parquet)(staged)
     # A JSON Lines file holds one document per line, so the staged rows are counted without parsing them.
@@ -152,6 +170,9 @@ def write_selection(
             f"{out_dir}: {absent} selected ids are not ids of the raw dataset and {twice} more rows share a "
             f"selected id; {why_missing()}"
         )
+    lines = local_path(f"{selection_dir}/lines")
+    if lines is not None:  # read into the staged documents
+        shutil.rmtree(lines, ignore_errors=True)
     if table:
         write_table(spark.read.parquet(staged), table, table_mode, "resample.out_dir")
     elif shards is None:
@@ -306,22 +327,42 @@ def _held_chunks(scores: DataFrame, chosen: DataFrame, report: ReportDocuments |
     return scores.join(held.select(ID), on=ID)
 
 
-def raw_for_resample(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
-    """The raw dataset's documents (``refresh``: see run.directory.open_dataset), failing on what would stop the
-    resample stage late: a missing resample.group_col, or a raw column the output adds itself."""
-    raw_rows = good_rows(open_dataset(spark, config, config.raw, refresh))
-    if config.resample.group_col:
-        require_column(raw_rows, config.raw, config.resample.group_col, "group", "resample.group_col")
+def _typed_output(documents: DataFrame, text_col: str, added: dict[str, str]) -> DataFrame:
+    """Staged rows read whole with their columns typed from the rows themselves: the selected rows are
+    the only ones whose full schema the output needs (json_records)."""
+    schema = record_schema(documents)
+    _refuse_added([field.name for field in schema.fields], added)
+    rows = typed(documents, schema)
+    if CHUNK_TEXT in rows.columns:  # a chunk's own text, not its document's
+        rows = replace_text(rows, text_col, F.col(CHUNK_TEXT)).drop(CHUNK_TEXT)
+    return rows
+
+
+def added_columns(config: RunConfig) -> dict[str, str]:
+    """The columns the selected documents get from dsir-spark, each with how to do without it."""
     added = {DOC_ID: "set chunking.tokens: 0", CHUNK: "set chunking.tokens: 0"} if config.chunking.tokens else {}
     if config.resample.add_dsir_columns:
         added.update(dsir_log_weight="set resample.add_dsir_columns: false",
                      dsir_target="set resample.add_dsir_columns: false")
     if config.raw.id_col is None:
         added[GENERATED_ID] = "set raw.id_col to a column of unique ids"
+    return added
+
+
+def _refuse_added(columns: list[str], added: dict[str, str]) -> None:
     for column, how in added.items():
-        if column in original_columns(raw_rows):
+        if column in columns:
             raise InputError(f"dataset raw: it has a column {column!r}, which the selected documents get from "
                              f"dsir-spark; rename that column, or {how}")
+
+
+def raw_for_resample(spark: SparkSession, config: RunConfig, refresh: bool = False) -> DataFrame:
+    """The raw dataset's documents (``refresh``: see run.directory.open_dataset), failing on what would stop the
+    resample stage late: a missing resample.group_col, or a raw column the output adds itself."""
+    raw_rows = good_rows(open_dataset(spark, config, config.raw, refresh))
+    if config.resample.group_col:
+        require_column(raw_rows, config.raw, config.resample.group_col, "group", "resample.group_col")
+    _refuse_added(original_columns(raw_rows), added_columns(config))
     return raw_rows
 
 
@@ -392,7 +433,8 @@ def resample_stage(spark: SparkSession, config: RunConfig, force: bool = True) -
             expected=summary["selected"], output_format=settings.output_format,
             add_dsir_columns=settings.add_dsir_columns, generated_ids=config.raw.id_col is None,
             table_mode=settings.table_mode, why_missing=_why_missing(spark, config, inputs),
-            shards=settings.shards, seed=settings.seed, report=report,
+            shards=settings.shards, seed=settings.seed, report=report, text_col=config.raw.text_col,
+            added=added_columns(config),
         )
         if report is not None:  # the report's documents, staged for these report settings
             summary["report_documents"] = {**report.settings.as_record(), "examples": report.examples}

@@ -42,6 +42,16 @@ from pyspark.sql.types import (
 
 from dsir_spark.columns import ID, TEXT
 from dsir_spark.config import TABLE_PREFIX, DatasetConfig, table_name_parts
+from dsir_spark.storage.json_records import (
+    RECORD,
+    SAMPLE,
+    SAMPLE_FILES,
+    SAMPLE_LINES,
+    record_columns,
+    sampled_files,
+    sampled_schema,
+    whole_lines,
+)
 from dsir_spark.storage.records import NeedsSession, direct_path
 
 BAD = "bad"
@@ -234,15 +244,27 @@ def _json_reader(spark: SparkSession, schema: str | None, config: DatasetConfig)
     if config.json_max_string_length:
         reader = reader.option("maxStringLen", str(config.json_max_string_length))
     if schema:  # a known schema spares Spark its inference pass over every byte of the files
-        struct = StructType.fromJson(json.loads(schema))
+        struct = _with_text_checked(StructType.fromJson(json.loads(schema)), config)
         if CORRUPT not in struct.fieldNames():
             struct = struct.add(CORRUPT, StringType())
-        # Inferred as a string (a mix of strings and numbers is too): check each value's own type. Any
-        # other inferred type fails early, in _resolve_text.
-        if isinstance(_field_type(struct, config.text_col), StringType):
-            struct = _with_variant_text(struct, _name_parts(config.text_col))
         reader = reader.schema(struct)
     return reader
+
+
+def _with_text_checked(struct: StructType, config: DatasetConfig) -> StructType:
+    # Inferred as a string (a mix of strings and numbers is too): check each value's own type. Any
+    # other inferred type fails early, in _resolve_text.
+    if isinstance(_field_type(struct, config.text_col), StringType):
+        return _with_variant_text(struct, _name_parts(config.text_col))
+    return struct
+
+
+def _read_whole_lines(spark: SparkSession, path: str, config: DatasetConfig, schema: str | None) -> DataFrame:
+    """A JSON path read whole (json_records): RECORD and CORRUPT, and the columns of its sampled
+    ``schema`` taken from RECORD, as the rest of a run expects them from the JSON reader."""
+    struct = _with_text_checked(StructType.fromJson(json.loads(schema or _json_schema(spark, path, config))), config)
+    frame = whole_lines(_json_reader(spark, None, config), CORRUPT).json(path)
+    return frame.select(*record_columns(struct), RECORD, CORRUPT)
 
 
 def _read_one(spark: SparkSession, path: str, fmt: str, config: DatasetConfig, schema: str | None = None) -> DataFrame:
@@ -252,6 +274,8 @@ def _read_one(spark: SparkSession, path: str, fmt: str, config: DatasetConfig, s
             frame = spark.read.table(path.removeprefix(TABLE_PREFIX))
             _ = frame.schema  # Spark Connect analyzes lazily: a missing table should fail here
             return frame
+        if fmt == "json" and config.json_schema == SAMPLE:
+            return _read_whole_lines(spark, path, config, schema)
         if fmt == "json":
             return _json_reader(spark, schema, config).json(path)
         return spark.read.parquet(path)
@@ -343,6 +367,11 @@ def require_column(df: DataFrame, config: DatasetConfig, column: str, role: str,
         if column in shown:  # a top-level name with a dot in it, read as parent.child
             raise InputError(f"dataset {config.name}: {role} column {column!r} is read as a nested field, but the "
                              f"column is named {column!r} itself; write it back-quoted: {setting}: '`{column}`'")
+        if config.json_schema == SAMPLE:  # the columns are those of the sampled lines
+            raise InputError(f"dataset {config.name}: {role} column {column!r} not found in the sampled lines (the "
+                             f"first {SAMPLE_LINES:,} lines of up to {SAMPLE_FILES} files), whose columns are "
+                             f"{shown}; set {setting} (nested fields as parent.child), or json_schema: null to "
+                             "have Spark infer the columns from every line")
         if config.json_schema:  # the columns are the declared ones: the column may be missing from json_schema
             raise InputError(f"dataset {config.name}: {role} column {column!r} not found; columns are {shown} (the "
                              f"JSON files' columns are those json_schema declares); add it to json_schema, or set "
@@ -393,6 +422,13 @@ def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]
 
 
 def _json_schema(spark: SparkSession, path: str, config: DatasetConfig) -> str:
+    if config.json_schema == SAMPLE:  # the first lines of a few files, never a pass over all of them
+        try:
+            files = [name for name, size, _ in list_files(spark, path) if size > 0]
+        except AnalysisException as exc:
+            raise _path_not_found(config.name, path) from exc
+        reader = whole_lines(_json_reader(spark, None, config), CORRUPT)
+        return sampled_schema(reader, sampled_files(files)).json()
     return _declared_schema(config) if config.json_schema else _read_one(spark, path, "json", config).schema.json()
 
 
@@ -495,8 +531,11 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
         schema = schemas[index] if schemas else None
         if fmt == "json" and schema is None:  # infer once (unless declared), then read with the text as VARIANT
             schema = _json_schema(spark, path, config)
+        if config.json_schema == SAMPLE and fmt != "json":
+            raise InputError(f"dataset {config.name}: json_schema: sample reads JSON Lines, but {path} is {fmt}; "
+                             "set json_schema: null, or give this dataset JSON Lines only")
         frame = _read_one(spark, path, fmt, config, schema)
-        if fmt == "json" and not [c for c in frame.columns if c != CORRUPT]:
+        if fmt == "json" and not [c for c in frame.columns if c not in (CORRUPT, RECORD)]:
             _require_json_lines(spark, config, path)  # no line parsed: say what the files are instead
         if len(config.paths) > 1:  # each path must have the text column itself: a union would fill in nulls
             _require_text(frame, config, path)
@@ -511,7 +550,9 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
         _require_id_type(require_column(df, config, config.id_col, "id", "id_col"), config)
         ident = F.col(config.id_col)
     else:
-        row = F.to_json(F.struct(*[F.col(f"`{c}`") for c in original_columns(df)]))
+        # A line read whole is its own JSON: its id depends on no other line's types.
+        row = (F.to_json(F.col(RECORD)) if RECORD in df.columns
+               else F.to_json(F.struct(*[F.col(f"`{c}`") for c in original_columns(df)])))
         ident = F.substring(F.sha2(F.concat_ws("\u0000", F.col("__dsir_source"), row), 256), 1, 32)
     kept = [F.col(f"`{c}`") for c in df.columns if c != "__dsir_source"]
     return df.select(*kept, ident.alias("__dsir_id"), text.alias("__dsir_text"))
@@ -628,7 +669,11 @@ def check_ids(scored: DataFrame, where: str, advice: str = RAW_ID_ADVICE) -> Non
 
 def id_source(config: DatasetConfig) -> str:
     """Where a dataset's ids come from, as messages name it."""
-    return f"id_col {config.id_col!r}" if config.id_col else "generated ids"
+    if not config.id_col:
+        return "generated ids"
+    if config.json_schema == SAMPLE:  # typed as the sampled lines have it: another type reads as null
+        return f"id_col {config.id_col!r} (json_schema: sample: an id of another type than the sampled lines' is null)"
+    return f"id_col {config.id_col!r}"
 
 
 def require_rows(df: DataFrame, what: str) -> None:
