@@ -141,12 +141,12 @@ def test_generated_ids_hash_the_line_as_read_and_do_not_follow_other_files(spark
     assert len(set(ids("sample", 3))) == 2
 
 
-def test_chunks_and_shards_come_out_as_inferred(spark, tmp_path):
+def test_chunks_shards_and_their_report_come_out_as_inferred(spark, tmp_path):
     raw = write_jsonl(tmp_path / "raw.jsonl", rows(120, late_from=100))
     found = {}
     for mode in (None, "sample"):
         name = mode or "inferred"
-        run = replace(config(tmp_path / name, [raw], mode, k=30, output_format="json", report=False,
+        run = replace(config(tmp_path / name, [raw], mode, k=30, output_format="json",
                              shards=ShardConfig(num_files=2, compression="none")),
                       chunking=ChunkingConfig(tokens=200, min_tokens=10))
         run_pipeline(spark, run)
@@ -156,6 +156,10 @@ def test_chunks_and_shards_come_out_as_inferred(spark, tmp_path):
         found[name] = sorted(read_jsonl_files(folder), key=lambda r: (r["id"], r["dsir_chunk"]))
     assert found["sample"] == found["inferred"]
     assert all(len(r["contents"]) < 2_000 for r in found["sample"])  # chunks' text, not their documents'
+    # the report, from the staged chunks: the selected ones' text is the chunk's, not the line's
+    reports = [json.loads((tmp_path / name / "report" / "report.json").read_text()) for name in ("inferred", "sample")]
+    for key in ("kl_reduction", "labels", "ngrams", "examples", "tokens"):
+        assert reports[1][key] == reports[0][key], key
 
 
 def read_jsonl_files(folder) -> list[dict]:

@@ -21,7 +21,8 @@ from dsir_spark.columns import ID, NUM_TOKENS, TEXT
 from dsir_spark.config import RunConfig
 from dsir_spark.selection.examples import choose
 from dsir_spark.selection.resampling import Quota, check_selectable, select
-from dsir_spark.storage.json_records import RECORD
+from dsir_spark.storage.io import name_parts
+from dsir_spark.storage.json_records import RECORD, record_text
 
 SELECTIONS = ("selected", "random", "top_k")
 # A document's group in the report's counting pass: the sum over the selections i holding it of
@@ -170,8 +171,7 @@ def staged_columns(label_col: str | None, output: Sequence[tuple[str, Column]]) 
     columns (named by ``staged_name``; a selected row's text is its output's, not staged twice)."""
     selected = F.coalesce(F.col(SELECTED), F.lit(False))
     report = report_columns(label_col)
-    if RECORD not in [name for name, _ in output]:  # a line read whole holds its text in no column
-        report[TEXT] = F.when(~selected, report[TEXT])
+    report[TEXT] = F.when(~selected, report[TEXT])
     return [*[F.when(selected, column).alias(name) for name, column in output], selected.alias(SELECTED),
             *[column.alias(staged_name(name)) for name, column in report.items()]]
 
@@ -184,8 +184,7 @@ def staged_name(name: str) -> str:
 def staged_report_rows(staged: DataFrame, label_col: str | None, text_col: str) -> DataFrame:
     """The report's rows (as ``report_rows`` gives them) of the resample stage's staged frame, whose
     selected rows have their text in the output's ``text_col``."""
-    text = F.col(staged_name(TEXT))
-    if RECORD not in staged.columns:
-        text = F.coalesce(text, F.col(text_col))
+    output_text = record_text(staged, name_parts(text_col)) if RECORD in staged.columns else F.col(text_col)
+    text = F.coalesce(F.col(staged_name(TEXT)), output_text)
     return staged.select(F.col(staged_name(ID)).alias(ID), text.alias(TEXT), F.col(staged_name(GROUP)).alias(GROUP),
                          *([F.col(staged_name(LABEL)).alias(LABEL)] if label_col else []))

@@ -82,12 +82,11 @@ from dsir_spark.storage.io import (
     require_writable_table,
     write_table,
 )
-from dsir_spark.storage.json_records import RECORD, record_schema, typed
+from dsir_spark.storage.json_records import CHUNK_TEXT, RECORD, record_schema, typed
 from dsir_spark.storage.records import direct_path, local_path, overwrite
 from dsir_spark.version import __version__
 
 log = logging.getLogger("dsir_spark")
-CHUNK_TEXT = "__dsir_chunk_text"  # a chunk's text, beside its document's line read whole
 
 
 def write_ids(selection: DataFrame, selection_dir: str) -> DataFrame:

@@ -87,7 +87,7 @@ def _path_not_found(dataset: str, path: str) -> InputError:
 _NAME_PART = re.compile(r"`([^`]*)`|([^.`]+)")
 
 
-def _name_parts(dotted: str) -> list[str]:
+def name_parts(dotted: str) -> list[str]:
     """The parts of a (possibly nested, possibly back-quoted) column name: ``metadata.text``, or
     ```my.text``` for a top-level column whose name holds a dot."""
     return [quoted or plain for quoted, plain in _NAME_PART.findall(dotted)]
@@ -255,7 +255,7 @@ def _with_text_checked(struct: StructType, config: DatasetConfig) -> StructType:
     # Inferred as a string (a mix of strings and numbers is too): check each value's own type. Any
     # other inferred type fails early, in _resolve_text.
     if isinstance(_field_type(struct, config.text_col), StringType):
-        return _with_variant_text(struct, _name_parts(config.text_col))
+        return _with_variant_text(struct, name_parts(config.text_col))
     return struct
 
 
@@ -308,7 +308,7 @@ def _with_variant_text(schema: StructType, parts: list[str]) -> StructType:
 
 def replace_text(df: DataFrame, text_col: str, value: Column) -> DataFrame:
     """``df`` with its (possibly nested, dotted) text column replaced by ``value``."""
-    return df.select(*_with_text(df.columns, _name_parts(text_col), value))
+    return df.select(*_with_text(df.columns, name_parts(text_col), value))
 
 
 def _with_text(columns: Sequence[str], parts: list[str], value: Column) -> list[Column]:
@@ -337,7 +337,7 @@ def _tagged(df: DataFrame, config: DatasetConfig, limit: int, index: int, path: 
         bad = (F.when(text.isNull(), F.lit(NO_TEXT))
                .when((kind != F.lit("STRING")) & (kind != F.lit("VOID")), F.lit(NOT_STRING)).otherwise(bad))
         value = F.when(kind == F.lit("STRING"), F.variant_get(text, "$", "string"))
-        kept = _with_text(columns, _name_parts(config.text_col), value)
+        kept = _with_text(columns, name_parts(config.text_col), value)
     if CORRUPT in df.columns:
         corrupt = F.col(CORRUPT)
         bad = (F.when(corrupt.isNull(), bad)
@@ -353,7 +353,7 @@ def _tagged(df: DataFrame, config: DatasetConfig, limit: int, index: int, path: 
 def _field_type(schema: StructType, dotted: str):
     """The type of a (possibly nested, dotted) field, or None; no query is analyzed, so nothing is logged."""
     node = schema
-    for part in _name_parts(dotted):
+    for part in name_parts(dotted):
         if not isinstance(node, StructType) or part not in node.fieldNames():
             return None
         node = node[part].dataType

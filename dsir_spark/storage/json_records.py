@@ -31,6 +31,7 @@ from pyspark.sql.types import (
 
 SAMPLE = "sample"  # the json_schema value
 RECORD = "__dsir_record"  # each line, whole, as a VARIANT
+CHUNK_TEXT = "__dsir_chunk_text"  # a chunk's text, beside the line of its document
 SAMPLE_LINES = 1000
 SAMPLE_FILES = 16
 
@@ -98,10 +99,16 @@ def _as_inferred(data_type: DataType) -> DataType:
     return data_type
 
 
-def field_path(name: str) -> str:
-    """The VARIANT path of a top-level field called ``name``."""
-    quote = "'" if "'" not in name else '"'
-    return f"$[{quote}{name}{quote}]"
+def field_path(*names: str) -> str:
+    """The VARIANT path of a field: ``names`` from the top level down."""
+    return "$" + "".join(f"[{quote}{name}{quote}]" for name in names for quote in ["'" if "'" not in name else '"'])
+
+
+def record_text(frame: DataFrame, text_parts: Sequence[str]) -> Column:
+    """The text of the rows of ``frame`` (staged with RECORD): a chunk's own, else its line's field
+    ``text_parts`` (the parts of text_col)."""
+    text = F.variant_get(F.col(RECORD), field_path(*text_parts), "string")
+    return F.coalesce(F.col(CHUNK_TEXT), text) if CHUNK_TEXT in frame.columns else text
 
 
 def record_columns(schema: StructType) -> list[Column]:
