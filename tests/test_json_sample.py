@@ -5,6 +5,7 @@ inference, columns the sample missed included."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import replace
 
@@ -166,16 +167,26 @@ def read_jsonl_files(folder) -> list[dict]:
     return [json.loads(line) for part in sorted(folder.glob("*.jsonl")) for line in open(part)]
 
 
-def test_a_column_the_sample_lacks_and_a_parquet_path_are_named(spark, tmp_path):
+def test_a_column_the_sample_lacks_is_named(spark, tmp_path):
     raw = write_jsonl(tmp_path / "raw.jsonl", rows(SAMPLE_LINES + 20, late_from=SAMPLE_LINES + 10))
     with pytest.raises(InputError, match=re.escape(
             "dataset raw: group column 'late.tag' not found in the sampled lines (the first 1,000 lines of up to "
             f"{SAMPLE_FILES} files), whose columns are ['contents', 'id', 'meta', 'score']; set resample.group_col")):
         run_pipeline(spark, config(tmp_path / "group", [raw], "sample", group_col="late.tag", max_share=0.5,
                                    report=False))
-    pd.DataFrame({"id": [1], "contents": ["a b c"]}).to_parquet(tmp_path / "more.parquet")
-    with pytest.raises(InputError, match="json_schema: sample reads JSON Lines, but .*more.parquet is parquet"):
-        run_pipeline(spark, config(tmp_path / "mixed", [raw, tmp_path / "more.parquet"], "sample", report=False))
+
+
+def test_a_dataset_mixing_json_lines_and_parquet_is_inferred_as_before(spark, tmp_path, caplog):
+    raw = write_jsonl(tmp_path / "raw.jsonl", rows(50, late_from=40))
+    pd.DataFrame({"id": [10_000], "contents": ["int main(void) { return 0; }"]}).to_parquet(tmp_path / "more.parquet")
+    outputs = {}
+    caplog.set_level(logging.INFO, logger="dsir_spark")
+    for mode in (None, "sample"):
+        name = mode or "inferred"
+        run_pipeline(spark, config(tmp_path / name, [raw, tmp_path / "more.parquet"], mode, k=51, report=False))
+        outputs[name] = pq.read_table(tmp_path / name / "output").sort_by([("id", "ascending")])
+    assert outputs["sample"] == outputs["inferred"] and outputs["sample"].num_rows == 51
+    assert "json_schema: sample reads datasets of JSON Lines only" in caplog.text
 
 
 def test_an_id_of_another_type_than_the_sampled_ones_is_named(spark, tmp_path):

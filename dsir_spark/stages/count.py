@@ -257,7 +257,7 @@ def _count_datasets(spark: SparkSession, config: RunConfig, datasets: list[Datas
     if counts_raw:
         # Every raw document needs its own id (the resample stage relies on it): checked in this pass.
         ids = counted.ids
-        problem = id_problem(f"raw dataset ({', '.join(config.raw.paths)}), {id_source(config.raw)}",
+        problem = id_problem(f"raw dataset ({', '.join(config.raw.paths)}), {id_source(config.raw, frames[raw_index])}",
                              ids.null_ids, ids.duplicated, ids.examples)
         if problem:
             raise InputError(problem)

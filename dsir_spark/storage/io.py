@@ -16,12 +16,13 @@ from __future__ import annotations
 import fnmatch
 import glob
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from typing import Any
 
@@ -68,6 +69,7 @@ _LONE_SURROGATE = (r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{
                    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 # Jackson's default limit on one JSON string, which Spark's JSON reader applies (option maxStringLen).
 JSON_MAX_STRING_LENGTH = 20_000_000
+log = logging.getLogger("dsir_spark")
 
 
 class InputError(ValueError):
@@ -367,7 +369,7 @@ def require_column(df: DataFrame, config: DatasetConfig, column: str, role: str,
         if column in shown:  # a top-level name with a dot in it, read as parent.child
             raise InputError(f"dataset {config.name}: {role} column {column!r} is read as a nested field, but the "
                              f"column is named {column!r} itself; write it back-quoted: {setting}: '`{column}`'")
-        if config.json_schema == SAMPLE:  # the columns are those of the sampled lines
+        if RECORD in df.columns:  # the columns are those of the sampled lines
             raise InputError(f"dataset {config.name}: {role} column {column!r} not found in the sampled lines (the "
                              f"first {SAMPLE_LINES:,} lines of up to {SAMPLE_FILES} files), whose columns are "
                              f"{shown}; set {setting} (nested fields as parent.child), or json_schema: null to "
@@ -410,11 +412,21 @@ def _require_id_type(field_type, config: DatasetConfig) -> None:
         )
 
 
+def _as_read(spark: SparkSession, config: DatasetConfig) -> DatasetConfig:
+    """``config`` as its paths are read: ``json_schema: sample`` (lines read whole) needs every path to be
+    JSON Lines; a dataset that mixes in Parquet or a table has its JSON paths' schema inferred."""
+    if config.json_schema != SAMPLE or all(_format_of(spark, path, config.format, config.name) == "json"
+                                           for path in config.paths):
+        return config
+    return replace(config, json_schema=None)
+
+
 def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]:
     """The schema of each JSON path of a dataset, as JSON: the dataset's ``json_schema`` when declared,
     else what Spark infers (one pass over its files); None for Parquet and tables, whose schema costs
     nothing to read."""
     schemas: list[str | None] = []
+    config = _as_read(spark, config)
     for path in config.paths:
         fmt = _format_of(spark, path, config.format, config.name)
         schemas.append(_json_schema(spark, path, config) if fmt == "json" else None)
@@ -524,6 +536,11 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
     """
     if len(config.paths) > 1:
         _require_each_file_once(spark, config)
+    read_as = _as_read(spark, config)
+    if read_as != config:
+        log.info("dataset %s: json_schema: sample reads datasets of JSON Lines only; its JSON paths are read "
+                 "with Spark's schema inference, beside its other paths", config.name)
+        config = read_as
     frames = []
     limit = config.json_max_string_length or JSON_MAX_STRING_LENGTH
     for index, path in enumerate(config.paths):
@@ -531,9 +548,6 @@ def read_dataset(spark: SparkSession, config: DatasetConfig, schemas: Sequence[s
         schema = schemas[index] if schemas else None
         if fmt == "json" and schema is None:  # infer once (unless declared), then read with the text as VARIANT
             schema = _json_schema(spark, path, config)
-        if config.json_schema == SAMPLE and fmt != "json":
-            raise InputError(f"dataset {config.name}: json_schema: sample reads JSON Lines, but {path} is {fmt}; "
-                             "set json_schema: null, or give this dataset JSON Lines only")
         frame = _read_one(spark, path, fmt, config, schema)
         if fmt == "json" and not [c for c in frame.columns if c not in (CORRUPT, RECORD)]:
             _require_json_lines(spark, config, path)  # no line parsed: say what the files are instead
@@ -667,11 +681,11 @@ def check_ids(scored: DataFrame, where: str, advice: str = RAW_ID_ADVICE) -> Non
     raise InputError(id_problem(where, nulls, duplicated, repeated, advice))
 
 
-def id_source(config: DatasetConfig) -> str:
-    """Where a dataset's ids come from, as messages name it."""
+def id_source(config: DatasetConfig, frame: DataFrame | None = None) -> str:
+    """Where a dataset's ids come from, as messages name it (``frame``: the dataset as read, if at hand)."""
     if not config.id_col:
         return "generated ids"
-    if config.json_schema == SAMPLE:  # typed as the sampled lines have it: another type reads as null
+    if frame is not None and RECORD in frame.columns:  # typed as the sampled lines have it: another type is null
         return f"id_col {config.id_col!r} (json_schema: sample: an id of another type than the sampled lines' is null)"
     return f"id_col {config.id_col!r}"
 
