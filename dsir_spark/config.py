@@ -91,7 +91,8 @@ class DatasetConfig:
     name: str | None = None
     on_bad_records: str = "fail"
     json_max_string_length: int | None = None
-    json_schema: str | None = None
+    # sample: columns from the first lines, each line read whole | null: Spark's inference | Spark DDL
+    json_schema: str | None = "sample"
     compact: str = "auto"
 
     def __post_init__(self) -> None:

@@ -291,8 +291,9 @@ def test_a_budget_whose_first_document_does_not_fit_is_an_error_not_an_empty_sel
 
 @pytest.mark.parametrize("change,message", [
     ({"report": {"label_col": "metadata.pile_set_nme"}}, "dataset raw: label column 'metadata.pile_set_nme' not "
-                                                          "found; columns are ['contents', 'id', 'metadata']; set "
-                                                          "report.label_col (nested fields as parent.child)"),
+                                                          "found; columns are ['contents', 'id', 'metadata'] (in the "
+                                                          "first 1,000 lines of up to 16 files: json_schema: sample); "
+                                                          "set report.label_col (nested fields as parent.child)"),
     ({"resample": {"num_to_sample": 20, "group_col": "source", "max_share": 0.5}},
      "dataset raw: group column 'source' not found; columns are ['contents', 'id', 'metadata']"),
     ({"rename": "dsir_target"}, "dataset raw: it has a column 'dsir_target', which the selected documents get from "

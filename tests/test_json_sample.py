@@ -170,8 +170,8 @@ def read_jsonl_files(folder) -> list[dict]:
 def test_a_column_the_sample_lacks_is_named(spark, tmp_path):
     raw = write_jsonl(tmp_path / "raw.jsonl", rows(SAMPLE_LINES + 20, late_from=SAMPLE_LINES + 10))
     with pytest.raises(InputError, match=re.escape(
-            "dataset raw: group column 'late.tag' not found in the sampled lines (the first 1,000 lines of up to "
-            f"{SAMPLE_FILES} files), whose columns are ['contents', 'id', 'meta', 'score']; set resample.group_col")):
+            "dataset raw: group column 'late.tag' not found; columns are ['contents', 'id', 'meta', 'score'] (in the "
+            f"first 1,000 lines of up to {SAMPLE_FILES} files: json_schema: sample); set resample.group_col")):
         run_pipeline(spark, config(tmp_path / "group", [raw], "sample", group_col="late.tag", max_share=0.5,
                                    report=False))
 
@@ -194,8 +194,9 @@ def test_an_id_of_another_type_than_the_sampled_ones_is_named(spark, tmp_path):
     data[-1]["id"] = "x-1004"
     raw = write_jsonl(tmp_path / "raw.jsonl", data)
     with pytest.raises(InputError, match=re.escape(
-            "id_col 'id' (json_schema: sample: an id of another type than the sampled lines' is null): 1 documents "
-            "have a null id")):
+            "id_col 'id': 1 documents have a null id; give an id_col without nulls, or leave id_col unset to have "
+            "ids derived from the rows; with json_schema: sample an id of another type than the sampled lines' (a "
+            "string among integers) reads as null: set json_schema: null")):
         run_pipeline(spark, config(tmp_path / "run", [raw], "sample", report=False))
 
 

@@ -60,8 +60,9 @@ def test_the_staged_documents_are_the_held_ones_and_every_rows_label(spark, run)
     assert len(held) == documents  # a label column: every raw row, for raw's label shares
     selected = held["__dsir_selected"]
     assert int(selected.sum()) == 40
-    # Only the selected rows carry the output's columns, their text there only (not staged twice).
-    assert held["contents"].notna().sum() == 40 and held[selected]["contents"].notna().all()
+    # Only the selected rows carry the output's columns (their lines, read whole: json_schema: sample),
+    # their text there only (not staged twice).
+    assert held["__dsir_record"].notna().sum() == 40 and held[selected]["__dsir_record"].notna().all()
     assert held[selected]["__dsir_report_text"].isna().all()
     # The selection's 40 and the baselines' 40 each (overlapping), and the examples (2 per group).
     texts = held[held["__dsir_report_text"].notna() | selected]

@@ -56,7 +56,7 @@ from dsir_spark.storage.io import (
     plain_text_bytes,
     rows,
 )
-from dsir_spark.storage.json_records import SAMPLE
+from dsir_spark.storage.json_records import RECORD, SAMPLE, SAMPLED_ID_NOTE
 from dsir_spark.storage.records import read_json, table_exists
 
 log = logging.getLogger("dsir_spark")
@@ -257,8 +257,10 @@ def _count_datasets(spark: SparkSession, config: RunConfig, datasets: list[Datas
     if counts_raw:
         # Every raw document needs its own id (the resample stage relies on it): checked in this pass.
         ids = counted.ids
-        problem = id_problem(f"raw dataset ({', '.join(config.raw.paths)}), {id_source(config.raw, frames[raw_index])}",
+        problem = id_problem(f"raw dataset ({', '.join(config.raw.paths)}), {id_source(config.raw)}",
                              ids.null_ids, ids.duplicated, ids.examples)
+        if problem and ids.null_ids and RECORD in frames[raw_index].columns:
+            problem += SAMPLED_ID_NOTE
         if problem:
             raise InputError(problem)
         raw_extra = {"fit_sample": sample_info, "num_tokens_to_fit": config.fit.num_tokens_to_fit,

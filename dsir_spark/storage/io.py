@@ -370,10 +370,10 @@ def require_column(df: DataFrame, config: DatasetConfig, column: str, role: str,
             raise InputError(f"dataset {config.name}: {role} column {column!r} is read as a nested field, but the "
                              f"column is named {column!r} itself; write it back-quoted: {setting}: '`{column}`'")
         if RECORD in df.columns:  # the columns are those of the sampled lines
-            raise InputError(f"dataset {config.name}: {role} column {column!r} not found in the sampled lines (the "
-                             f"first {SAMPLE_LINES:,} lines of up to {SAMPLE_FILES} files), whose columns are "
-                             f"{shown}; set {setting} (nested fields as parent.child), or json_schema: null to "
-                             "have Spark infer the columns from every line")
+            raise InputError(f"dataset {config.name}: {role} column {column!r} not found; columns are {shown} (in "
+                             f"the first {SAMPLE_LINES:,} lines of up to {SAMPLE_FILES} files: json_schema: sample); "
+                             f"set {setting} (nested fields as parent.child), or json_schema: null to have Spark "
+                             "infer the columns from every line")
         if config.json_schema:  # the columns are the declared ones: the column may be missing from json_schema
             raise InputError(f"dataset {config.name}: {role} column {column!r} not found; columns are {shown} (the "
                              f"JSON files' columns are those json_schema declares); add it to json_schema, or set "
@@ -681,13 +681,10 @@ def check_ids(scored: DataFrame, where: str, advice: str = RAW_ID_ADVICE) -> Non
     raise InputError(id_problem(where, nulls, duplicated, repeated, advice))
 
 
-def id_source(config: DatasetConfig, frame: DataFrame | None = None) -> str:
-    """Where a dataset's ids come from, as messages name it (``frame``: the dataset as read, if at hand)."""
-    if not config.id_col:
-        return "generated ids"
-    if frame is not None and RECORD in frame.columns:  # typed as the sampled lines have it: another type is null
-        return f"id_col {config.id_col!r} (json_schema: sample: an id of another type than the sampled lines' is null)"
-    return f"id_col {config.id_col!r}"
+def id_source(config: DatasetConfig) -> str:
+    """Where a dataset's ids come from, as messages name it."""
+    return f"id_col {config.id_col!r}" if config.id_col else "generated ids"
+
 
 
 def require_rows(df: DataFrame, what: str) -> None:

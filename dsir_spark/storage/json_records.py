@@ -34,6 +34,9 @@ RECORD = "__dsir_record"  # each line, whole, as a VARIANT
 CHUNK_TEXT = "__dsir_chunk_text"  # a chunk's text, beside the line of its document
 SAMPLE_LINES = 1000
 SAMPLE_FILES = 16
+# An id_col is typed as the sampled lines have it: another type reads as null, which this adds to the error.
+SAMPLED_ID_NOTE = ("; with json_schema: sample an id of another type than the sampled lines' (a string among "
+                   "integers) reads as null: set json_schema: null to have Spark type the ids from every line")
 
 
 def whole_lines(reader: DataFrameReader, corrupt: str) -> DataFrameReader:
