@@ -187,6 +187,10 @@ def test_a_dataset_mixing_json_lines_and_parquet_is_inferred_as_before(spark, tm
         outputs[name] = pq.read_table(tmp_path / name / "output").sort_by([("id", "ascending")])
     assert outputs["sample"] == outputs["inferred"] and outputs["sample"].num_rows == 51
     assert "json_schema: sample reads datasets of JSON Lines only" in caplog.text
+    with pytest.raises(InputError) as error:  # inferred: the message is inference's
+        run_pipeline(spark, config(tmp_path / "label", [raw, tmp_path / "more.parquet"], "sample", label_col="meta.x"))
+    assert str(error.value) == ("dataset raw: label column 'meta.x' not found; columns are ['contents', 'id', 'late', "
+                                "'meta', 'score']; set report.label_col (nested fields as parent.child)")
 
 
 def test_an_id_of_another_type_than_the_sampled_ones_is_named(spark, tmp_path):

@@ -374,7 +374,7 @@ def require_column(df: DataFrame, config: DatasetConfig, column: str, role: str,
                              f"the first {SAMPLE_LINES:,} lines of up to {SAMPLE_FILES} files: json_schema: sample); "
                              f"set {setting} (nested fields as parent.child), or json_schema: null to have Spark "
                              "infer the columns from every line")
-        if config.json_schema:  # the columns are the declared ones: the column may be missing from json_schema
+        if config.json_schema not in (None, SAMPLE):  # declared: the column may be missing from json_schema
             raise InputError(f"dataset {config.name}: {role} column {column!r} not found; columns are {shown} (the "
                              f"JSON files' columns are those json_schema declares); add it to json_schema, or set "
                              f"{setting} (nested fields as parent.child)")
@@ -423,8 +423,8 @@ def _as_read(spark: SparkSession, config: DatasetConfig) -> DatasetConfig:
 
 def json_schemas(spark: SparkSession, config: DatasetConfig) -> list[str | None]:
     """The schema of each JSON path of a dataset, as JSON: the dataset's ``json_schema`` when declared,
-    else what Spark infers (one pass over its files); None for Parquet and tables, whose schema costs
-    nothing to read."""
+    the columns of the first lines of a few files with ``sample`` (json_records), else what Spark infers
+    (one pass over its files); None for Parquet and tables, whose schema costs nothing to read."""
     schemas: list[str | None] = []
     config = _as_read(spark, config)
     for path in config.paths:
