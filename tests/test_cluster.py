@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from cluster import REPO, ConnectServer, StandaloneCluster, package_library, spark_env, spark_submit, wait_for
@@ -126,14 +127,20 @@ def run_connect_client(script: str, config: dict, tmp_path: Path) -> dict:
         server.stop()
 
 
-def test_the_whole_pipeline_from_a_spark_connect_client(cluster_inputs, tmp_path):
-    _, config_for, expected = cluster_inputs
+def test_the_whole_pipeline_from_a_spark_connect_client(spark, cluster_inputs, tmp_path):
+    root, config_for, expected = cluster_inputs
     config = config_for(tmp_path / "run")
     # the target's columns declared (parsed by the server): its counts, and so the selection, as inferred ones
     config["targets"][0]["json_schema"] = "contents STRING, id BIGINT"
+    # raw as JSON Lines, its columns sampled (the default): lines read whole, the output typed by the server
+    spark.read.parquet(str(root / "raw")).write.json(str(tmp_path / "raw_json"))
+    config["raw"]["paths"] = [str(tmp_path / "raw_json")]
     output = run_connect_client(CONNECT_CLIENT, config, tmp_path)
     assert output["stages"] == sorted(["count", "fit", "score", "resample", "report"])
     assert output["ids"] == expected
+    written = pq.read_table(tmp_path / "run" / "output")
+    assert written.num_rows == len(expected) and sorted(written.column("id").to_pylist()) == expected
+    assert written.column_names == ["contents", "id", "source", "dsir_log_weight", "dsir_target"]
     # Progress reached the client from the server's own reports: tasks, and the input read so far.
     stages = {line.split(":")[0] for line in output["progress"]}
     assert {"stage count", "stage score"} <= stages, output["progress"]

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from dsir_spark.columns import CHUNK, DOC_ID, GENERATED_ID, ID, NUM_TOKENS, TEXT
 from dsir_spark.config import ResampleConfig, RunConfig, ShardConfig, require_sample_size, resolved_location
@@ -82,7 +83,7 @@ from dsir_spark.storage.io import (
     require_writable_table,
     write_table,
 )
-from dsir_spark.storage.json_records import CHUNK_TEXT, RECORD, record_schema, typed
+from dsir_spark.storage.json_records import CHUNK_TEXT, RECORD, columns_found, typed, with_columns_found
 from dsir_spark.storage.records import direct_path, local_path, overwrite
 from dsir_spark.version import __version__
 
@@ -145,18 +146,20 @@ def write_selection(
     # Staged as it will be published (a rename publishes it); for shards as Parquet, which they are cut from.
     fmt = "parquet" if table or shards else output_format
     staged = f"{selection_dir}/documents"
+    # Lines read whole: the selected ones' columns are found as they are staged (json_records).
+    found_columns = Observation("dsir-spark-output-columns") if whole else None
     if report is None:
         documents = joined.select(*[column.alias(name) for name, column in columns])
+        if found_columns is not None:  # staged first: the output is typed from the staged lines
+            overwrite(with_columns_found(documents, found_columns)).parquet(f"{selection_dir}/lines")
+            documents = spark.read.parquet(f"{selection_dir}/lines")
     else:  # one pass over raw stages the report's documents; the output's are read from them
-        overwrite(joined.select(*staged_columns(report.settings.label_col, columns))).parquet(
-            f"{selection_dir}/held")
+        held = joined.select(*staged_columns(report.settings.label_col, columns))
+        overwrite(with_columns_found(held, found_columns) if found_columns else held).parquet(f"{selection_dir}/held")
         held = spark.read.parquet(f"{selection_dir}/held")
         documents = held.where(F.col(SELECTED)).select(*[F.col(f"`{name}`") for name, _ in columns])
-    if whole:
-        if report is None:  # staged first: the columns come from the rows, which are then read once more
-            overwrite(documents).parquet(f"{selection_dir}/lines")
-            documents = spark.read.parquet(f"{selection_dir}/lines")
-        documents = _typed_output(documents, text_col, added or {})
+    if found_columns is not None:
+        documents = _typed_output(documents, columns_found(found_columns), text_col, added or {})
     writer = overwrite(documents)
     (writer.json if fmt == "json" else writer.parquet)(staged)
     # A JSON Lines file holds one document per line, so the staged rows are counted without parsing them.
@@ -326,10 +329,9 @@ def _held_chunks(scores: DataFrame, chosen: DataFrame, report: ReportDocuments |
     return scores.join(held.select(ID), on=ID)
 
 
-def _typed_output(documents: DataFrame, text_col: str, added: dict[str, str]) -> DataFrame:
-    """Staged rows read whole with their columns typed from the rows themselves: the selected rows are
-    the only ones whose full schema the output needs (json_records)."""
-    schema = record_schema(documents)
+def _typed_output(documents: DataFrame, schema: StructType, text_col: str, added: dict[str, str]) -> DataFrame:
+    """Staged rows read whole with their columns (``schema``, found as they were staged): the selected
+    rows are the only ones whose full schema the output needs (json_records)."""
     _refuse_added([field.name for field in schema.fields], added)
     rows = typed(documents, schema)
     if CHUNK_TEXT in rows.columns:  # a chunk's own text, not its document's

@@ -5,7 +5,7 @@ Spark infers a JSON schema from every line of the files: a pass over all of them
 at most SAMPLE_FILES files, which is what the run's checks and settings see (text_col, id_col, the
 group and label columns). Every pass reads each line whole, as one VARIANT (Spark's
 ``singleVariantColumn``), so a column that no sampled line has is kept, not lost; the output's columns
-are typed from the selected rows themselves (``record_schema``), the only rows whose full schema the
+are typed from the selected rows themselves (``with_columns_found``), the only rows whose full schema the
 run needs. Types follow Spark's JSON inference: integers BIGINT, other numbers DOUBLE, a field whose
 values differ in type (or are all null) STRING.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import Column, DataFrame, DataFrameReader
+from pyspark.sql import Column, DataFrame, DataFrameReader, Observation
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -125,13 +125,19 @@ def record_columns(schema: StructType) -> list[Column]:
     return columns
 
 
-def record_schema(frame: DataFrame) -> StructType:
-    """The columns the RECORD values of ``frame``'s rows have (one pass over ``frame``)."""
-    return inferred_types(frame.select(F.schema_of_variant_agg(RECORD)).first()[0])
+def with_columns_found(frame: DataFrame, observation: Observation) -> DataFrame:
+    """``frame``, whose RECORD values' columns ``observation`` finds as the frame is written (no pass of its
+    own; RECORD null where a row is not to be typed)."""
+    return frame.observe(observation, F.schema_of_variant_agg(RECORD).alias("columns"))
+
+
+def columns_found(observation: Observation) -> StructType:
+    """The columns ``with_columns_found`` found, as Spark's JSON inference types them."""
+    return inferred_types(observation.get["columns"])
 
 
 def typed(frame: DataFrame, schema: StructType) -> DataFrame:
-    """``frame`` with RECORD replaced, in its place, by its fields (``schema``: record_schema's answer)."""
+    """``frame`` with RECORD replaced, in its place, by its fields (``schema``: columns_found's answer)."""
     columns: list[Column] = []
     for name in frame.columns:
         columns += record_columns(schema) if name == RECORD else [F.col(f"`{name}`")]
