@@ -261,10 +261,11 @@ def _with_text_checked(struct: StructType, config: DatasetConfig) -> StructType:
     return struct
 
 
-def _read_whole_lines(spark: SparkSession, path: str, config: DatasetConfig, schema: str | None) -> DataFrame:
+def _read_whole_lines(spark: SparkSession, path: str, config: DatasetConfig, schema: str) -> DataFrame:
     """A JSON path read whole (json_records): RECORD and CORRUPT, and the columns of its sampled
-    ``schema`` taken from RECORD, as the rest of a run expects them from the JSON reader."""
-    struct = _with_text_checked(StructType.fromJson(json.loads(schema or _json_schema(spark, path, config))), config)
+    ``schema`` (read_dataset finds it first) taken from RECORD, as the rest of a run expects them from
+    the JSON reader."""
+    struct = _with_text_checked(StructType.fromJson(json.loads(schema)), config)
     frame = whole_lines(_json_reader(spark, None, config), CORRUPT).json(path)
     return frame.select(*record_columns(struct), RECORD, CORRUPT)
 
